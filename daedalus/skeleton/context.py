@@ -1,0 +1,76 @@
+"""What every operator of a day job shares: the DuckDB connection, the day, its files."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from daedalus.plan import Plan
+from daedalus.sources import partition_day, read_parquet_sql, sql_ident, sql_str, timestamp_sql
+
+
+def ts_literal(t: dt.datetime) -> str:
+    return f"TIMESTAMP {sql_str(t.strftime('%Y-%m-%d %H:%M:%S.%f'))}"
+
+
+def interval_sql(micros: int) -> str:
+    return f"INTERVAL {sql_str(f'{micros} microseconds')}"
+
+
+def table(name: str) -> str:
+    """The DuckDB table holding an operator's result."""
+    return sql_ident(f"t:{name}")
+
+
+@dataclass
+class DayContext:
+    con: duckdb.DuckDBPyConnection
+    plan: Plan
+    day: dt.date
+    files: dict[str, list[str]]          # per source id: the files this day job may read
+    schema_files: dict[str, str]         # per source id: any file of the source (types when a day has none)
+    output_root: Path
+    _types: dict[tuple[str, ...], dict[str, str]] = field(default_factory=dict)
+
+    @property
+    def start(self) -> dt.datetime:
+        return dt.datetime.combine(self.day, dt.time())
+
+    @property
+    def end(self) -> dt.datetime:
+        return self.start + dt.timedelta(days=1)
+
+    def source_files(self, sid: str, lookback_days: int | None) -> list[str]:
+        """The subset of the job's files for partitions day-lookback..day (all when unpartitioned)."""
+        out = []
+        for f in self.files.get(sid, []):
+            d = partition_day(f)
+            if d is None or (d <= self.day and (lookback_days is None or d >= self.day - dt.timedelta(days=lookback_days))):
+                out.append(f)
+        return out
+
+    def relation(self, sid: str, files: list[str]) -> tuple[str, bool]:
+        """SQL for reading `files` (or an empty relation of the source's schema) and whether it is empty."""
+        if files:
+            return read_parquet_sql(files), False
+        return read_parquet_sql([self.schema_files[sid]]), True
+
+    def column_types(self, relation: str) -> dict[str, str]:
+        key = (relation,)
+        if key not in self._types:
+            rows = self.con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()
+            self._types[key] = {r[0]: r[1] for r in rows}
+        return self._types[key]
+
+    def ts_expr(self, relation: str, column: str, where: str) -> str:
+        return timestamp_sql(column, self.column_types(relation)[column], where)
+
+    def value_expr(self, relation: str, column: str) -> str:
+        """A source column as operators see it: timestamps as UTC TIMESTAMP, others as stored."""
+        t = self.column_types(relation)[column].upper()
+        if t.startswith("TIMESTAMP"):
+            return timestamp_sql(column, t, column)
+        return sql_ident(column)

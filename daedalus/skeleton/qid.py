@@ -1,0 +1,136 @@
+"""qid: one integer per feed session (contract section 7).
+
+qids are assigned by one job per run (`assign_qids`), before the day jobs, into a registry
+that only grows; day jobs read it, and `publish_qid_map` writes `qid_map.parquet` from the
+day outputs once they are written. Neither file is an mtime input of the day jobs, so a
+new qid never makes other days look stale, and qids never depend on how many days run at
+once: the registry is written by a single job in a fixed order.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+from filelock import FileLock
+
+from daedalus.atomic import write_parquet
+from daedalus.errors import DaedalusError
+from daedalus.plan import Operator, Plan, QidParams, SpineParams
+from daedalus.skeleton.context import DayContext, table, ts_literal
+from daedalus.sources import partition_day, read_parquet_sql, sql_ident, sql_str, timestamp_sql
+
+
+def state_dir(output_root: Path) -> Path:
+    return Path(output_root) / ".daedalus"
+
+
+def registry_path(output_root: Path) -> Path:
+    return state_dir(output_root) / "qid" / "registry.parquet"
+
+
+def qid_map_path(output_root: Path) -> Path:
+    return Path(output_root) / "qid_map.parquet"
+
+
+def _connect() -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    con.execute("SET TimeZone='UTC'")
+    return con
+
+
+def assign_qids(plan: Plan, days: list[dt.date], spine_files: list[str], output_root: Path) -> dict:
+    """Give every session with rows in `days` and no qid yet the next qids, by first row."""
+    sp: SpineParams = plan.op("spine").typed_params()
+    session = sp.session_field
+    assert session
+    spec = plan.sources[sp.source]
+    wanted = set(days)
+    files = [f for f in spine_files if partition_day(f) is None or partition_day(f) in wanted]
+    reg = registry_path(output_root)
+    reg.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(reg) + ".lock"):
+        con = _connect()
+        if reg.exists():
+            con.execute(f"CREATE TEMP TABLE reg AS SELECT * FROM read_parquet({sql_str(reg.as_posix())})")
+        new = 0
+        if files:
+            rel = read_parquet_sql(files)
+            types = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {rel}").fetchall()}
+            ts = timestamp_sql(spec.timestamp_field, types[spec.timestamp_field], spec.path)
+            day_conds = " OR ".join(
+                f"(__ts >= {ts_literal(dt.datetime.combine(d, dt.time()))} AND "
+                f"__ts < {ts_literal(dt.datetime.combine(d + dt.timedelta(days=1), dt.time()))})" for d in sorted(wanted))
+            s = sql_ident(session)
+            con.execute(f"""
+                CREATE TEMP TABLE firsts AS
+                SELECT {s} AS session, __ts, __file, __row FROM (
+                    SELECT {s}, {ts} AS __ts, filename AS __file, file_row_number AS __row FROM {rel}
+                ) WHERE {s} IS NOT NULL AND ({day_conds})
+                QUALIFY row_number() OVER (PARTITION BY {s} ORDER BY __ts, __file, __row) = 1
+            """)
+            if not reg.exists():
+                con.execute("CREATE TEMP TABLE reg AS SELECT session, CAST(NULL AS BIGINT) AS qid FROM firsts WHERE false")
+            base = con.execute("SELECT coalesce(max(qid) + 1, 0) FROM reg").fetchall()[0][0]
+            con.execute(f"""
+                CREATE TEMP TABLE fresh AS
+                SELECT session, CAST({base} + row_number() OVER (ORDER BY __ts, __file, __row) - 1 AS BIGINT) AS qid
+                FROM firsts ANTI JOIN reg USING (session)
+            """)
+            new = con.execute("SELECT count(*) FROM fresh").fetchall()[0][0]
+            if new or not reg.exists():
+                merged = con.sql("SELECT session, qid FROM reg UNION ALL SELECT session, qid FROM fresh ORDER BY qid").to_arrow_table()
+                write_parquet(merged.rename_columns(["session", "qid"]), reg)
+    return {"new_sessions": int(new)}
+
+
+def qid_sql(ctx: DayContext, op: Operator) -> None:
+    p: QidParams = op.typed_params()
+    reg = registry_path(ctx.output_root)
+    s = sql_ident(p.session_field)
+    spine = table("spine")
+    if reg.exists():
+        src = f"read_parquet({sql_str(reg.as_posix())})"
+    else:
+        src = f"(SELECT {s} AS session, CAST(NULL AS BIGINT) AS qid FROM {spine} WHERE false)"
+    ctx.con.execute(f"""
+        CREATE TEMP TABLE {table(op.name)} AS
+        SELECT sp.__rid, r.qid FROM {spine} sp LEFT JOIN {src} r ON sp.{s} = r.session
+    """)
+    missing = ctx.con.execute(
+        f"SELECT count(*) FROM {table(op.name)} q JOIN {spine} sp USING (__rid) WHERE q.qid IS NULL AND sp.{s} IS NOT NULL"
+    ).fetchall()[0][0]
+    if missing:
+        raise DaedalusError(reg, f"{missing} rows of {ctx.day} have a session without a qid; qids are assigned by "
+                            "the workflow's qid rule (run `daeda pipeline train` or snakemake)")
+
+
+def publish_qid_map(output_root: Path, session_field: str) -> int:
+    """Write qid_map.parquet: exactly the sessions that have rows in the day outputs."""
+    root = Path(output_root)
+    parts = sorted(root.glob("dt=*/part-*.parquet"))
+    con = _connect()
+    s = sql_ident(session_field)
+    if parts:
+        rel = f"read_parquet({sql_str(root.as_posix() + '/dt=*/part-*.parquet')}, hive_partitioning=false, union_by_name=true)"
+        tbl = con.sql(f"SELECT DISTINCT {s}, qid FROM {rel} WHERE {s} IS NOT NULL ORDER BY qid").to_arrow_table()
+    else:
+        reg = registry_path(root)
+        if reg.exists():
+            t = pq.read_table(reg).slice(0, 0)
+            tbl = pa.table({session_field: t["session"], "qid": t["qid"]})
+        else:
+            tbl = pa.table({session_field: pa.array([], pa.string()), "qid": pa.array([], pa.int64())})
+    tbl = tbl.cast(pa.schema([pa.field(session_field, tbl.schema.field(0).type), pa.field("qid", pa.int64())]))
+    out = qid_map_path(root)
+    if out.exists():
+        try:
+            if pq.read_table(out).equals(tbl):
+                return tbl.num_rows
+        except Exception:
+            pass  # unreadable: rewrite it
+    write_parquet(tbl, out)
+    return tbl.num_rows
