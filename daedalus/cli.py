@@ -1,0 +1,216 @@
+"""The `daeda` command line (contract section 8)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from daedalus.errors import DaedalusError
+
+try:  # typer vendors its own click since 0.2x; its exceptions are not click's
+    from typer._click import exceptions as click
+except ImportError:  # pragma: no cover
+    from click import exceptions as click  # type: ignore[no-redef]
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Daedalus: feature definitions in, per-day training parquet out.")
+pipeline = typer.Typer(no_args_is_help=True, help="Compile and run a feature service's pipeline.")
+app.add_typer(pipeline, name="pipeline")
+console = Console(stderr=True)
+out = Console()
+_state = {"debug": False}
+
+
+@app.callback()
+def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
+    _state["debug"] = debug
+
+
+FeatureViewsDir = Annotated[Path, typer.Option("--feature-views-dir", help="Feature view YAML files.")]
+FeatureServicesDir = Annotated[Path, typer.Option("--feature-services-dir", help="Feature service YAML files.")]
+RuntimePath = Annotated[Path, typer.Option("--runtime-config-path", help="Runtime config.")]
+AggPath = Annotated[Path, typer.Option("--aggregation-config-path", help="Aggregations and embeddings config.")]
+
+
+def _paths(fv: Path, fs: Path, rt: Path, ag: Path):
+    from daedalus.loading import DefinitionPaths
+
+    return DefinitionPaths(fv, fs, rt, ag)
+
+
+def _parse_day(text: str | None, option: str) -> dt.date | None:
+    if text is None:
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise DaedalusError(option, f"invalid date {text!r}: expected YYYY-MM-DD") from None
+
+
+@pipeline.command("compile")
+def compile_cmd(
+    service: Annotated[str, typer.Argument(help="Feature service name (feature_services/<name>.yaml).")],
+    feature_views_dir: FeatureViewsDir = Path("feature_views"),
+    feature_services_dir: FeatureServicesDir = Path("feature_services"),
+    runtime_config_path: RuntimePath = Path("config/training/runtime.yaml"),
+    aggregation_config_path: AggPath = Path("config/training/aggregations.yaml"),
+    output_dir: Annotated[Path, typer.Option("--output-dir", help="Where <service>.generated.yaml goes.")] = Path("config/pipelines"),
+    no_write: Annotated[bool, typer.Option("--no-write", help="Only print the plan.")] = False,
+) -> None:
+    """Validate the definitions and write the operator DAG (config/pipelines/<service>.generated.yaml)."""
+    from daedalus.compile import compile_service
+
+    paths = _paths(feature_views_dir, feature_services_dir, runtime_config_path, aggregation_config_path)
+    compiled = compile_service(service, paths, output_dir=None if no_write else output_dir)
+    sys.stdout.write(compiled.generated_yaml)
+
+
+@pipeline.command("train")
+def train_cmd(
+    service: Annotated[str, typer.Argument(help="Feature service name.")],
+    feature_views_dir: FeatureViewsDir = Path("feature_views"),
+    feature_services_dir: FeatureServicesDir = Path("feature_services"),
+    runtime_config_path: RuntimePath = Path("config/training/runtime.yaml"),
+    aggregation_config_path: AggPath = Path("config/training/aggregations.yaml"),
+    output_root: Annotated[Optional[Path], typer.Option("--output-root", help="Overrides output_root.")] = None,
+    target_date: Annotated[Optional[str], typer.Option("--target-date", help="Only this day (YYYY-MM-DD).")] = None,
+    day_workers: Annotated[Optional[int], typer.Option("--day-workers", help="Days computed at once.")] = None,
+    skeleton_only: Annotated[bool, typer.Option("--skeleton-only", help="Only the skeleton stage.")] = False,
+    enrich_only: Annotated[bool, typer.Option("--enrich-only", help="Only the enrich stage (needs the skeleton).")] = False,
+    ray_num_cpus: Annotated[Optional[int], typer.Option("--ray-num-cpus", help="Logical CPUs of the local Ray.")] = None,
+    cores: Annotated[Optional[int], typer.Option("--cores", help="Cores Snakemake may use (default: DuckDB threads).")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Snakemake's (and Ray's) own output.")] = False,
+    snakemake_args: Annotated[Optional[list[str]], typer.Option("--snakemake-arg", help="Extra argument passed to snakemake (repeatable).")] = None,
+) -> None:
+    """Run the skeleton (and enrich) stage over the configured days through Snakemake."""
+    from daedalus.compile import compile_service
+    from daedalus.runner import SnakemakeRun
+
+    if skeleton_only and enrich_only:
+        raise DaedalusError("--skeleton-only", "cannot be combined with --enrich-only")
+    if day_workers is not None and day_workers < 1:
+        raise DaedalusError("--day-workers", f"must be at least 1, got {day_workers}")
+    if ray_num_cpus is not None and ray_num_cpus < 1:
+        raise DaedalusError("--ray-num-cpus", f"must be at least 1, got {ray_num_cpus}")
+    if cores is not None and cores < 1:
+        raise DaedalusError("--cores", f"must be at least 1, got {cores}")
+    day = _parse_day(target_date, "--target-date")
+    paths = _paths(feature_views_dir, feature_services_dir, runtime_config_path, aggregation_config_path)
+    # Everything compile checks, before Snakemake starts or any output is touched.
+    compiled = compile_service(service, paths, output_root=str(output_root) if output_root else None, target_date=day)
+    runtime = compiled.definitions.runtime
+    if not skeleton_only:
+        raise DaedalusError("train", "the enrich stage is not built yet: run with --skeleton-only")
+    root = str(output_root) if output_root else runtime.output_root
+    workers = day_workers or runtime.day_workers
+    config = {
+        "service": service,
+        "feature_views_dir": feature_views_dir, "feature_services_dir": feature_services_dir,
+        "runtime_config_path": runtime_config_path, "aggregation_config_path": aggregation_config_path,
+        "output_root": root, "target_date": day.isoformat() if day else None,
+        "day_workers": workers, "ray_num_cpus": ray_num_cpus,
+    }
+    target = "skeleton_all" if skeleton_only else "enrich_all" if enrich_only else "all"
+    n_cores = cores or max(workers, runtime.duckdb.threads)
+    console.print(f"[bold]{service}[/bold]: {len(compiled.days)} day(s) "
+                  f"{compiled.days[0]}..{compiled.days[-1]} -> {root} ({target.replace('_all', '')}, "
+                  f"{workers} day worker(s), {n_cores} cores)")
+    run = SnakemakeRun(config=config, targets=[target], cores=n_cores, verbose=verbose,
+                       extra_args=list(snakemake_args or []),
+                       log_path=Path(root) / ".daedalus" / "logs" / "snakemake.log")
+    rc = run.run(console)
+    if rc != 0:
+        raise DaedalusError("train", f"snakemake failed (exit {rc}); its log: {run.log_path}; job logs: {root}/.daedalus/logs/")
+    console.print(f"[green]done[/green]: {root}")
+
+
+@app.command("demo")
+def demo_cmd(
+    out_dir: Annotated[Path, typer.Option("--out", help="Where the demo data goes.")] = Path("data/demo"),
+    start: Annotated[str, typer.Option("--start", help="First feed day (YYYY-MM or YYYY-MM-DD).")] = "2026-04",
+    end: Annotated[str, typer.Option("--end", help="Last feed day (YYYY-MM or YYYY-MM-DD).")] = "2026-05",
+    lookback_days: Annotated[int, typer.Option("--lookback-days", help="Days of history before --start.")] = 31,
+    users: Annotated[int, typer.Option("--users")] = 2000,
+    artworks: Annotated[int, typer.Option("--artworks")] = 5000,
+    events_per_day: Annotated[int, typer.Option("--events-per-day")] = 3000,
+    scale: Annotated[float, typer.Option("--scale", help="Multiplies users, artworks and events (e.g. 500 for ~20M events over 14 days).")] = 1.0,
+    embedding_dim: Annotated[int, typer.Option("--embedding-dim")] = 32,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+) -> None:
+    """Write the deterministic synthetic art-feed dataset (sources + Lance embedding store)."""
+    from daedalus.demo import generate_demo
+    from daedalus.timeutil import parse_month_or_day
+
+    try:
+        first = parse_month_or_day(start, end=False)
+    except ValueError as e:
+        raise DaedalusError("--start", str(e)) from None
+    try:
+        last = parse_month_or_day(end, end=True)
+    except ValueError as e:
+        raise DaedalusError("--end", str(e)) from None
+    if last < first:
+        raise DaedalusError("--end", f"{last} is before --start {first}")
+    if scale <= 0:
+        raise DaedalusError("--scale", f"must be positive, got {scale}")
+    summary = generate_demo(out_dir, start=first, end=last, lookback_days=lookback_days,
+                            users=max(1, round(users * scale)), artworks=max(1, round(artworks * scale)),
+                            events_per_day=max(1, round(events_per_day * scale)), embedding_dim=embedding_dim, seed=seed)
+    rows = summary["rows"]
+    console.print(f"demo data in {out_dir}: {summary['first_day']}..{summary['last_day']}, "
+                  f"{rows['feed']:,} feed rows, {rows['likes']:,} likes, {summary['embeddings']:,} vectors")
+
+
+def _click_error(e: click.ClickException) -> str:
+    where = "daeda"
+    if isinstance(e, click.BadParameter) and (e.param_hint or e.param):
+        hint = e.param_hint or (e.param.opts[0] if e.param and e.param.opts else e.param.name if e.param else "")
+        where = hint if isinstance(hint, str) else "/".join(hint)
+        where = where.strip("'\"")
+    elif isinstance(e, click.NoSuchOption):
+        where = e.option_name
+    elif isinstance(e, click.MissingParameter) and e.param is not None:
+        where = e.param.opts[0] if e.param.opts else e.param.name or where
+    msg = e.format_message() if not isinstance(e, click.NoSuchOption) else "no such option"
+    msg = re.sub(r"^Invalid value for [^:]*: ", "", " ".join(msg.split()))
+    return f"{where}: {msg}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=args, prog_name="daeda", standalone_mode=False)
+    except DaedalusError as e:
+        if debug:
+            traceback.print_exc()
+        print(f"daeda: error: {e.where}: {e.problem}", file=sys.stderr)
+        sys.exit(2)
+    except typer.Abort:
+        print("daeda: error: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except click.ClickException as e:
+        if not e.format_message().strip():  # a group called without a command: help was shown
+            sys.exit(2)
+        if debug:
+            traceback.print_exc()
+        print(f"daeda: error: {_click_error(e)}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("daeda: error: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as e:  # an unexpected bug: one line unless --debug
+        if debug:
+            traceback.print_exc()
+        else:
+            print(f"daeda: error: internal: {type(e).__name__}: {' '.join(str(e).split())} (rerun with --debug for the traceback)",
+                  file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,203 @@
+"""What the Snakemake workflow needs from Daedalus, and what its jobs call.
+
+The Snakefile stays thin: it asks `load_workflow(config)` for the days and each job's
+inputs, and its scripts call `skeleton_job(snakemake)`. `daeda pipeline train` and plain
+`snakemake` therefore build the same DAG and run the same code.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from daedalus.compile import Compiled, compile_service
+from daedalus.definitions import RuntimeConfig
+from daedalus.loading import DefinitionPaths, load_model
+from daedalus.skeleton.qid import registry_path
+from daedalus.sources import SourceFiles
+
+STAGES = ("all", "skeleton", "enrich")
+
+
+@dataclass(frozen=True)
+class WorkflowConfig:
+    """The Snakemake config keys Daedalus reads (`--config key=value` or config/config.yaml)."""
+
+    service: str = "dssm_ranking"
+    feature_views_dir: str = "feature_views"
+    feature_services_dir: str = "feature_services"
+    runtime_config_path: str = "config/training/runtime.yaml"
+    aggregation_config_path: str = "config/training/aggregations.yaml"
+    output_root: str | None = None
+    target_date: str | None = None
+    day_workers: int | None = None
+    ray_num_cpus: int | None = None
+    ray_address: str | None = None
+
+    @classmethod
+    def from_mapping(cls, config: dict[str, Any]) -> "WorkflowConfig":
+        known = {f for f in cls.__dataclass_fields__}
+        values = {k: v for k, v in (config or {}).items() if k in known and v not in (None, "")}
+        for k in ("day_workers", "ray_num_cpus"):
+            if k in values:
+                values[k] = int(values[k])
+        if "target_date" in values:
+            values["target_date"] = str(values["target_date"])
+        return cls(**values)
+
+    @property
+    def paths(self) -> DefinitionPaths:
+        return DefinitionPaths(Path(self.feature_views_dir), Path(self.feature_services_dir),
+                               Path(self.runtime_config_path), Path(self.aggregation_config_path))
+
+
+def _size_mb(text: str) -> int:
+    m = re.fullmatch(r"\s*([0-9.]+)\s*([KMGT]i?B?|B)?\s*", text, re.IGNORECASE)
+    if not m:
+        return 4096
+    unit = (m.group(2) or "MB").upper().rstrip("B").rstrip("I")
+    return int(float(m.group(1)) * {"": 1 / 1024 / 1024, "K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}[unit])
+
+
+def _key(sid: str) -> str:
+    return "src_" + re.sub(r"\W", "_", sid)
+
+
+@dataclass
+class Workflow:
+    config: WorkflowConfig
+    compiled: Compiled
+    runtime: RuntimeConfig
+    _scans: dict[str, SourceFiles] = field(default_factory=dict)
+
+    @property
+    def root(self) -> str:
+        return (self.config.output_root or self.runtime.output_root).rstrip("/")
+
+    @property
+    def enriched_root(self) -> str:
+        return self.root + "_enriched"
+
+    @property
+    def days(self) -> list[str]:
+        return [d.isoformat() for d in self.compiled.days]
+
+    @property
+    def plan_path(self) -> str:
+        return self.compiled.plan_path.as_posix()
+
+    @property
+    def day_workers(self) -> int:
+        return self.config.day_workers or self.runtime.day_workers
+
+    @property
+    def job_threads(self) -> int:
+        """DuckDB threads of one day job: the configured threads shared by the concurrent days."""
+        return max(1, self.runtime.duckdb.threads // self.day_workers)
+
+    @property
+    def job_mem_mb(self) -> int:
+        """Memory a day job may use: DuckDB's limit shared by the concurrent days, plus headroom."""
+        return _size_mb(self.runtime.duckdb.memory_limit) // self.day_workers + 512
+
+    @property
+    def has_sessions(self) -> bool:
+        return bool(self.compiled.plan.op("spine").typed_params().session_field)
+
+    @property
+    def state_dir(self) -> str:
+        return f"{self.root}/.daedalus"
+
+    def scan(self, sid: str) -> SourceFiles:
+        if sid not in self._scans:
+            self._scans[sid] = SourceFiles.scan(self.compiled.plan.sources[sid].path)
+        return self._scans[sid]
+
+    def skeleton_inputs(self, day: str) -> dict[str, list[str]]:
+        """Per source, exactly the files the day job reads: partitions day-lookback..day."""
+        d = dt.date.fromisoformat(day)
+        return {_key(sid): self.scan(sid).for_day(d, spec.lookback_days)
+                for sid, spec in self.compiled.plan.sources.items()}
+
+    def source_keys(self) -> dict[str, str]:
+        return {_key(sid): sid for sid in self.compiled.plan.sources}
+
+    def qid_inputs(self) -> list[str]:
+        return self.scan("spine").for_days(self.compiled.days)
+
+    @cached_property
+    def skeleton_targets(self) -> list[str]:
+        return [f"{self.root}/dt={d}" for d in self.days]
+
+
+def load_workflow(config: dict[str, Any]) -> Workflow:
+    """Compile the service (writing the plan only if it changed) for the Snakefile."""
+    wc = WorkflowConfig.from_mapping(config)
+    target = dt.date.fromisoformat(wc.target_date) if wc.target_date else None
+    compiled = compile_service(wc.service, wc.paths, output_root=wc.output_root, target_date=target)
+    runtime = load_model(RuntimeConfig, wc.paths.runtime_config_path)
+    return Workflow(wc, compiled, runtime)
+
+
+# ---- job entry points (called by scripts/*.py with Snakemake's `snakemake` object) ----
+
+def _job_logger(log_path: str | None) -> logging.Logger:
+    logger = logging.getLogger("daedalus.job")
+    logger.setLevel(logging.INFO)
+    handler: logging.Handler = logging.FileHandler(log_path, mode="w") if log_path else logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    logger.handlers = [handler]
+    return logger
+
+
+def skeleton_job(smk: Any) -> None:
+    from daedalus.plan import load_plan
+    from daedalus.skeleton import run_skeleton_stage
+
+    log = _job_logger(smk.log[0] if smk.log else None)
+    plan = load_plan(Path(smk.params.plan))
+    runtime = load_model(RuntimeConfig, Path(smk.params.runtime))
+    keys: dict[str, str] = smk.params.source_keys
+    files = {sid: list(smk.input[key]) if key in smk.input.keys() else [] for key, sid in keys.items()}
+    day = dt.date.fromisoformat(smk.wildcards.day)
+    res = run_skeleton_stage(plan, day, Path(smk.params.root), chunk_rows=runtime.skeleton.chunk_rows,
+                             duckdb_settings=runtime.duckdb, threads=smk.threads, files=files)
+    log.info("skeleton dt=%s rows=%d parts=%d seconds=%.2f", day, res.rows, res.parts, res.seconds)
+    log.info("operator seconds: %s", json.dumps({k: round(v, 3) for k, v in res.operator_seconds.items()}))
+
+
+def qid_assign_job(smk: Any) -> None:
+    from daedalus.plan import load_plan
+    from daedalus.skeleton.qid import assign_qids
+
+    log = _job_logger(smk.log[0] if smk.log else None)
+    plan = load_plan(Path(smk.params.plan))
+    days = [dt.date.fromisoformat(d) for d in smk.params.days]
+    t0 = time.perf_counter()
+    summary = assign_qids(plan, days, list(smk.input.spine), Path(smk.params.root))
+    log.info("qids: %s in %.2fs", summary, time.perf_counter() - t0)
+    marker = Path(smk.output[0])
+    tmp = marker.with_name(f".{marker.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps({"days": smk.params.days, **summary}) + "\n")
+    os.replace(tmp, marker)
+
+
+def qid_map_job(smk: Any) -> None:
+    from daedalus.skeleton.qid import publish_qid_map
+
+    log = _job_logger(smk.log[0] if smk.log else None)
+    n = publish_qid_map(Path(smk.params.root), smk.params.session_field)
+    log.info("qid_map.parquet: %d sessions", n)
+
+
+__all__ = ["Workflow", "WorkflowConfig", "load_workflow", "skeleton_job", "qid_assign_job", "qid_map_job",
+           "registry_path", "STAGES"]
