@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
 import re
 import sys
 import traceback
@@ -123,11 +125,11 @@ def train_cmd(
                   f"{compiled.days[0]}..{compiled.days[-1]} -> {root} ({target.replace('_all', '')}, "
                   f"{workers} day worker(s), {n_cores} cores)")
     run = SnakemakeRun(config=config, targets=[target], cores=n_cores, verbose=verbose,
-                       extra_args=list(snakemake_args or []),
-                       log_path=Path(root) / ".daedalus" / "logs" / "snakemake.log")
+                       extra_args=list(snakemake_args or []))
     rc = run.run(console)
     if rc != 0:
-        raise DaedalusError("train", f"snakemake failed (exit {rc}); its log: {run.log_path}; job logs: {root}/.daedalus/logs/")
+        raise DaedalusError("train", f"snakemake failed (exit {rc}); its log: {run.log_path or '.snakemake/log/'}; "
+                            f"job logs: {root}/.daedalus/logs/")
     console.print(f"[green]done[/green]: {root}")
 
 
@@ -160,9 +162,27 @@ def demo_cmd(
         raise DaedalusError("--end", f"{last} is before --start {first}")
     if scale <= 0:
         raise DaedalusError("--scale", f"must be positive, got {scale}")
+    params = {"start": first.isoformat(), "end": last.isoformat(), "lookback_days": lookback_days,
+              "users": max(1, round(users * scale)), "artworks": max(1, round(artworks * scale)),
+              "events_per_day": max(1, round(events_per_day * scale)), "embedding_dim": embedding_dim, "seed": seed}
+    manifest = out_dir / ".daeda-demo.json"
+    expected = [out_dir / "sources" / s for s in ("feed", "user_profile", "artwork_stats", "likes")]
+    expected.append(out_dir / "embeddings" / "artworks.lance")
+    # Same parameters, same bytes: leave the files (and their mtimes) alone.
+    if manifest.exists() and all(p.exists() for p in expected):
+        try:
+            if json.loads(manifest.read_text()) == params:
+                console.print(f"demo data in {out_dir} is up to date")
+                return
+        except ValueError:
+            pass
+    manifest.unlink(missing_ok=True)
     summary = generate_demo(out_dir, start=first, end=last, lookback_days=lookback_days,
-                            users=max(1, round(users * scale)), artworks=max(1, round(artworks * scale)),
-                            events_per_day=max(1, round(events_per_day * scale)), embedding_dim=embedding_dim, seed=seed)
+                            users=params["users"], artworks=params["artworks"],
+                            events_per_day=params["events_per_day"], embedding_dim=embedding_dim, seed=seed)
+    tmp = manifest.with_name(manifest.name + ".tmp")
+    tmp.write_text(json.dumps(params, sort_keys=True))
+    os.replace(tmp, manifest)
     rows = summary["rows"]
     console.print(f"demo data in {out_dir}: {summary['first_day']}..{summary['last_day']}, "
                   f"{rows['feed']:,} feed rows, {rows['likes']:,} likes, {summary['embeddings']:,} vectors")

@@ -22,6 +22,7 @@ _JOBID = re.compile(r"^\s*jobid: (\d+)")
 _WILD = re.compile(r"^\s*wildcards: day=(\S+)")
 _DONE = re.compile(r"Finished jobid: (\d+)")
 _ERROR = re.compile(r"Error in rule (\w+):")
+_LOG = re.compile(r"Complete log\(s\): (.+)$")
 _STEPS = re.compile(r"(\d+) of (\d+) steps \((\d+)%\) done")
 
 
@@ -41,7 +42,7 @@ class SnakemakeRun:
     cores: int
     verbose: bool = False
     extra_args: list[str] = field(default_factory=list)
-    log_path: Path | None = None
+    log_path: str | None = None  # Snakemake's own log of the run (it writes one in .snakemake/log)
 
     def command(self) -> list[str]:
         wf = workflow_dir()
@@ -56,9 +57,6 @@ class SnakemakeRun:
         if self.verbose:
             console.print(f"[dim]$ {' '.join(cmd)}[/dim]")
             return subprocess.call(cmd)
-        if self.log_path:
-            self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "w") if self.log_path else None
         jobs: dict[str, tuple[str, str | None]] = {}
         cur_rule: str | None = None
         cur_id: str | None = None
@@ -67,8 +65,8 @@ class SnakemakeRun:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
         assert proc.stdout is not None
         for line in proc.stdout:
-            if log:
-                log.write(line)
+            if m := _LOG.search(line):
+                self.log_path = m.group(1).strip()
             tail = (tail + [line.rstrip()])[-40:]
             if m := _JOB.match(line):
                 cur_rule, cur_id = m.group(1), None
@@ -88,8 +86,6 @@ class SnakemakeRun:
             elif "Nothing to be done" in line:
                 console.print("[dim]nothing to do: every output is up to date[/dim]")
         rc = proc.wait()
-        if log:
-            log.close()
         if rc != 0:
             console.print("\n".join(tail[-25:]), markup=False, highlight=False)
         return rc

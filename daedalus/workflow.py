@@ -13,7 +13,6 @@ import logging
 import os
 import re
 import sys
-import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -131,9 +130,6 @@ class Workflow:
     def source_keys(self) -> dict[str, str]:
         return {_key(sid): sid for sid in self.compiled.plan.sources}
 
-    def qid_inputs(self) -> list[str]:
-        return self.scan("spine").for_days(self.compiled.days)
-
     @cached_property
     def skeleton_targets(self) -> list[str]:
         return [f"{self.root}/dt={d}" for d in self.days]
@@ -146,6 +142,14 @@ def load_workflow(config: dict[str, Any]) -> Workflow:
     compiled = compile_service(wc.service, wc.paths, output_root=wc.output_root, target_date=target)
     runtime = load_model(RuntimeConfig, wc.paths.runtime_config_path)
     return Workflow(wc, compiled, runtime)
+
+
+def run_days_of(runtime: RuntimeConfig, target_date: str | None) -> list[dt.date]:
+    from daedalus.timeutil import day_range
+
+    if target_date:
+        return [dt.date.fromisoformat(target_date)]
+    return day_range(runtime.start_date, runtime.end_date)
 
 
 # ---- job entry points (called by scripts/*.py with Snakemake's `snakemake` object) ----
@@ -169,26 +173,14 @@ def skeleton_job(smk: Any) -> None:
     keys: dict[str, str] = smk.params.source_keys
     files = {sid: list(smk.input[key]) if key in smk.input.keys() else [] for key, sid in keys.items()}
     day = dt.date.fromisoformat(smk.wildcards.day)
+    # The run's days come from the config, not from params: extending the range must not
+    # change the params (and so rerun) of the days already written.
+    wc = WorkflowConfig.from_mapping(dict(smk.config))
+    run_days = run_days_of(runtime, wc.target_date)
     res = run_skeleton_stage(plan, day, Path(smk.params.root), chunk_rows=runtime.skeleton.chunk_rows,
-                             duckdb_settings=runtime.duckdb, threads=smk.threads, files=files)
+                             duckdb_settings=runtime.duckdb, threads=smk.threads, files=files, run_days=run_days)
     log.info("skeleton dt=%s rows=%d parts=%d seconds=%.2f", day, res.rows, res.parts, res.seconds)
     log.info("operator seconds: %s", json.dumps({k: round(v, 3) for k, v in res.operator_seconds.items()}))
-
-
-def qid_assign_job(smk: Any) -> None:
-    from daedalus.plan import load_plan
-    from daedalus.skeleton.qid import assign_qids
-
-    log = _job_logger(smk.log[0] if smk.log else None)
-    plan = load_plan(Path(smk.params.plan))
-    days = [dt.date.fromisoformat(d) for d in smk.params.days]
-    t0 = time.perf_counter()
-    summary = assign_qids(plan, days, list(smk.input.spine), Path(smk.params.root))
-    log.info("qids: %s in %.2fs", summary, time.perf_counter() - t0)
-    marker = Path(smk.output[0])
-    tmp = marker.with_name(f".{marker.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps({"days": smk.params.days, **summary}) + "\n")
-    os.replace(tmp, marker)
 
 
 def qid_map_job(smk: Any) -> None:
@@ -199,5 +191,5 @@ def qid_map_job(smk: Any) -> None:
     log.info("qid_map.parquet: %d sessions", n)
 
 
-__all__ = ["Workflow", "WorkflowConfig", "load_workflow", "skeleton_job", "qid_assign_job", "qid_map_job",
+__all__ = ["Workflow", "WorkflowConfig", "load_workflow", "skeleton_job", "qid_map_job",
            "registry_path", "STAGES"]

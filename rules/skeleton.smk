@@ -1,32 +1,18 @@
-# The skeleton stage: one DuckDB job per day, plus the qid bookkeeping around them.
+# The skeleton stage: one DuckDB job per day, and qid_map.parquet after them.
+
+
+# qids are assigned inside the day jobs (the first job that meets an unknown session assigns
+# every new session of the run's days at once, under a lock), so no file that changes with
+# qids is an input of any day: a new qid never makes another day look stale.
 
 
 def skeleton_inputs(wildcards):
-    inputs = WF.skeleton_inputs(wildcards.day)
-    if WF.has_sessions:
-        # ancient: a new qid for one day must not make every other day look stale.
-        inputs["qids"] = ancient(f"{STATE}/qid/assigned.json")
-    return inputs
+    return WF.skeleton_inputs(wildcards.day)
 
 
 if WF.has_sessions:
 
-    rule qid_assign:
-        input:
-            spine=WF.qid_inputs(),
-        output:
-            f"{STATE}/qid/assigned.json",
-        params:
-            plan=WF.plan_path,
-            root=ROOT,
-            days=WF.days,
-        log:
-            f"{STATE}/logs/qid_assign.log",
-        benchmark:
-            f"{STATE}/benchmarks/qid_assign.tsv"
-        script:
-            "../scripts/qid_assign.py"
-
+    # qid_map.parquet lists the sessions present in the day outputs, so it follows them.
     rule qid_map:
         input:
             WF.skeleton_targets,

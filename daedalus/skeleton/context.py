@@ -33,6 +33,7 @@ class DayContext:
     files: dict[str, list[str]]          # per source id: the files this day job may read
     schema_files: dict[str, str]         # per source id: any file of the source (types when a day has none)
     output_root: Path
+    run_days: list[dt.date] = field(default_factory=list)
     _types: dict[tuple[str, ...], dict[str, str]] = field(default_factory=dict)
 
     @property

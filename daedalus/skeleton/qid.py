@@ -1,10 +1,11 @@
 """qid: one integer per feed session (contract section 7).
 
-qids are assigned by one job per run (`assign_qids`), before the day jobs, into a registry
-that only grows; day jobs read it, and `publish_qid_map` writes `qid_map.parquet` from the
-day outputs once they are written. Neither file is an mtime input of the day jobs, so a
-new qid never makes other days look stale, and qids never depend on how many days run at
-once: the registry is written by a single job in a fixed order.
+qids live in a registry (`<root>/.daedalus/qid/registry.parquet`) that only grows: the
+first day job that meets a session without a qid assigns, under a file lock, every new
+session of the run's days at once (`assign_qids`), so the numbering is the same whatever
+order or concurrency the day jobs run in. `publish_qid_map` then writes `qid_map.parquet`
+from the day outputs. Neither file is an input of a day job, so a new qid never makes
+other days look stale.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from daedalus.atomic import write_parquet
 from daedalus.errors import DaedalusError
 from daedalus.plan import Operator, Plan, QidParams, SpineParams
 from daedalus.skeleton.context import DayContext, table, ts_literal
-from daedalus.sources import partition_day, read_parquet_sql, sql_ident, sql_str, timestamp_sql
+from daedalus.sources import SourceFiles, partition_day, read_parquet_sql, sql_ident, sql_str, timestamp_sql
 
 
 def state_dir(output_root: Path) -> Path:
@@ -87,25 +88,40 @@ def assign_qids(plan: Plan, days: list[dt.date], spine_files: list[str], output_
     return {"new_sessions": int(new)}
 
 
-def qid_sql(ctx: DayContext, op: Operator) -> None:
-    p: QidParams = op.typed_params()
+def _join_registry(ctx: DayContext, op: Operator, session_field: str) -> int:
+    """(Re)build the day's qid table from the registry; returns rows whose session has no qid."""
     reg = registry_path(ctx.output_root)
-    s = sql_ident(p.session_field)
+    s = sql_ident(session_field)
     spine = table("spine")
     if reg.exists():
         src = f"read_parquet({sql_str(reg.as_posix())})"
     else:
         src = f"(SELECT {s} AS session, CAST(NULL AS BIGINT) AS qid FROM {spine} WHERE false)"
     ctx.con.execute(f"""
-        CREATE TEMP TABLE {table(op.name)} AS
+        CREATE OR REPLACE TEMP TABLE {table(op.name)} AS
         SELECT sp.__rid, r.qid FROM {spine} sp LEFT JOIN {src} r ON sp.{s} = r.session
     """)
-    missing = ctx.con.execute(
+    return ctx.con.execute(
         f"SELECT count(*) FROM {table(op.name)} q JOIN {spine} sp USING (__rid) WHERE q.qid IS NULL AND sp.{s} IS NOT NULL"
     ).fetchall()[0][0]
+
+
+def qid_sql(ctx: DayContext, op: Operator) -> None:
+    """qids of the day's rows; the first day job that meets a new session numbers them all.
+
+    Assigning every new session of the run's days at once, in first-row order, makes qids
+    independent of which day job gets there first, so of day_workers and executor.
+    """
+    p: QidParams = op.typed_params()
+    if _join_registry(ctx, op, p.session_field) == 0:
+        return
+    spine_src = ctx.plan.op("spine").typed_params().source
+    files = SourceFiles.scan(ctx.plan.sources[spine_src].path).for_days(ctx.run_days or [ctx.day])
+    assign_qids(ctx.plan, ctx.run_days or [ctx.day], files, ctx.output_root)
+    missing = _join_registry(ctx, op, p.session_field)
     if missing:
-        raise DaedalusError(reg, f"{missing} rows of {ctx.day} have a session without a qid; qids are assigned by "
-                            "the workflow's qid rule (run `daeda pipeline train` or snakemake)")
+        raise DaedalusError(registry_path(ctx.output_root), f"{missing} rows of {ctx.day} still have no qid after "
+                            "assignment; is the day outside the run's days?")
 
 
 def publish_qid_map(output_root: Path, session_field: str) -> int:

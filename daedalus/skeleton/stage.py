@@ -65,8 +65,12 @@ def day_files(plan: Plan, day: dt.date) -> dict[str, list[str]]:
 
 def run_skeleton_stage(plan: Plan, day: dt.date, output_root: Path | str, *, chunk_rows: int,
                        duckdb_settings: DuckDBSettings | None = None, threads: int | None = None,
-                       files: dict[str, list[str]] | None = None) -> DayResult:
-    """Compute day `day` of the plan and publish `<output_root>/dt=<day>/part-N-0.parquet`."""
+                       files: dict[str, list[str]] | None = None, run_days: list[dt.date] | None = None) -> DayResult:
+    """Compute day `day` of the plan and publish `<output_root>/dt=<day>/part-N-0.parquet`.
+
+    `run_days` are the days of the whole run: a session without a qid gets one together with
+    every other new session of those days (contract section 7); default: this day only.
+    """
     from daedalus.skeleton.writer import write_parts
 
     t0 = time.perf_counter()
@@ -80,7 +84,8 @@ def run_skeleton_stage(plan: Plan, day: dt.date, output_root: Path | str, *, chu
             schema_files[sid] = all_files[0]
     con = connect(duckdb_settings or DuckDBSettings(), threads)
     try:
-        ctx = DayContext(con=con, plan=plan, day=day, files=files, schema_files=schema_files, output_root=output_root)
+        ctx = DayContext(con=con, plan=plan, day=day, files=files, schema_files=schema_files, output_root=output_root,
+                         run_days=run_days or [day])
         write_op = None
         timings: dict[str, float] = {}
         for op in plan.operators:

@@ -70,80 +70,84 @@ def _agg_expr(f: WindowFeature, ctype: str | None, w: str) -> str:
 
 
 def window_agg_sql(ctx: DayContext, op: Operator) -> None:
-    """Windows as RANGE frames; `last`/`last_k` by rank, since ordered list aggregates over
-    long frames cost a sort per row.
+    """Windows as RANGE frames, one window length at a time over only the events it can see.
 
-    For `last`/`last_k` over column c, `hi` = non-null c events with ts < t (a running count)
-    and `n` = those inside the window; the answer is the events of rank hi, hi-1, ... (at most
-    min(n, k) of them) in the group's (ts, source order) ranking of non-null c events.
+    `last`/`last_k` go by rank, since ordered list aggregates over long frames cost a sort
+    per row: for column c, `hi` = non-null c events with ts < t (a running count) and `n` =
+    those inside the window; the answer is the events of rank hi, hi-1, ... (at most
+    min(n, k)) in the group's (ts, source order) ranking of the non-null c events.
     """
     p: WindowAggParams = op.typed_params()
     ev_sql, value_cols, types = events_sql(ctx, p)
     groups = [sql_ident(g) for g in p.group_by]
     gl = ", ".join(groups)
     not_null = " AND ".join(f"{g} IS NOT NULL" for g in groups)
-    name = op.name
-    ev, main = table(name + ":events"), table(name + ":main")
+    ev = table(op.name + ":events")
+    qp = table(op.name + ":queries")
     ctx.con.execute(f"CREATE TEMP TABLE {ev} AS {ev_sql}")
-    windows = sorted({duration_micros(f.window) for f in p.features})
-    wdefs = [f"w{w} AS (PARTITION BY {gl} ORDER BY __ts RANGE BETWEEN {interval_sql(w)} PRECEDING AND {interval_sql(1)} PRECEDING)"
-             for w in windows]
-    wdefs.append(f"wall AS (PARTITION BY {gl} ORDER BY __ts RANGE BETWEEN UNBOUNDED PRECEDING AND {interval_sql(1)} PRECEDING)")
+    ctx.con.execute(f"CREATE TEMP TABLE {qp} AS SELECT DISTINCT {gl}, __ts FROM {table('spine')} WHERE {not_null}")
     vals_null = "".join(f", NULL AS {sql_ident('v:' + c)}" for c in value_cols)
     vals = "".join(f", {sql_ident('v:' + c)}" for c in value_cols)
-    exprs, ranked = [], []
+    temps = [ev, qp]
+    select: dict[str, str] = {}
+    joins: list[str] = []
+    by_window: dict[int, list[tuple[int, WindowFeature]]] = {}
     for i, f in enumerate(p.features):
-        w = "w" + str(duration_micros(f.window))
-        if f.function in ("last", "last_k"):
-            v = sql_ident("v:" + f.column)
-            exprs.append(f"count({v}) OVER wall AS __hi{i}, count({v}) OVER {w} AS __n{i}")
-            ranked.append((i, f))
-        else:
-            exprs.append(f"{_agg_expr(f, types.get(f.column or ''), w)} AS {sql_ident(f.output)}")
+        by_window.setdefault(duration_micros(f.window), []).append((i, f))
+    for w, feats in sorted(by_window.items()):
+        lower = f"{ts_literal(ctx.start)} - {interval_sql(w)}"
+        win = table(f"{op.name}:w{w}")
+        temps.append(win)
+        exprs = []
+        for i, f in feats:
+            if f.function in ("last", "last_k"):
+                v = sql_ident("v:" + (f.column or ""))
+                exprs.append(f"count({v}) OVER wall AS __hi{i}, count({v}) OVER w AS __n{i}")
+            else:
+                exprs.append(f"{_agg_expr(f, types.get(f.column or ''), 'w')} AS {sql_ident(f.output)}")
+        ctx.con.execute(f"""
+            CREATE TEMP TABLE {win} AS
+            SELECT * EXCLUDE (__q) FROM (
+                SELECT {gl}, __ts, __q, {', '.join(exprs)}
+                FROM (
+                    SELECT {gl}, __ts, __file, __row, 1 AS __ev, false AS __q{vals} FROM {ev} WHERE __ts >= {lower}
+                    UNION ALL
+                    SELECT {gl}, __ts, NULL, NULL, NULL, true{vals_null} FROM {qp}
+                )
+                WINDOW w AS (PARTITION BY {gl} ORDER BY __ts RANGE BETWEEN {interval_sql(w)} PRECEDING AND {interval_sql(1)} PRECEDING),
+                       wall AS (PARTITION BY {gl} ORDER BY __ts RANGE BETWEEN UNBOUNDED PRECEDING AND {interval_sql(1)} PRECEDING)
+            ) WHERE __q
+        """)
+        alias = f"w{w}"
+        joins.append(f"LEFT JOIN {win} {alias} ON " + " AND ".join(f"q.{g} = {alias}.{g}" for g in groups) + f" AND q.__ts = {alias}.__ts")
+        for i, f in feats:
+            if f.function not in ("last", "last_k"):
+                select[f.output] = f"{alias}.{sql_ident(f.output)}"
+                continue
+            v = sql_ident("v:" + (f.column or ""))
+            rk = table(f"{op.name}:rank:{w}:{f.column}")
+            if rk not in temps:
+                temps.append(rk)
+                ctx.con.execute(f"""
+                    CREATE TEMP TABLE {rk} AS
+                    SELECT {gl}, row_number() OVER (PARTITION BY {gl} ORDER BY __ts, __file, __row) AS __rank, {v} AS __v
+                    FROM {ev} WHERE {v} IS NOT NULL AND __ts >= {lower}
+                """)
+            on_g = " AND ".join(f"m.{g} = r.{g}" for g in groups)
+            if f.function == "last":
+                sub = f"""SELECT m.{', m.'.join(groups)}, m.__ts, r.__v AS x FROM {win} m JOIN {rk} r
+                          ON {on_g} AND r.__rank = m.__hi{i} WHERE m.__n{i} > 0"""
+            else:
+                sub = f"""SELECT m.{', m.'.join(groups)}, m.__ts, list(r.__v ORDER BY r.__rank DESC) AS x FROM {win} m JOIN {rk} r
+                          ON {on_g} AND r.__rank > m.__hi{i} - least(m.__n{i}, {int(f.k or 0)}) AND r.__rank <= m.__hi{i}
+                          GROUP BY ALL"""
+            la = f"l{i}"
+            joins.append(f"LEFT JOIN ({sub}) {la} ON " + " AND ".join(f"q.{g} = {la}.{g}" for g in groups) + f" AND q.__ts = {la}.__ts")
+            select[f.output] = f"{la}.x" if f.function == "last" else f"coalesce({la}.x, [])"
+    cols = ", ".join(f"{select[f.output]} AS {sql_ident(f.output)}" for f in p.features)
     ctx.con.execute(f"""
-        CREATE TEMP TABLE {main} AS
-        SELECT * EXCLUDE (__q) FROM (
-            SELECT {gl}, __ts, __q, {', '.join(exprs)}
-            FROM (
-                SELECT {gl}, __ts, __file, __row, 1 AS __ev, false AS __q{vals} FROM {ev}
-                UNION ALL
-                SELECT DISTINCT {gl}, __ts, NULL, NULL, NULL, true{vals_null}
-                FROM {table('spine')} WHERE {not_null}
-            )
-            WINDOW {', '.join(wdefs)}
-        ) WHERE __q
+        CREATE TEMP TABLE {table(op.name)} AS
+        SELECT q.{', q.'.join(groups)}, q.__ts, {cols} FROM {qp} q {' '.join(joins)}
     """)
-    joins, outs = [], []
-    rank_tables: dict[str, str] = {}
-    for i, f in ranked:
-        c = f.column or ""
-        if c not in rank_tables:
-            rank_tables[c] = table(f"{name}:rank:{c}")
-            v = sql_ident("v:" + c)
-            ctx.con.execute(f"""
-                CREATE TEMP TABLE {rank_tables[c]} AS
-                SELECT {gl}, row_number() OVER (PARTITION BY {gl} ORDER BY __ts, __file, __row) AS __rank, {v} AS __v
-                FROM {ev} WHERE {v} IS NOT NULL
-            """)
-        rk = rank_tables[c]
-        on_g = " AND ".join(f"m.{g} = r.{g}" for g in groups)
-        if f.function == "last":
-            sub = f"""SELECT m.{', m.'.join(groups)}, m.__ts, r.__v AS x FROM {main} m JOIN {rk} r
-                      ON {on_g} AND r.__rank = m.__hi{i} WHERE m.__n{i} > 0"""
-        else:
-            sub = f"""SELECT m.{', m.'.join(groups)}, m.__ts, list(r.__v ORDER BY r.__rank DESC) AS x FROM {main} m JOIN {rk} r
-                      ON {on_g} AND r.__rank > m.__hi{i} - least(m.__n{i}, {int(f.k or 0)}) AND r.__rank <= m.__hi{i}
-                      GROUP BY ALL"""
-        alias = f"l{i}"
-        joins.append(f"LEFT JOIN ({sub}) {alias} ON " + " AND ".join(f"m.{g} = {alias}.{g}" for g in groups) + f" AND m.__ts = {alias}.__ts")
-        outs.append(f"{alias}.x" if f.function == "last" else f"coalesce({alias}.x, [])")
-    final = []
-    ranked_out = {f.output: o for (i, f), o in zip(ranked, outs)}
-    for f in p.features:
-        final.append(f"{ranked_out.get(f.output, 'm.' + sql_ident(f.output))} AS {sql_ident(f.output)}")
-    ctx.con.execute(f"""
-        CREATE TEMP TABLE {table(name)} AS
-        SELECT m.{', m.'.join(groups)}, m.__ts, {', '.join(final)} FROM {main} m {' '.join(joins)}
-    """)
-    for t in [ev, main, *rank_tables.values()]:
+    for t in temps:
         ctx.con.execute(f"DROP TABLE {t}")

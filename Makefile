@@ -1,0 +1,29 @@
+# The two commands of the README:
+#   make train   - local environment, demo data, the whole pipeline
+#   make test    - local environment, the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SERVICE ?= dssm_ranking
+
+.PHONY: install demo train test clean
+
+$(BIN)/daeda: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(BIN)/daeda
+
+demo: install
+	$(BIN)/daeda demo
+
+train: demo
+	$(BIN)/daeda pipeline train $(SERVICE)
+
+test: install
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+clean:
+	rm -rf data/training_output data/training_output_enriched .snakemake .daedalus_tmp

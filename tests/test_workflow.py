@@ -1,0 +1,115 @@
+"""Snakemake behaviour: what reruns, what does not, and plain snakemake == daeda."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from projects import DAEDA, SNAKEMAKE, all_files, data_files, run, train
+
+ROOT = "data/training_output"
+DAYS = ["2026-04-01", "2026-04-02", "2026-04-03"]
+
+
+def day_mtimes(project: Path) -> dict[str, int]:
+    return {d: (project / ROOT / f"dt={d}" / "part-0-0.parquet").stat().st_mtime_ns for d in DAYS}
+
+
+def rerun_days(before: dict[str, int], after: dict[str, int]) -> set[str]:
+    return {d for d in before if before[d] != after[d]}
+
+
+def rewrite_partition(path: Path) -> None:
+    """A real change to a source partition: drop its last row."""
+    t = pq.read_table(path)
+    pq.write_table(t.slice(0, t.num_rows - 1), path, compression="zstd")
+
+
+def test_train_writes_every_day_and_plain_snakemake_gives_the_same_bytes(project, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(project, other)
+    res = train(project, "--skeleton-only")
+    assert "done" in res.stderr
+    for d in DAYS:
+        assert (project / ROOT / f"dt={d}" / "part-0-0.parquet").exists()
+    assert (project / ROOT / "qid_map.parquet").exists()
+    run(SNAKEMAKE + ["--cores", "2", "skeleton_all"], other)
+    a, b = data_files(project / ROOT), data_files(other / ROOT)
+    assert a == b and len(a) >= len(DAYS) + 1
+
+
+def test_second_run_rewrites_nothing(project):
+    train(project, "--skeleton-only")
+    before = all_files(project / ROOT)
+    res = train(project, "--skeleton-only")
+    assert "nothing to do" in res.stderr
+    assert all_files(project / ROOT) == before
+    # Plain snakemake sees the same state as up to date too.
+    res = run(SNAKEMAKE + ["--cores", "2", "-n", "skeleton_all"], project)
+    assert "Nothing to be done" in res.stdout + res.stderr
+
+
+def test_changed_partition_reruns_exactly_the_days_whose_lookback_covers_it(project):
+    train(project, "--skeleton-only")
+    before = day_mtimes(project)
+    # artwork_stats has ttl 7d: partition 2026-03-26 is read by days up to 2026-04-02.
+    rewrite_partition(project / "data/demo/sources/artwork_stats/dt=2026-03-26/part-0.parquet")
+    train(project, "--skeleton-only")
+    after = day_mtimes(project)
+    assert rerun_days(before, after) == {"2026-04-01", "2026-04-02"}
+    # The spine's own partition of the last day: only that day (no later day in range).
+    before = after
+    rewrite_partition(project / "data/demo/sources/feed/dt=2026-04-03/part-0.parquet")
+    train(project, "--skeleton-only")
+    assert rerun_days(before, day_mtimes(project)) == {"2026-04-03"}
+
+
+def test_touch_without_change_reruns_nothing(project):
+    """Snakemake compares checksums of small inputs: a touched, unchanged file is no change."""
+    train(project, "--skeleton-only")
+    before = all_files(project / ROOT)
+    (project / "data/demo/sources/likes/dt=2026-04-01/part-0.parquet").touch()
+    train(project, "--skeleton-only")
+    assert all_files(project / ROOT) == before
+
+
+def test_editing_a_view_reruns_the_days_and_matches_a_fresh_run(project, tmp_path):
+    train(project, "--skeleton-only")
+    before = day_mtimes(project)
+    view = project / "feature_views" / "artwork_stats.yaml"
+    view.write_text(view.read_text().replace("ttl: 7d", "ttl: 2d"))
+    train(project, "--skeleton-only")
+    assert rerun_days(before, day_mtimes(project)) == set(DAYS)
+    fresh = tmp_path / "fresh"
+    shutil.copytree(project, fresh, ignore=shutil.ignore_patterns("training_output", ".snakemake"))
+    train(fresh, "--skeleton-only")
+    assert data_files(project / ROOT) == data_files(fresh / ROOT)
+
+
+def test_recompiling_without_change_reruns_nothing(project):
+    train(project, "--skeleton-only")
+    plan = project / "config/pipelines/dssm_ranking.generated.yaml"
+    mtime = plan.stat().st_mtime_ns
+    before = all_files(project / ROOT)
+    res = run(DAEDA + ["pipeline", "compile", "dssm_ranking"], project)
+    assert res.stdout == plan.read_text()
+    assert plan.stat().st_mtime_ns == mtime
+    train(project, "--skeleton-only")
+    assert all_files(project / ROOT) == before
+
+
+def test_target_date_runs_one_day(project):
+    train(project, "--skeleton-only", "--target-date", "2026-04-02")
+    assert sorted(p.name for p in (project / ROOT).glob("dt=*")) == ["dt=2026-04-02"]
+
+
+def test_skeleton_job_reads_only_its_lookback(project):
+    res = run(SNAKEMAKE + ["--cores", "1", "-n", "-p", "--printshellcmds", "skeleton_all"], project)
+    # The dry run lists each job's inputs: day 2026-04-01 reads artwork_stats 03-25..04-01 only.
+    text = res.stdout
+    block = text[text.index("wildcards: day=2026-04-01") - 4000: text.index("wildcards: day=2026-04-01")]
+    inputs = re.findall(r"artwork_stats/dt=(\d{4}-\d{2}-\d{2})", block)
+    assert sorted(set(inputs)) == [f"2026-03-{d}" for d in range(25, 32)] + ["2026-04-01"]
