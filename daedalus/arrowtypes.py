@@ -49,6 +49,8 @@ def to_str(t: pa.DataType) -> str:
         return f"timestamp[{t.unit}, tz={t.tz}]" if t.tz else f"timestamp[{t.unit}]"
     if pa.types.is_list(t) or pa.types.is_large_list(t):
         return f"list<{to_str(t.value_type)}>"
+    if pa.types.is_fixed_size_list(t):
+        return f"fixed_size_list<{to_str(t.value_type)}>[{t.list_size}]"
     if pa.types.is_dictionary(t):
         return to_str(t.value_type)
     raise ValueError(f"unsupported Arrow type {t}")
@@ -63,6 +65,9 @@ def from_str(text: str) -> pa.DataType:
         return pa.timestamp(m.group(1), tz=m.group(2))
     if s.startswith("list<") and s.endswith(">"):
         return pa.list_(from_str(s[5:-1]))
+    m = re.match(r"^fixed_size_list<(.+)>\[(\d+)\]$", s)
+    if m:
+        return pa.list_(from_str(m.group(1)), int(m.group(2)))
     raise ValueError(f"unknown type {text!r}")
 
 

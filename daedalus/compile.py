@@ -270,7 +270,7 @@ def build_plan(defs: Definitions) -> tuple[Plan, dict[str, SourceFiles], list[Pa
     sources = {SPINE: SourceSpec(path=svc.spine.source.path, timestamp_field=svc.spine.source.timestamp_field,
                                  created_timestamp_field=svc.spine.source.created_timestamp_field,
                                  lookback_days=spine_lookback), **sources}
-    _check_embeddings(defs, [c.name for c in columns])
+    ops.extend(_embed_operators(defs, columns))
     plan = Plan(service=svc.name, sources=sources, operators=ops)
     return plan, chk.files, udf_files
 
@@ -288,23 +288,75 @@ def _agg_type(function: str, ctype: pa.DataType | None, where: Path, what: str) 
     return pa.list_(base) if function == "last_k" else base
 
 
-def _check_embeddings(defs: Definitions, skeleton_columns: list[str]) -> None:
-    embs = {e.name: e for e in defs.aggregations.embeddings}
+def store_schema(uri: str, where: Path) -> tuple[pa.Schema, int]:
+    """The Lance store's schema and latest version; errors name the config file."""
+    if not Path(uri).exists():
+        raise DaedalusError(where, f"embedding_store.uri: {uri!r} does not exist (run `daeda demo` for the demo store)")
+    import lance
+
+    try:
+        ds = lance.dataset(uri)
+        return ds.schema, int(ds.version)
+    except Exception as e:
+        raise DaedalusError(where, f"embedding_store.uri: {uri!r} is not a readable Lance dataset: {e}") from None
+
+
+def _embed_operators(defs: Definitions, columns: list[Column]) -> list[Operator]:
+    """One `embed` operator per embedding of the service (the enrich stage)."""
+    if not defs.service.embeddings:
+        return []
     where = defs.paths.aggregation_config_path
+    store = defs.aggregations.embedding_store
+    assert store is not None
+    schema, _ = store_schema(store.uri, where)
+    for col, want in ((store.key, "key"), (store.vector, "vector")):
+        if col not in schema.names:
+            raise DaedalusError(where, f"embedding_store.{want}: column {col!r} not found in {store.uri!r} "
+                                f"(columns: {', '.join(schema.names)})")
+    if schema.field(store.key).type != pa.int64():
+        raise DaedalusError(where, f"embedding_store.key: column {store.key!r} of {store.uri!r} is "
+                            f"{schema.field(store.key).type}, expected int64")
+    vt = schema.field(store.vector).type
+    if not (pa.types.is_fixed_size_list(vt) and vt.value_type == pa.float32()):
+        raise DaedalusError(where, f"embedding_store.vector: column {store.vector!r} of {store.uri!r} is {vt}, "
+                            "expected fixed_size_list<float32>[dim]")
+    types = {c.name: c.type for c in columns}
+    embs = {e.name: e for e in defs.aggregations.embeddings}
+    ops = []
     for name in defs.service.embeddings:
         e = embs[name]
-        if e.ids not in skeleton_columns:
+        if e.ids not in types:
             raise DaedalusError(where, f"embedding {name!r}: ids: {e.ids!r} is not a column of the skeleton output "
                                 f"of service {defs.service.name!r}")
-    store = defs.aggregations.embedding_store
-    if defs.service.embeddings and store is not None and not Path(store.uri).exists():
-        raise DaedalusError(where, f"embedding_store.uri: {store.uri!r} does not exist (run `daeda demo` for the demo store)")
+        if types[e.ids] not in ("int64", "list<int64>"):
+            raise DaedalusError(where, f"embedding {name!r}: ids: column {e.ids!r} is {types[e.ids]}, "
+                                "expected int64 or list<int64>")
+        ops.append(Operator(
+            name=f"embed.{name}", kind="embed", engine="pythonic", inputs=["write_parts"],
+            params={"embedding": name, "ids": e.ids, "store_uri": store.uri, "key": store.key, "vector": store.vector},
+            outputs=[Column(name=name, type=at.to_str(pa.list_(pa.float32(), vt.list_size))),
+                     Column(name=f"{name}_count", type="int32")],
+        ))
+    return ops
 
 
 def digest_of(plan: Plan, udf_files: list[Path]) -> str:
-    h = hashlib.sha256(plan.to_yaml().encode())
+    """Changes exactly when what a skeleton day computes changes (not with the enrich part)."""
+    skeleton = plan.model_copy(update={"operators": plan.skeleton_operators})
+    h = hashlib.sha256(skeleton.to_yaml().encode())
     for f in sorted(udf_files):
         h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def enrich_digest_of(plan: Plan) -> str:
+    """Changes when the embeddings, the store, or its latest version change."""
+    h = hashlib.sha256()
+    for op in plan.ops("embed"):
+        h.update(op.model_dump_json().encode())
+        p = op.typed_params()
+        if Path(p.store_uri).exists():
+            h.update(str(store_schema(p.store_uri, Path(p.store_uri))[1]).encode())
     return h.hexdigest()[:16]
 
 

@@ -93,6 +93,14 @@ class QidParams(Model):
     session_field: str
 
 
+class EmbedParams(Model):
+    embedding: str
+    ids: str
+    store_uri: str
+    key: str
+    vector: str
+
+
 class WriteParams(Model):
     sort: list[str] = ["event_timestamp", "source_order"]
 
@@ -105,6 +113,7 @@ PARAMS: dict[str, type[Model]] = {
     "window_agg": WindowAggParams,
     "qid": QidParams,
     "write_parts": WriteParams,
+    "embed": EmbedParams,
 }
 ENGINES: dict[str, tuple[str, ...]] = {
     "spine": ("sql",),
@@ -114,12 +123,13 @@ ENGINES: dict[str, tuple[str, ...]] = {
     "window_agg": ("sql", "pythonic"),
     "qid": ("sql",),
     "write_parts": ("sql",),
+    "embed": ("pythonic",),
 }
 
 
 class Operator(Model):
     name: str
-    kind: Literal["spine", "pit_join", "derive", "udf", "window_agg", "qid", "write_parts"]
+    kind: Literal["spine", "pit_join", "derive", "udf", "window_agg", "qid", "write_parts", "embed"]
     engine: Engine
     inputs: list[str]
     params: dict[str, Any] = Field(default_factory=dict)
@@ -143,6 +153,10 @@ class Plan(Model):
 
     def ops(self, kind: str) -> list[Operator]:
         return [o for o in self.operators if o.kind == kind]
+
+    @property
+    def skeleton_operators(self) -> list[Operator]:
+        return [o for o in self.operators if o.kind != "embed"]
 
     @property
     def columns(self) -> list[Column]:

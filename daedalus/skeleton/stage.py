@@ -88,7 +88,7 @@ def run_skeleton_stage(plan: Plan, day: dt.date, output_root: Path | str, *, chu
                          run_days=run_days or [day])
         write_op = None
         timings: dict[str, float] = {}
-        for op in plan.operators:
+        for op in plan.skeleton_operators:
             if op.kind == "write_parts":
                 write_op = op
                 continue
