@@ -12,10 +12,22 @@ if os.path.exists("config/config.yaml"):
 
 
 include: "rules/common.smk"
-include: "rules/skeleton.smk"
+
+
+# --enrich-only leaves the skeleton rules out, so existing skeleton days are used as they are.
+if WF.stage != "enrich":
+
+    include: "rules/skeleton.smk"
+
+
+if WF.has_embeddings and WF.stage != "skeleton":
+
+    include: "rules/enrich.smk"
 
 
 rule all:
     default_target: True
     input:
-        rules.skeleton_all.input,
+        WF.skeleton_targets if WF.stage != "enrich" else [],
+        WF.qid_map_targets if WF.stage != "enrich" else [],
+        WF.enrich_targets if WF.stage != "skeleton" else [],

@@ -108,25 +108,47 @@ def train_cmd(
     # Everything compile checks, before Snakemake starts or any output is touched.
     compiled = compile_service(service, paths, output_root=str(output_root) if output_root else None, target_date=day)
     runtime = compiled.definitions.runtime
-    if not skeleton_only:
-        raise DaedalusError("train", "the enrich stage is not built yet: run with --skeleton-only")
     root = str(output_root) if output_root else runtime.output_root
     workers = day_workers or runtime.day_workers
+    stage = "skeleton" if skeleton_only else "enrich" if enrich_only else "all"
+    has_embeddings = bool(compiled.plan.ops("embed"))
+    if enrich_only:
+        if not has_embeddings:
+            raise DaedalusError("--enrich-only", f"service {service!r} has no embeddings to enrich")
+        missing = [d for d in compiled.days if not (Path(root) / f"dt={d.isoformat()}").is_dir()]
+        if missing:
+            raise DaedalusError("--enrich-only", f"no skeleton output for {len(missing)} day(s) (first: "
+                                f"{Path(root) / ('dt=' + missing[0].isoformat())}); run the skeleton stage first")
     config = {
         "service": service,
         "feature_views_dir": feature_views_dir, "feature_services_dir": feature_services_dir,
         "runtime_config_path": runtime_config_path, "aggregation_config_path": aggregation_config_path,
         "output_root": root, "target_date": day.isoformat() if day else None,
-        "day_workers": workers, "ray_num_cpus": ray_num_cpus,
+        "day_workers": workers, "ray_num_cpus": ray_num_cpus, "stage": stage,
     }
-    target = "skeleton_all" if skeleton_only else "enrich_all" if enrich_only else "all"
     n_cores = cores or max(workers, runtime.duckdb.threads)
     console.print(f"[bold]{service}[/bold]: {len(compiled.days)} day(s) "
-                  f"{compiled.days[0]}..{compiled.days[-1]} -> {root} ({target.replace('_all', '')}, "
+                  f"{compiled.days[0]}..{compiled.days[-1]} -> {root} ({stage}, "
                   f"{workers} day worker(s), {n_cores} cores)")
-    run = SnakemakeRun(config=config, targets=[target], cores=n_cores, verbose=verbose,
+    run = SnakemakeRun(config=config, targets=["all"], cores=n_cores, verbose=verbose,
                        extra_args=list(snakemake_args or []))
-    rc = run.run(console)
+    head = None
+    if stage != "skeleton" and has_embeddings and not (os.environ.get("RAY_ADDRESS") or runtime.ray.address):
+        # One local Ray head for the whole run: each day job attaches instead of paying
+        # Ray's start-up (seconds) per day. Only when some enrich job will run.
+        if run.jobs_to_run().get("enrich_day"):
+            from daedalus.enrich.cluster import start_local_head
+
+            head = start_local_head(ray_num_cpus or runtime.ray.num_cpus, None)
+            run.env["RAY_ADDRESS"] = head
+            console.print(f"[dim]ray head for this run: {head}[/dim]")
+    try:
+        rc = run.run(console)
+    finally:
+        if head is not None:
+            from daedalus.enrich.cluster import stop_head
+
+            stop_head()
     if rc != 0:
         raise DaedalusError("train", f"snakemake failed (exit {rc}); its log: {run.log_path or '.snakemake/log/'}; "
                             f"job logs: {root}/.daedalus/logs/")

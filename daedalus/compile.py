@@ -375,6 +375,36 @@ def write_if_changed(path: Path, text: str) -> bool:
     return True
 
 
+def _check_files_readable(plan: Plan, files: dict[str, SourceFiles], days: list[dt.date]) -> None:
+    """Every file the run's days will read has a parquet footer with the columns used.
+
+    Footers only (cheap), so a corrupt or truncated partition fails here with its name
+    rather than inside a day job after Snakemake has removed that day's old output.
+    """
+    import pyarrow.parquet as pq
+
+    lo, hi = min(days), max(days)
+    for sid, spec in plan.sources.items():
+        sf = files.get(sid)
+        if sf is None:
+            continue
+        if sf.partitioned:
+            first = None if spec.lookback_days is None else lo - dt.timedelta(days=spec.lookback_days)
+            needed = [f for f, d in zip(sf.files, sf.days) if d is not None and d <= hi and (first is None or d >= first)]
+        else:
+            needed = list(sf.files)
+        reference = None
+        for f in needed:
+            try:
+                schema = pq.read_schema(f)
+            except Exception as e:
+                raise DaedalusError(f, f"unreadable parquet: {' '.join(str(e).split())}") from None
+            if reference is None:
+                reference = schema
+            elif spec.timestamp_field not in schema.names:
+                raise DaedalusError(f, f"column {spec.timestamp_field!r} is missing (source {spec.path!r})")
+
+
 def override_path(service: str) -> Path:
     return Path("config/pipelines") / f"{service}.yaml"
 
@@ -391,6 +421,7 @@ def compile_service(service: str, paths: DefinitionPaths, *, output_dir: Path | 
             raise DaedalusError("--target-date", f"{target_date} is outside the configured range "
                                 f"{days[0]}..{days[-1]} ({paths.runtime_config_path})")
         days = [target_date]
+    _check_files_readable(plan, files, days)
     plan_path = (output_dir or Path("config/pipelines")) / f"{service}.generated.yaml"
     effective = plan
     ov = override_path(service)

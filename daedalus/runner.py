@@ -27,12 +27,12 @@ _STEPS = re.compile(r"(\d+) of (\d+) steps \((\d+)%\) done")
 
 
 def workflow_dir() -> Path:
-    """Where the Snakefile is: beside the package in a wheel, else the repository root."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "_workflow", here.parent):
-        if (candidate / "Snakefile").is_file():
-            return candidate
-    raise DaedalusError("Snakefile", f"the workflow files were not found next to {here}")
+    """The repository holding the Snakefile (Daedalus is installed from it, editable)."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "Snakefile").is_file():
+        raise DaedalusError("Snakefile", f"the workflow files were not found in {root}; install Daedalus "
+                            "from its repository with `pip install -e .`")
+    return root
 
 
 @dataclass
@@ -43,6 +43,31 @@ class SnakemakeRun:
     verbose: bool = False
     extra_args: list[str] = field(default_factory=list)
     log_path: str | None = None  # Snakemake's own log of the run (it writes one in .snakemake/log)
+    env: dict[str, str] = field(default_factory=dict)
+
+    def _env(self) -> dict[str, str]:
+        return {**os.environ, **self.env}
+
+    def jobs_to_run(self) -> dict[str, int]:
+        """Rule -> number of jobs a run would execute now (a dry run)."""
+        cmd = self.command()
+        cmd.insert(cmd.index("--cores"), "--dry-run")
+        res = subprocess.run(cmd, capture_output=True, text=True, env=self._env())
+        if res.returncode != 0:
+            return {}
+        counts: dict[str, int] = {}
+        in_table = False
+        for line in (res.stdout + res.stderr).splitlines():
+            if line.strip().startswith("job") and "count" in line:
+                in_table = True
+                continue
+            if in_table:
+                parts = line.split()
+                if len(parts) == 2 and parts[1].isdigit():
+                    counts[parts[0]] = int(parts[1])
+                elif parts and parts[0] == "total":
+                    break
+        return counts
 
     def command(self) -> list[str]:
         wf = workflow_dir()
@@ -56,13 +81,15 @@ class SnakemakeRun:
         cmd = self.command()
         if self.verbose:
             console.print(f"[dim]$ {' '.join(cmd)}[/dim]")
-            return subprocess.call(cmd)
+            return subprocess.call(cmd, env=self._env())
         jobs: dict[str, tuple[str, str | None]] = {}
         cur_rule: str | None = None
         cur_id: str | None = None
         errors: list[str] = []
+        failures: list[str] = []
         tail: list[str] = []
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                                env=self._env())
         assert proc.stdout is not None
         for line in proc.stdout:
             if m := _LOG.search(line):
@@ -83,9 +110,13 @@ class SnakemakeRun:
                 console.print(f"[dim]{m.group(1)}/{m.group(2)} jobs ({m.group(3)}%)[/dim]")
             elif m := _ERROR.search(line):
                 errors.append(m.group(1))
+            elif line.startswith("daedalus job "):
+                failures.append(line.rstrip())
             elif "Nothing to be done" in line:
                 console.print("[dim]nothing to do: every output is up to date[/dim]")
         rc = proc.wait()
         if rc != 0:
-            console.print("\n".join(tail[-25:]), markup=False, highlight=False)
+            # A failed job says what went wrong in one line and keeps its traceback in its log.
+            shown = failures or tail[-25:]
+            console.print("\n".join(shown), markup=False, highlight=False)
         return rc

@@ -20,6 +20,7 @@ from typing import Any
 
 from daedalus.compile import Compiled, compile_service
 from daedalus.definitions import RuntimeConfig
+from daedalus.errors import DaedalusError
 from daedalus.loading import DefinitionPaths, load_model
 from daedalus.skeleton.qid import registry_path
 from daedalus.sources import SourceFiles
@@ -41,6 +42,7 @@ class WorkflowConfig:
     day_workers: int | None = None
     ray_num_cpus: int | None = None
     ray_address: str | None = None
+    stage: str = "all"  # all | skeleton | enrich (which rules the Snakefile defines)
 
     @classmethod
     def from_mapping(cls, config: dict[str, Any]) -> "WorkflowConfig":
@@ -134,6 +136,32 @@ class Workflow:
     def skeleton_targets(self) -> list[str]:
         return [f"{self.root}/dt={d}" for d in self.days]
 
+    @property
+    def qid_map_targets(self) -> list[str]:
+        return [f"{self.root}/qid_map.parquet"] if self.has_sessions else []
+
+    @property
+    def stage(self) -> str:
+        return self.config.stage
+
+    @property
+    def has_embeddings(self) -> bool:
+        return bool(self.compiled.plan.ops("embed"))
+
+    @property
+    def enrich_targets(self) -> list[str]:
+        return [f"{self.enriched_root}/dt={d}" for d in self.days] if self.has_embeddings else []
+
+    @cached_property
+    def enrich_digest(self) -> str:
+        from daedalus.compile import enrich_digest_of
+
+        return enrich_digest_of(self.compiled.plan)
+
+    @property
+    def enrich_mem_mb(self) -> int:
+        return 4096
+
 
 def load_workflow(config: dict[str, Any]) -> Workflow:
     """Compile the service (writing the plan only if it changed) for the Snakefile."""
@@ -157,10 +185,44 @@ def run_days_of(runtime: RuntimeConfig, target_date: str | None) -> list[dt.date
 def _job_logger(log_path: str | None) -> logging.Logger:
     logger = logging.getLogger("daedalus.job")
     logger.setLevel(logging.INFO)
-    handler: logging.Handler = logging.FileHandler(log_path, mode="w") if log_path else logging.StreamHandler(sys.stderr)
+    handler: logging.Handler = logging.FileHandler(log_path, mode="a") if log_path else logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     logger.handlers = [handler]
     return logger
+
+
+def run_job(fn: Any, smk: Any) -> None:
+    """Run a job entry point with its output in the rule's log file.
+
+    Library noise (DuckDB, Ray) and a failure's traceback go to the log; stderr gets one
+    line naming the log, so a failed day is easy to find.
+    """
+    log_path = smk.log[0] if smk.log else None
+    if log_path:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(log_path).write_text("")
+        fd = os.open(log_path, os.O_WRONLY | os.O_APPEND)
+        saved_out, saved_err = os.dup(1), os.dup(2)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+    try:
+        fn(smk)
+    except BaseException as e:
+        import traceback
+
+        traceback.print_exc()
+        sys.stderr.flush()
+        if log_path:
+            os.dup2(saved_err, 2)
+        msg = e.problem if isinstance(e, DaedalusError) else f"{type(e).__name__}: {e}"
+        print(f"daedalus job {smk.rule} failed: {' '.join(str(msg).split())} (log: {log_path})", file=sys.stderr)
+        raise SystemExit(1) from None
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if log_path:
+            os.dup2(saved_out, 1)
+            os.dup2(saved_err, 2)
 
 
 def skeleton_job(smk: Any) -> None:
@@ -177,10 +239,34 @@ def skeleton_job(smk: Any) -> None:
     # change the params (and so rerun) of the days already written.
     wc = WorkflowConfig.from_mapping(dict(smk.config))
     run_days = run_days_of(runtime, wc.target_date)
+    # Concurrent days share DuckDB's memory limit as they share its threads.
+    workers = wc.day_workers or runtime.day_workers
+    settings = runtime.duckdb.model_copy(update={"memory_limit": f"{max(64, _size_mb(runtime.duckdb.memory_limit) // workers)}MB"})
     res = run_skeleton_stage(plan, day, Path(smk.params.root), chunk_rows=runtime.skeleton.chunk_rows,
-                             duckdb_settings=runtime.duckdb, threads=smk.threads, files=files, run_days=run_days)
+                             duckdb_settings=settings, threads=smk.threads, files=files, run_days=run_days)
     log.info("skeleton dt=%s rows=%d parts=%d seconds=%.2f", day, res.rows, res.parts, res.seconds)
     log.info("operator seconds: %s", json.dumps({k: round(v, 3) for k, v in res.operator_seconds.items()}))
+
+
+def enrich_job(smk: Any) -> None:
+    from daedalus.enrich.stage import run_enrich_stage
+    from daedalus.plan import load_plan
+
+    log = _job_logger(smk.log[0] if smk.log else None)
+    plan = load_plan(Path(smk.params.plan))
+    runtime = load_model(RuntimeConfig, Path(smk.params.runtime))
+    wc = WorkflowConfig.from_mapping(dict(smk.config))
+    embeds = [op.typed_params() for op in plan.ops("embed")]
+    first = embeds[0]
+    address = os.environ.get("RAY_ADDRESS") or wc.ray_address or runtime.ray.address
+    summary = run_enrich_stage(
+        Path(smk.input.skeleton), Path(smk.output[0]),
+        store_uri=first.store_uri, key=first.key, vector=first.vector,
+        embeddings=[(e.embedding, e.ids) for e in embeds],
+        shard_rows=runtime.enrich.shard_rows, batch_rows=runtime.enrich.batch_rows,
+        ray_address=address, num_cpus=wc.ray_num_cpus or runtime.ray.num_cpus or smk.threads,
+    )
+    log.info("enrich dt=%s %s", smk.wildcards.day, json.dumps(summary, default=str))
 
 
 def qid_map_job(smk: Any) -> None:
@@ -191,5 +277,5 @@ def qid_map_job(smk: Any) -> None:
     log.info("qid_map.parquet: %d sessions", n)
 
 
-__all__ = ["Workflow", "WorkflowConfig", "load_workflow", "skeleton_job", "qid_map_job",
+__all__ = ["Workflow", "WorkflowConfig", "load_workflow", "skeleton_job", "enrich_job", "qid_map_job",
            "registry_path", "STAGES"]

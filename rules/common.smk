@@ -3,6 +3,7 @@ from daedalus.workflow import load_workflow
 
 WF = load_workflow(config)
 ROOT = WF.root
+EROOT = WF.enriched_root
 STATE = WF.state_dir
 
 

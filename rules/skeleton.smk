@@ -54,4 +54,4 @@ rule skeleton_day:
 rule skeleton_all:
     input:
         WF.skeleton_targets,
-        [f"{ROOT}/qid_map.parquet"] if WF.has_sessions else [],
+        WF.qid_map_targets,

@@ -1,0 +1,26 @@
+# The enrich stage: one Ray Data job per day over that day's skeleton output.
+
+
+rule enrich_day:
+    input:
+        skeleton=f"{ROOT}/dt={{day}}",
+    output:
+        directory(f"{EROOT}/dt={{day}}"),
+    params:
+        plan=WF.plan_path,
+        digest=WF.enrich_digest,  # embeddings, store and store version (params trigger)
+        runtime=WF.config.runtime_config_path,
+    threads: WF.job_threads
+    resources:
+        mem_mb=WF.enrich_mem_mb,
+    log:
+        f"{STATE}/logs/enrich/dt={{day}}.log",
+    benchmark:
+        f"{STATE}/benchmarks/enrich/dt={{day}}.tsv"
+    script:
+        "../scripts/enrich.py"
+
+
+rule enrich_all:
+    input:
+        WF.enrich_targets,
