@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import importlib
-import importlib.util
 import os
 import sys
 from dataclasses import dataclass
@@ -28,6 +26,7 @@ from daedalus.expressions import ExprError, referenced_columns
 from daedalus.loading import DefinitionPaths, Definitions, load_definitions
 from daedalus.plan import Column, Operator, Plan, SourceSpec, load_plan, validate_plan
 from daedalus.sources import SourceFiles, read_schema
+from daedalus.udfs import import_udf
 from daedalus.timeutil import day_range, lookback_days, parse_duration
 
 SPINE = "spine"
@@ -117,18 +116,11 @@ def _check_expr(view: FeatureView, feature_name: str, expr: str, dtype: str, sch
 
 
 def _check_udf(function: str, feature_name: str, where: Path) -> Path | None:
-    module_name, fn_name = function.split(":", 1)
-    cwd = os.getcwd()
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)
     try:
-        module = importlib.import_module(module_name)
+        fn = import_udf(function)
     except Exception as e:
-        raise DaedalusError(where, f"feature {feature_name!r}: udf module {module_name!r} cannot be imported: {e}") from None
-    fn = getattr(module, fn_name, None)
-    if not callable(fn):
-        raise DaedalusError(where, f"feature {feature_name!r}: udf {function!r}: module has no function {fn_name!r}")
-    origin = getattr(module, "__file__", None)
+        raise DaedalusError(where, f"feature {feature_name!r}: udf {function!r} cannot be loaded: {e}") from None
+    origin = getattr(sys.modules.get(fn.__module__), "__file__", None)
     return Path(origin) if origin else None
 
 

@@ -7,12 +7,10 @@ feature of the view null whatever the expression would give for nulls.
 from __future__ import annotations
 
 import hashlib
-import importlib
-import os
-import sys
 
 from daedalus import arrowtypes as at
 from daedalus.errors import DaedalusError
+from daedalus.udfs import import_udf
 from daedalus.plan import DeriveParams, Operator, UdfParams
 from daedalus.skeleton.context import DayContext, table
 from daedalus.sources import sql_ident
@@ -36,11 +34,8 @@ def derive_sql(ctx: DayContext, op: Operator) -> None:
 
 
 def load_udf(function: str):
-    module_name, fn_name = function.split(":", 1)
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
     try:
-        return getattr(importlib.import_module(module_name), fn_name)
+        return import_udf(function)
     except Exception as e:
         raise DaedalusError(function, f"cannot load udf: {e}") from None
 

@@ -1,0 +1,199 @@
+"""One local Ray head per `daeda pipeline train` run, shared by all per-day enrich jobs.
+
+    address = start_local_head(num_cpus, None)   # "127.0.0.1:PORT"
+    env["RAY_ADDRESS"] = address                 # every enrich job attaches (ensure_ray)
+    ...
+    stop_head()                                  # stops exactly the head started above
+
+Why not `ray stop`: `ray stop [--force]` kills EVERY Ray process of the machine that this
+user may signal, found by process name (raylet, gcs_server, ray::* workers, ...), whatever
+cluster it belongs to: it would also kill the local Ray of a concurrent test, of another
+run, or another user's job. `stop_head()` only signals the processes of the head this
+process started: the head is started in its own session/process group (start_new_session)
+with its own `--temp-dir`, and `stop_head()` terminates that process group plus any process
+whose command line names that temp dir (SIGTERM, then SIGKILL after a grace period), then
+removes the temp dir.
+
+All fixed-default ports are chosen free (GCS, dashboard, dashboard agent), so two heads
+on one machine do not collide. `num_cpus` is a logical CPU count: the scheduler's budget,
+not a core pinning. Each day job holds `actor_num_cpus` (default 1) for its actor and reads
+take no CPU slot, so `day_workers` concurrent jobs run side by side when
+num_cpus >= day_workers (more jobs simply queue for the actor slot; they never deadlock).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from daedalus.enrich.stage import default_object_store_memory
+
+
+@dataclass
+class _Head:
+    address: str
+    pgid: int
+    temp_dir: Path
+    owns_temp_dir: bool
+    pids: set[int]
+
+
+_HEADS: list[_Head] = []
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ray_executable() -> str:
+    """The `ray` CLI of this interpreter's environment (the venv's bin dir)."""
+    exe = Path(sys.executable).parent / "ray"
+    if exe.exists():
+        return str(exe)
+    found = shutil.which("ray")
+    if not found:
+        raise RuntimeError("the `ray` command is not installed next to this Python")
+    return found
+
+
+def head_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("RAY_ADDRESS", None)
+    env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    env.setdefault("RAY_AUTH_MODE", "token")  # explicit: token auth on, without Ray's warning
+    return env
+
+
+def start_local_head(num_cpus: int | None, tmp_dir: Path | None, *, timeout_s: float = 180.0) -> str:
+    """Start a local Ray head (`ray start --head`) and return its address "127.0.0.1:PORT".
+
+    `tmp_dir`: Ray's --temp-dir (sockets, logs); default a new short dir under the system
+    temp dir (unix socket paths must stay under ~100 characters), removed by stop_head().
+    """
+    owns = tmp_dir is None
+    temp_dir = Path(tempfile.mkdtemp(prefix="daeda-ray-")) if owns else Path(tmp_dir).resolve()
+    temp_dir.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    cmd = [
+        ray_executable(), "start", "--head",
+        "--node-ip-address", "127.0.0.1",
+        "--port", str(port),
+        "--num-cpus", str(num_cpus or os.cpu_count() or 1),
+        "--object-store-memory", str(default_object_store_memory()),
+        "--include-dashboard=false",
+        "--dashboard-port", str(_free_port()),
+        "--dashboard-agent-listen-port", str(_free_port()),
+        "--disable-usage-stats",
+        "--temp-dir", str(temp_dir),
+    ]
+    env = head_env()
+    os.environ.setdefault("RAY_AUTH_MODE", env["RAY_AUTH_MODE"])  # drivers attach with the same mode
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            env=env, start_new_session=True, text=True)
+    pgid = proc.pid  # the head's daemons inherit this new session/process group
+    try:
+        out, _ = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        _kill_group(pgid, temp_dir, set())
+        raise RuntimeError(f"`ray start --head` did not finish within {timeout_s:.0f}s")
+    address = f"127.0.0.1:{port}"
+    head = _Head(address, pgid, temp_dir, owns, _head_pids(pgid, temp_dir))
+    if proc.returncode != 0:
+        _stop(head)
+        tail = " | ".join((out or "").strip().splitlines()[-3:])
+        raise RuntimeError(f"`ray start --head` failed (exit {proc.returncode}): {tail}")
+    _HEADS.append(head)
+    if len(_HEADS) == 1:
+        atexit.register(stop_all_heads)
+    return address
+
+
+def stop_head(address: str | None = None, grace_s: float = 5.0) -> bool:
+    """Stop the head started by `start_local_head` in this process (the last one, or the one
+    at `address`); only its processes are signalled. Returns False when there is none."""
+    for head in reversed(_HEADS):
+        if address is None or head.address == address:
+            _HEADS.remove(head)
+            _stop(head, grace_s)
+            return True
+    return False
+
+
+def stop_all_heads() -> None:
+    while _HEADS:
+        stop_head()
+
+
+def _head_pids(pgid: int, temp_dir: Path) -> set[int]:
+    import psutil
+
+    marker = str(temp_dir)
+    pids = set()
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if os.getpgid(p.pid) == pgid or any(marker in a for a in (p.info["cmdline"] or [])):
+                pids.add(p.pid)
+        except (psutil.Error, OSError):
+            continue
+    # and their descendants (workers re-title themselves "ray::..." and may leave the group)
+    for pid in list(pids):
+        try:
+            pids.update(c.pid for c in psutil.Process(pid).children(recursive=True))
+        except psutil.Error:
+            pass
+    pids.discard(os.getpid())
+    return pids
+
+
+def _kill_group(pgid: int, temp_dir: Path, known: set[int], grace_s: float = 5.0) -> None:
+    import psutil
+
+    procs = []
+    for pid in known | _head_pids(pgid, temp_dir):
+        try:
+            procs.append(psutil.Process(pid))
+        except psutil.Error:
+            pass
+    for p in procs:
+        try:
+            p.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=grace_s)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+    try:  # anything left in the group (started after the scan)
+        os.killpg(pgid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def _stop(head: _Head, grace_s: float = 5.0) -> None:
+    try:
+        import ray
+
+        if ray.is_initialized():
+            ctx = ray.get_runtime_context()
+            if getattr(ctx, "gcs_address", None) == head.address:
+                ray.shutdown()
+    except Exception:
+        pass
+    _kill_group(head.pgid, head.temp_dir, head.pids, grace_s)
+    if head.owns_temp_dir:
+        time.sleep(0.1)
+        shutil.rmtree(head.temp_dir, ignore_errors=True)
