@@ -139,7 +139,12 @@ def train_cmd(
         if run.jobs_to_run().get("enrich_day"):
             from daedalus.enrich.cluster import start_local_head
 
+            # This head is ours alone and listens on loopback: no token auth, and Ray must
+            # not swap 127.0.0.1 for the machine's external address when jobs attach.
+            local = {"RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+            os.environ.update(local)
             head = start_local_head(ray_num_cpus or runtime.ray.num_cpus, None)
+            run.env.update(local)
             run.env["RAY_ADDRESS"] = head
             console.print(f"[dim]ray head for this run: {head}[/dim]")
     try:
