@@ -36,3 +36,14 @@ def test_quickstart_both_stages_and_plain_snakemake_agree(project, tmp_path):
     # A second run does nothing.
     res = train(project)
     assert "nothing to do" in res.stderr
+    # Rebuilding one skeleton day reruns that day's enrich job and no other.
+    def mtimes():
+        return {d: max(p.stat().st_mtime_ns for p in (enr / f"dt={d}").glob("*.parquet")) for d in DAYS}
+
+    before = mtimes()
+    feed = project / "data/demo/sources/feed/dt=2026-04-03/part-0.parquet"
+    t = pq.read_table(feed)
+    pq.write_table(t.slice(0, t.num_rows - 1), feed, compression="zstd")
+    train(project)
+    after = mtimes()
+    assert {d for d in DAYS if before[d] != after[d]} == {"2026-04-03"}

@@ -48,6 +48,8 @@ class _Head:
 
 
 _HEADS: list[_Head] = []
+# <temp>/session_2026-01-01_00-00-00_000000_1234567/sockets/plasma_store must fit in 107 bytes.
+_MAX_TEMP_BASE = 40
 
 
 def _free_port() -> int:
@@ -71,26 +73,44 @@ def head_env() -> dict[str, str]:
     env = dict(os.environ)
     env.pop("RAY_ADDRESS", None)
     env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    env.setdefault("RAY_AUTH_MODE", "token")  # explicit: token auth on, without Ray's warning
     return env
 
 
-def start_local_head(num_cpus: int | None, tmp_dir: Path | None, *, timeout_s: float = 180.0) -> str:
+def _ensure_token_auth(env: dict[str, str]) -> None:
+    """Token auth for the head unless the user chose a mode: make sure Ray's local token
+    exists (`ray get-auth-token --generate` creates ~/.ray/auth_token only when missing; its
+    output, the token, is discarded) and export RAY_AUTH_MODE=token to this process, so
+    the jobs it starts attach with it (`ensure_ray` does the same when it is unset)."""
+    if env.get("RAY_AUTH_MODE"):
+        return
+    subprocess.run([ray_executable(), "get-auth-token", "--generate"], env=env, stdin=subprocess.DEVNULL,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, timeout=120)
+    env["RAY_AUTH_MODE"] = "token"
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
+
+
+def start_local_head(num_cpus: int | None, tmp_dir: Path | None, *, object_store_memory: int | None = None,
+                     timeout_s: float = 180.0) -> str:
     """Start a local Ray head (`ray start --head`) and return its address "127.0.0.1:PORT".
 
-    `tmp_dir`: Ray's --temp-dir (sockets, logs); default a new short dir under the system
-    temp dir (unix socket paths must stay under ~100 characters), removed by stop_head().
+    Ray's --temp-dir (sockets, logs) is a new directory `daeda-ray-XXXXXXXX` under `tmp_dir`
+    (default: the system temp dir), removed by stop_head(); its unique path is also how
+    stop_head() recognises the head's processes. When `tmp_dir` is too long for Ray's unix
+    socket paths (~107 characters), the system temp dir is used instead.
     """
-    owns = tmp_dir is None
-    temp_dir = Path(tempfile.mkdtemp(prefix="daeda-ray-")) if owns else Path(tmp_dir).resolve()
-    temp_dir.mkdir(parents=True, exist_ok=True)
+    base = Path(tmp_dir).resolve() if tmp_dir is not None else Path(tempfile.gettempdir())
+    if len(str(base)) > _MAX_TEMP_BASE:
+        base = Path(tempfile.gettempdir())
+    base.mkdir(parents=True, exist_ok=True)
+    temp_dir = Path(tempfile.mkdtemp(prefix="daeda-ray-", dir=base))
+    owns = True
     port = _free_port()
     cmd = [
         ray_executable(), "start", "--head",
         "--node-ip-address", "127.0.0.1",
         "--port", str(port),
         "--num-cpus", str(num_cpus or os.cpu_count() or 1),
-        "--object-store-memory", str(default_object_store_memory()),
+        "--object-store-memory", str(object_store_memory or default_object_store_memory()),
         "--include-dashboard=false",
         "--dashboard-port", str(_free_port()),
         "--dashboard-agent-listen-port", str(_free_port()),
@@ -98,7 +118,7 @@ def start_local_head(num_cpus: int | None, tmp_dir: Path | None, *, timeout_s: f
         "--temp-dir", str(temp_dir),
     ]
     env = head_env()
-    os.environ.setdefault("RAY_AUTH_MODE", env["RAY_AUTH_MODE"])  # drivers attach with the same mode
+    _ensure_token_auth(env)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             env=env, start_new_session=True, text=True)
     pgid = proc.pid  # the head's daemons inherit this new session/process group
@@ -119,7 +139,7 @@ def start_local_head(num_cpus: int | None, tmp_dir: Path | None, *, timeout_s: f
     return address
 
 
-def stop_head(address: str | None = None, grace_s: float = 5.0) -> bool:
+def stop_head(address: str | None = None, grace_s: float = 3.0) -> bool:
     """Stop the head started by `start_local_head` in this process (the last one, or the one
     at `address`); only its processes are signalled. Returns False when there is none."""
     for head in reversed(_HEADS):
@@ -156,7 +176,7 @@ def _head_pids(pgid: int, temp_dir: Path) -> set[int]:
     return pids
 
 
-def _kill_group(pgid: int, temp_dir: Path, known: set[int], grace_s: float = 5.0) -> None:
+def _kill_group(pgid: int, temp_dir: Path, known: set[int], grace_s: float = 3.0) -> None:
     import psutil
 
     procs = []
@@ -183,7 +203,7 @@ def _kill_group(pgid: int, temp_dir: Path, known: set[int], grace_s: float = 5.0
         pass
 
 
-def _stop(head: _Head, grace_s: float = 5.0) -> None:
+def _stop(head: _Head, grace_s: float = 3.0) -> None:
     try:
         import ray
 

@@ -3,11 +3,15 @@
 A Ray Data streaming pipeline, one per day:
 
     read_parquet(the day's parts, in increasing N, preserve_order)
-      -> map_batches(_Enricher, ActorPoolStrategy(size=1)): the actor loads the store once,
-         at the version pinned on the driver, and appends `<name>`, `<name>_count` per batch
+      -> map_batches(_Enricher, ActorPoolStrategy(size=1)): one actor holding the store at
+         the version pinned on the driver appends `<name>`, `<name>_count` to each batch
       -> iter_batches() on the driver -> ShardWriter: exactly `shard_rows` rows per shard,
          `part-00000.parquet`, `part-00001.parquet`, ... (Zstd), into a hidden temp dir
       -> the temp dir is renamed into place (the day is complete or absent, never partial).
+
+The store is loaded once, on the driver, in a thread while Ray Data plans the read, and
+handed to the actor through the object store (zero-copy); a store bigger than
+SHARE_STORE_FRACTION of the object store is loaded by the actor itself instead.
 
 Ray's own `write_parquet` is not used: it may reorder rows inside files and names files
 differently on every run. Writing from the driver, from an order-preserving stream, one
@@ -16,10 +20,12 @@ single-chunk table per shard, gives byte-identical files on every rerun.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import re
 import shutil
+import threading
 import time
 import warnings
 from dataclasses import asdict
@@ -37,6 +43,8 @@ log = logging.getLogger("daedalus.enrich")
 
 _PART = re.compile(r"part-(\d+)-(\d+)\.parquet")
 SHARD_DIGITS = 5  # part-00000.parquet; more digits only when a day has >= 100000 shards
+# Share the loaded store through the object store when it takes at most this much of it.
+SHARE_STORE_FRACTION = 0.4
 
 
 # -- Ray lifecycle ------------------------------------------------------------------------
@@ -47,9 +55,10 @@ def _quiet_ray_env() -> None:
     warnings.filterwarnings("ignore", message=r"lance is not fork-safe")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    # Token auth stays on (Ray's default for local clusters); setting it explicitly only
-    # silences Ray's "Token authentication is enabled" warning.
-    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    # Ray 2.60 turns token auth on for local clusters and says so with a WARNING on every
+    # init; keep the (default) auth, drop the line. (Setting RAY_AUTH_MODE here instead
+    # would break a process that imported ray before: Ray caches the mode at import.)
+    logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
 
 
 def _quiet_ray_data() -> None:
@@ -60,7 +69,6 @@ def _quiet_ray_data() -> None:
     ctx.enable_operator_progress_bars = False
     ctx.print_on_execution_start = False
     ctx.enable_auto_log_stats = False
-    ctx.execution_options.preserve_order = True
     ctx.execution_options.verbose_progress = False
     for name in ("ray", "ray.data", "ray._private"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -80,14 +88,16 @@ def default_object_store_memory() -> int:
     return int(max(256 << 20, min(2 << 30, total // 5)))
 
 
-def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> str:
+def ensure_ray(address: str | None = None, num_cpus: int | None = None, object_store_memory: int | None = None) -> str:
     """Make sure this process is connected to Ray; returns how: "reused", "attached", "started".
 
     * already initialised (e.g. by the caller or a test fixture): reused as is;
     * `address` or env `RAY_ADDRESS` set: attach to that cluster (`ray.init(address=...)`);
     * otherwise: start a local Ray in this process with `num_cpus` logical CPUs (default:
-      all cores), `object_store_memory` = min(2 GB, 20% RAM), no dashboard, and quiet logs
-      (`log_to_driver=False`, WARNING level, no Ray Data progress bars).
+      all cores), `object_store_memory` bytes (default min(2 GB, 20% RAM)), no dashboard,
+      and quiet logs (`log_to_driver=False`, WARNING level, no Ray Data progress bars).
+
+    `num_cpus` and `object_store_memory` only matter when a local Ray is started.
     """
     _quiet_ray_env()
     import ray
@@ -98,12 +108,13 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> str:
     address = address or os.environ.get("RAY_ADDRESS") or None
     common = dict(log_to_driver=False, logging_level=logging.WARNING, configure_logging=True)
     if address:
+        _token_auth_for_attach()
         ray.init(address=address, **common)
         how = "attached"
     else:
         ray.init(
             num_cpus=num_cpus or os.cpu_count() or 1,
-            object_store_memory=default_object_store_memory(),
+            object_store_memory=object_store_memory or default_object_store_memory(),
             include_dashboard=False,
             **common,
         )
@@ -112,15 +123,45 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> str:
     return how
 
 
+def _token_auth_for_attach() -> None:
+    """Use Ray's token auth to attach when the user did not choose a mode and a token exists.
+
+    Ray 2.60 enables token auth on local clusters (and on `ray start --head` when a token
+    exists, which `start_local_head` ensures), but a driver given an explicit address only
+    uses it when RAY_AUTH_MODE=token. Ray applies this very rule itself for address="auto";
+    we apply it to explicit addresses too. (A token sent to a cluster without auth is
+    ignored.)
+    """
+    if os.environ.get("RAY_AUTH_MODE"):
+        return
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # another Ray version: it has its own rules
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
 # -- the actor ----------------------------------------------------------------------------
 
 
 class _Enricher:
-    """Ray Data actor: loads the pinned store once, then pools embeddings per batch."""
+    """Ray Data actor: gets the store once (at the pinned version), then pools per batch.
 
-    def __init__(self, store: dict, specs: list[tuple[str, str]]) -> None:
-        ref = StoreRef(**store)
-        self.store = EmbeddingStore.load(ref)
+    `store` is either an ObjectRef of an `EmbeddingStore` that the driver loaded and put in
+    the object store (the actor maps it zero-copy: no load, no private copy), or a
+    `StoreRef` dict, and the actor loads that version itself (used when the store is too
+    big for the object store).
+    """
+
+    def __init__(self, store, specs: list[tuple[str, str]]) -> None:
+        if isinstance(store, dict):
+            self.store = EmbeddingStore.load(StoreRef(**store))
+        else:
+            import ray
+
+            self.store = ray.get(store[0])  # a list: Ray does not resolve nested refs
         self.specs = [EmbeddingSpec(n, c) for n, c in specs]
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -264,6 +305,7 @@ def run_enrich_stage(
     num_cpus: int | None = None,
     store_version: int | None = None,
     actor_num_cpus: float = 1.0,
+    object_store_memory: int | None = None,
 ) -> dict:
     """Enrich one day; returns a summary dict.
 
@@ -297,10 +339,14 @@ def run_enrich_stage(
         writer = ShardWriter(tmp, schema, shard_rows, digits)
         if total_rows > 0:
             ti = time.perf_counter()
-            ray_mode = ensure_ray(ray_address, num_cpus)
+            ray_mode = ensure_ray(ray_address, num_cpus, object_store_memory)
             init_s = time.perf_counter() - ti
-            for batch in _stream(parts, ref, specs, batch_rows, actor_num_cpus):
-                writer.add(batch)
+            stream = _stream(parts, ref, specs, batch_rows, actor_num_cpus)
+            try:
+                for batch in stream:
+                    writer.add(batch)
+            finally:
+                stream.close()  # on an error: stops the Ray Data executor and its actor now
         shards = writer.close()
         if writer.rows != total_rows:
             raise RuntimeError(f"enrich wrote {writer.rows} rows, the skeleton has {total_rows}")
@@ -324,6 +370,10 @@ def run_enrich_stage(
     }
 
 
+def _store_bytes(ref: StoreRef) -> int:
+    return (ref.num_rows + 1) * ref.dim * 4
+
+
 def _stream(parts: list[Path], ref: StoreRef, specs: list[EmbeddingSpec], batch_rows: int, actor_num_cpus: float):
     """The Ray Data pipeline; yields enriched pyarrow tables in skeleton row order."""
     import ray
@@ -331,26 +381,66 @@ def _stream(parts: list[Path], ref: StoreRef, specs: list[EmbeddingSpec], batch_
 
     total_cpus = float(ray.cluster_resources().get("CPU", 1.0))
     actor_cpus = min(float(actor_num_cpus), max(total_cpus, 0.01))
-    ds = ray.data.read_parquet(
-        [str(p.resolve()) for p in parts],  # explicit list, in increasing N
-        partitioning=None,  # `dt=...` in the path must not become a column
-        shuffle=None,
-        # Reads take no CPU slot, so they never wait for CPUs held by actors (of this or of
-        # concurrent day jobs on a shared head); one read task at a time is ample.
-        num_cpus=0,
-        concurrency=1,
-    )
-    ds = ds.map_batches(
-        _Enricher,
-        fn_constructor_kwargs={"store": asdict(ref), "specs": [(s.name, s.ids) for s in specs]},
-        batch_size=batch_rows,
-        batch_format="pyarrow",
-        zero_copy_batch=True,
-        compute=ray.data.ActorPoolStrategy(size=1),
-        num_cpus=actor_cpus,
-        udf_modifying_row_count=False,
-        # Fail instead of restarting the actor forever (and no "constructor arguments in the
-        # object store and max_restarts > 0" error line on every run).
-        max_restarts=0,
-    )
-    yield from ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=1)
+    # The store goes through the object store when it fits comfortably: the driver loads it
+    # in a thread while Ray Data plans the read (which mostly waits on remote tasks), so
+    # the load is off the critical path, and the actor maps it zero-copy.
+    plasma = float(ray.cluster_resources().get("object_store_memory", 0))
+    shared = _store_bytes(ref) <= SHARE_STORE_FRACTION * plasma
+    loaded: dict = {}
+
+    def load() -> None:
+        try:
+            loaded["ref"] = ray.put(EmbeddingStore.load(ref))
+        except BaseException as e:  # re-raised on the main thread
+            loaded["error"] = e
+
+    loader = threading.Thread(target=load, name="enrich-store-load", daemon=True)
+    if shared:
+        loader.start()
+    # Datasets capture (a copy of) the current DataContext when they are created: build the
+    # pipeline under a context of its own, leaving the process's context as it was.
+    ctx = copy.deepcopy(ray.data.DataContext.get_current())
+    ctx.execution_options.preserve_order = True
+    # The V1 parquet reader: same rows and order, but without the V2 reader's ListFiles
+    # task, which cost 3-10 s per dataset on a loaded 2-core machine (0.3-2 s for V1).
+    ctx.use_datasource_v2 = False
+    try:
+        with ray.data.DataContext.current(ctx):
+            ds = ray.data.read_parquet(
+                [str(p.resolve()) for p in parts],  # explicit list, in increasing N
+                partitioning=None,  # `dt=...` in the path must not become a column
+                shuffle=None,
+                # Reads take no CPU slot, so they never wait for CPUs held by actors (of this
+                # or of concurrent day jobs on a shared head); one read task at a time is ample.
+                num_cpus=0,
+                concurrency=1,
+            )
+    finally:
+        if shared:
+            loader.join()
+    if "error" in loaded:
+        raise loaded["error"]
+    store_arg = [loaded["ref"]] if shared else asdict(ref)
+    with ray.data.DataContext.current(ctx):
+        ds = ds.map_batches(
+            _Enricher,
+            fn_constructor_kwargs={"store": store_arg, "specs": [(s.name, s.ids) for s in specs]},
+            batch_size=batch_rows,
+            batch_format="pyarrow",
+            zero_copy_batch=True,
+            compute=ray.data.ActorPoolStrategy(size=1),
+            num_cpus=actor_cpus,
+            udf_modifying_row_count=False,
+            # Fail instead of restarting the actor forever (and no "constructor arguments in
+            # the object store and max_restarts > 0" error line on every run).
+            max_restarts=0,
+        )
+    assert ds.context.execution_options.preserve_order
+    batches = ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=1)
+    try:
+        yield from batches
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
+        loaded.clear()  # drop the driver's reference: the object store frees the store

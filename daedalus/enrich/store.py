@@ -2,15 +2,16 @@
 
 A store is a Lance dataset with an int64 key column and a `fixed_size_list<float32>[dim]`
 vector column. Every reader of one enrich job uses the same version (`pin_store` resolves
-it once on the driver; the actors open exactly that version), so a writer appending to the
-store while a day is being enriched changes nothing in that day's output.
+it once on the driver; whoever loads it opens exactly that version), so a writer appending
+to the store while a day is being enriched changes nothing in that day's output.
 
 Lookups happen in memory: the pinned version is loaded once into
 
-* `keys`   – the distinct keys, sorted ascending (int64),
-* `matrix` – a C-contiguous float32 matrix with one row per key, in key order, plus one
-  extra all-zero row at the end (`missing_row`), so a gather of "not found" is a zero
-  vector without any masking,
+* `matrix`   – a C-contiguous float32 matrix: the store's vectors in the store's row order
+  (one sequential copy), plus one extra all-zero row at the end (`missing_row`), so a
+  gather of "not found" is a zero vector without any masking;
+* `keys`     – the distinct usable keys, sorted ascending (int64), and `key_rows`, the
+  matrix row of each;
 
 and `rows(ids)` maps ids to matrix rows (`missing_row` when absent) through a dense
 `id - min_key -> row` table when the key range is compact (at most 4 slots per key, or
@@ -104,28 +105,39 @@ def pin_store(uri: str, key: str, vector: str, version: int | None = None) -> St
 
 
 class EmbeddingStore:
-    """An in-memory copy of one pinned store version (see the module docstring)."""
+    """An in-memory copy of one pinned store version (see the module docstring).
 
-    def __init__(self, keys: np.ndarray, matrix: np.ndarray, *, version: int | None = None, uri: str = "") -> None:
+    `keys`: the distinct usable keys, ascending; `key_rows[i]`: the matrix row of `keys[i]`;
+    `matrix`: float32, C-contiguous, last row all zeros (`missing_row`). The matrix keeps
+    the store's row order (a sequential copy, no sort of the vectors); rows of dropped or
+    superseded duplicates stay in it, unreferenced.
+    """
+
+    def __init__(self, keys: np.ndarray, matrix: np.ndarray, key_rows: np.ndarray | None = None, *,
+                 version: int | None = None, uri: str = "") -> None:
         keys = np.ascontiguousarray(keys, dtype=np.int64)
-        if matrix.ndim != 2 or matrix.shape[0] != len(keys) + 1:
-            raise ValueError("matrix must have one row per key plus a trailing zero row")
+        if matrix.ndim != 2 or matrix.shape[0] < 1 or matrix.dtype != np.float32:
+            raise ValueError("matrix must be a 2-d float32 array ending with a zero row")
         if len(keys) > 1 and not bool(np.all(keys[1:] > keys[:-1])):
             raise ValueError("keys must be strictly increasing")
+        self.missing_row = matrix.shape[0] - 1
+        key_rows = np.arange(len(keys), dtype=np.int64) if key_rows is None else np.asarray(key_rows, dtype=np.int64)
+        if len(key_rows) != len(keys) or (len(keys) and (key_rows.min() < 0 or key_rows.max() >= self.missing_row)):
+            raise ValueError("key_rows must give one matrix row (before the zero row) per key")
         self.uri = uri
         self.version = version
         self.keys = keys
+        self.key_rows = key_rows
         self.matrix = matrix
         self.dim = int(matrix.shape[1])
-        self.missing_row = len(keys)
         self._dense: np.ndarray | None = None
         self._lo = 0
         if len(keys):
             lo, hi = int(keys[0]), int(keys[-1])
             span = hi - lo + 1
             if span <= max(_DENSE_SLOTS_PER_KEY * len(keys), _DENSE_MIN_SLOTS):
-                dense = np.full(span + 1, self.missing_row, dtype=np.int32 if len(keys) < 2**31 - 1 else np.int64)
-                dense[keys - lo] = np.arange(len(keys), dtype=dense.dtype)
+                dense = np.full(span + 1, self.missing_row, dtype=np.int32 if self.missing_row < 2**31 else np.int64)
+                dense[keys - lo] = key_rows
                 self._dense, self._lo = dense, lo
 
     # -- construction -------------------------------------------------------------------
@@ -135,23 +147,26 @@ class EmbeddingStore:
 
         Applies the store rules: null keys / null vectors / vectors with null elements are
         dropped, and for duplicate keys the last row wins. The vectors are copied once,
-        chunk by chunk, straight into the matrix (peak memory: the Arrow data + the matrix).
+        sequentially, chunk by chunk (peak memory: the Arrow data + the matrix).
         """
         if not pa.types.is_fixed_size_list(vectors.type):
             raise ValueError("vectors must be a fixed_size_list array")
         dim = vectors.type.list_size
         key_chunks = _chunks(keys)
-        vec_chunks = _chunks(vectors)
-        k = np.concatenate([_int64_values(c) for c in key_chunks]) if key_chunks else np.empty(0, np.int64)
-        views, usable_parts = [], []
-        for vc in _rechunk_like(vec_chunks, [len(c) for c in key_chunks]):
-            view, ok = _vector_view(vc, dim)
-            views.append(view)
-            usable_parts.append(ok)
-        usable = np.concatenate(usable_parts) if usable_parts else np.empty(0, bool)
-        for c, part in zip(key_chunks, _split(usable, [len(c) for c in key_chunks])):
-            if c.null_count:
-                part &= c.is_valid().to_numpy(zero_copy_only=False)
+        vec_chunks = _rechunk_like(_chunks(vectors), [len(c) for c in key_chunks])
+        n = sum(len(c) for c in key_chunks)
+        k = np.empty(n, dtype=np.int64)
+        usable = np.ones(n, dtype=bool)
+        matrix = np.empty((n + 1, dim), dtype=np.float32)
+        matrix[n] = 0.0
+        p = 0
+        for kc, vc in zip(key_chunks, vec_chunks):
+            m = len(kc)
+            k[p : p + m] = _int64_values(kc)
+            if kc.null_count:
+                usable[p : p + m] &= kc.is_valid().to_numpy(zero_copy_only=False)
+            _copy_vectors(vc, dim, matrix[p : p + m], usable[p : p + m])
+            p += m
         idx = np.flatnonzero(usable)
         ku = k[idx]
         order = np.argsort(ku, kind="stable")
@@ -159,25 +174,7 @@ class EmbeddingStore:
         last = np.ones(len(ks), dtype=bool)
         if len(ks) > 1:
             last[:-1] = ks[1:] != ks[:-1]  # the last of each run of equal keys wins
-        pick = idx[order[last]]  # source row (global) of each matrix row, in key order
-        matrix = np.empty((len(pick) + 1, dim), dtype=np.float32)
-        matrix[len(pick)] = 0.0
-        # Copy chunk by chunk: dest rows whose source lies in chunk c.
-        by_src = np.argsort(pick, kind="stable")
-        src_sorted = pick[by_src]
-        bounds = np.cumsum([0] + [len(v) for v in views])
-        cut = np.searchsorted(src_sorted, bounds)
-        for c, view in enumerate(views):
-            a, b = cut[c], cut[c + 1]
-            if a == b:
-                continue
-            dest = by_src[a:b]
-            src = src_sorted[a:b] - bounds[c]
-            if b - a == len(view) and dest[0] + (b - a) - 1 == dest[-1] and np.all(np.diff(dest) == 1):
-                matrix[dest[0] : dest[0] + (b - a)] = view  # already in key order: a block copy
-            else:
-                matrix[dest] = view[src]
-        return cls(ks[last], matrix, version=version, uri=uri)
+        return cls(ks[last], matrix, idx[order[last]], version=version, uri=uri)
 
     @classmethod
     def load(cls, ref: StoreRef) -> "EmbeddingStore":
@@ -207,21 +204,13 @@ class EmbeddingStore:
         pos = np.searchsorted(self.keys, ids)
         np.minimum(pos, len(self.keys) - 1, out=pos)
         hit = self.keys[pos] == ids
-        return np.where(hit, pos, self.missing_row)
+        return np.where(hit, self.key_rows[pos], self.missing_row)
 
 
 def _chunks(a) -> list[pa.Array]:
     if isinstance(a, pa.ChunkedArray):
         return [c for c in a.chunks if len(c)]
     return [a] if len(a) else []
-
-
-def _split(arr: np.ndarray, lengths: list[int]) -> list[np.ndarray]:
-    out, p = [], 0
-    for n in lengths:
-        out.append(arr[p : p + n])
-        p += n
-    return out
 
 
 def _rechunk_like(chunks: list[pa.Array], lengths: list[int]) -> list[pa.Array]:
@@ -242,12 +231,12 @@ def _int64_values(a: pa.Array) -> np.ndarray:
     return np.asarray(a.to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
-def _vector_view(a: pa.Array, dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """(n x dim float32 view, usable mask) of one fixed_size_list<float32> chunk."""
+def _copy_vectors(a: pa.Array, dim: int, out: np.ndarray, usable: np.ndarray) -> None:
+    """Copy one fixed_size_list<float32> chunk into `out` (n x dim); clear `usable` for null
+    vectors and vectors with a null element."""
     n = len(a)
     child = a.values  # the whole child of a possibly sliced array
     start = a.offset * dim
-    usable = np.ones(n, dtype=bool)
     if a.null_count:
         usable &= a.is_valid().to_numpy(zero_copy_only=False)
     if child.null_count:
@@ -255,4 +244,4 @@ def _vector_view(a: pa.Array, dim: int) -> tuple[np.ndarray, np.ndarray]:
         usable &= cvalid.reshape(n, dim).all(axis=1)
         child = child.fill_null(0)
     flat = child.to_numpy(zero_copy_only=False)[start : start + n * dim]
-    return np.asarray(flat, dtype=np.float32).reshape(n, dim), usable
+    out[:] = flat.reshape(n, dim)
