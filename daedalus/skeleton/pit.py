@@ -23,8 +23,11 @@ def _keys_sql(ctx: DayContext, entities: list[str]) -> str:
     return f"SELECT DISTINCT {ents}, __ts FROM {table('spine')} WHERE {not_null}"
 
 
-def _feature_rows_sql(ctx: DayContext, p: PitJoinParams) -> str:
-    """The view's source rows that can be chosen for some row of the day, TTL-pruned at read."""
+def _feature_rows_sql(ctx: DayContext, p: PitJoinParams) -> tuple[str, str]:
+    """The view's source rows that can be chosen for some row of the day, TTL-pruned at read.
+
+    Returns the SELECT and its WHERE condition (callers add dedup or fetch as they need).
+    """
     spec = ctx.plan.sources[p.source]
     rel, empty = ctx.relation(p.source, ctx.source_files(p.source, spec.lookback_days))
     ts = ctx.ts_expr(rel, spec.timestamp_field, spec.path)

@@ -8,14 +8,10 @@ for nothing.
 
 from __future__ import annotations
 
-from daedalus import arrowtypes as at
 from daedalus.plan import Operator, WindowAggParams, WindowFeature
 from daedalus.skeleton.context import DayContext, interval_sql, table, ts_literal
 from daedalus.sources import sql_ident
 from daedalus.timeutil import duration_micros
-
-EMPTY_DEFAULT = {"count": "0", "count_distinct": "0", "sum": "0"}
-
 
 def events_sql(ctx: DayContext, p: WindowAggParams) -> tuple[str, list[str], dict[str, str]]:
     """The events that can fall in a window of some row of the day, with source order.
