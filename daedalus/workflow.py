@@ -266,7 +266,7 @@ def enrich_job(smk: Any) -> None:
         shard_rows=runtime.enrich.shard_rows, batch_rows=runtime.enrich.batch_rows,
         ray_address=address, num_cpus=wc.ray_num_cpus or runtime.ray.num_cpus or smk.threads,
     )
-    log.info("enrich dt=%s %s", smk.wildcards.day, json.dumps(summary, default=str))
+    log.info("enrich dt=%s ray_address=%s %s", smk.wildcards.day, address or "local", json.dumps(summary, default=str))
 
 
 def qid_map_job(smk: Any) -> None:
