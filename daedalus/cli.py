@@ -150,7 +150,10 @@ def train_cmd(
             # not swap 127.0.0.1 for the machine's external address when jobs attach.
             local = {"RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
             os.environ.update(local)
-            head = start_local_head(ray_num_cpus or runtime.ray.num_cpus, None)
+            from daedalus.workflow import object_store_bytes
+
+            head = start_local_head(ray_num_cpus or runtime.ray.num_cpus, None,
+                                    object_store_memory=object_store_bytes(runtime))
             run.env.update(local)
             run.env["RAY_ADDRESS"] = head
             console.print(f"[dim]ray head for this run: {head}[/dim]")
