@@ -126,12 +126,20 @@ def train_cmd(
         "output_root": root, "target_date": day.isoformat() if day else None,
         "day_workers": workers, "ray_num_cpus": ray_num_cpus, "stage": stage,
     }
+    # One train per root (released by the kernel even on SIGKILL), so Snakemake's own lock,
+    # which a kill leaves behind, is not needed: --nolock.
+    from daedalus.enrich.cluster import stop_recorded_head
+    from daedalus.runlock import acquire_train_lock
+
+    lock = acquire_train_lock(root, "--output-root" if output_root else str(runtime_config_path))
+    head_record = Path(root) / ".daedalus" / "ray-head.json"
+    stop_recorded_head(head_record)  # a head left running by a killed run on this root
     n_cores = cores or max(workers, runtime.duckdb.threads)
     console.print(f"[bold]{service}[/bold]: {len(compiled.days)} day(s) "
                   f"{compiled.days[0]}..{compiled.days[-1]} -> {root} ({stage}, "
                   f"{workers} day worker(s), {n_cores} cores)")
     run = SnakemakeRun(config=config, targets=["all"], cores=n_cores, verbose=verbose,
-                       extra_args=list(snakemake_args or []))
+                       extra_args=["--nolock", *(snakemake_args or [])])
     head = None
     if stage != "skeleton" and has_embeddings and not (os.environ.get("RAY_ADDRESS") or runtime.ray.address):
         # One local Ray head for the whole run: each day job attaches instead of paying
@@ -143,7 +151,7 @@ def train_cmd(
             # not swap 127.0.0.1 for the machine's external address when jobs attach.
             local = {"RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
             os.environ.update(local)
-            head = start_local_head(ray_num_cpus or runtime.ray.num_cpus, None)
+            head = start_local_head(ray_num_cpus or runtime.ray.num_cpus, None, record=head_record)
             run.env.update(local)
             run.env["RAY_ADDRESS"] = head
             console.print(f"[dim]ray head for this run: {head}[/dim]")
@@ -154,6 +162,7 @@ def train_cmd(
             from daedalus.enrich.cluster import stop_head
 
             stop_head()
+        lock.release()
     if rc != 0:
         raise DaedalusError("train", f"snakemake failed (exit {rc}); its log: {run.log_path or '.snakemake/log/'}; "
                             f"job logs: {root}/.daedalus/logs/")

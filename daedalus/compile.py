@@ -103,7 +103,7 @@ def _check_expr(view: FeatureView, feature_name: str, expr: str, dtype: str, sch
                                 f"source {view.source.path!r}")
     # Bind against an empty table of the source's columns: unknown functions and type
     # errors surface here rather than in a day job.
-    con = duckdb.connect()
+    con = duckdb.connect(config={"enable_external_access": False, "autoload_known_extensions": False})
     con.execute("SET TimeZone='UTC'")
     empty = pa.schema([schema.field(c) for c in cols]).empty_table() if cols else pa.table({"__dummy": pa.array([], pa.int8())})
     con.register("__source", empty)
@@ -113,6 +113,20 @@ def _check_expr(view: FeatureView, feature_name: str, expr: str, dtype: str, sch
         first = str(e).splitlines()[0]
         raise DaedalusError(where, f"feature {feature_name!r}: expr does not compile: {first}") from None
     return cols
+
+
+def _check_plan_exprs(plan: Plan, where: Path) -> None:
+    """A hand-edited plan's expressions pass the same check as a view's."""
+    for i, op in enumerate(plan.operators):
+        if op.kind != "derive":
+            continue
+        for f in op.typed_params().features:
+            if f.expr is None:
+                continue
+            try:
+                referenced_columns(f.expr)
+            except ExprError as e:
+                raise DaedalusError(where, f"operators[{i}] ({op.name}): feature {f.output!r}: expr {e}") from None
 
 
 def _check_udf(function: str, feature_name: str, where: Path) -> Path | None:
@@ -419,6 +433,7 @@ def compile_service(service: str, paths: DefinitionPaths, *, output_dir: Path | 
     ov = override_path(service)
     if ov.exists():
         effective = load_plan(ov)
+        _check_plan_exprs(effective, ov)
         if effective.service != service:
             raise DaedalusError(ov, f"service: {effective.service!r} does not match {service!r}")
         plan_path = ov
