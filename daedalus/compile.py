@@ -399,16 +399,36 @@ def _check_files_readable(plan: Plan, files: dict[str, SourceFiles], days: list[
             needed = [f for f, d in zip(sf.files, sf.days) if d is not None and d <= hi and (first is None or d >= first)]
         else:
             needed = list(sf.files)
-        reference = None
+        reference, ref_file = None, None
         for f in needed:
             try:
                 schema = pq.read_schema(f)
             except Exception as e:
                 raise DaedalusError(f, f"unreadable parquet: {' '.join(str(e).split())}") from None
             if reference is None:
-                reference = schema
-            elif spec.timestamp_field not in schema.names:
+                reference, ref_file = schema, f
+                continue
+            if spec.timestamp_field not in schema.names:
                 raise DaedalusError(f, f"column {spec.timestamp_field!r} is missing (source {spec.path!r})")
+            for field in schema:
+                if field.name in reference.names and _kind(field.type) != _kind(reference.field(field.name).type):
+                    raise DaedalusError(f, f"column {field.name!r} has type {field.type} here but "
+                                        f"{reference.field(field.name).type} in {ref_file} (source {spec.path!r})")
+
+
+def _kind(t: pa.DataType) -> str:
+    """A type up to what reading files together reconciles (integer widths, timestamp units)."""
+    if pa.types.is_integer(t):
+        return "integer"
+    if pa.types.is_floating(t):
+        return "floating"
+    if pa.types.is_timestamp(t):
+        return "timestamp"
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return "string"
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return f"list<{_kind(t.value_type)}>"
+    return str(t)
 
 
 def override_path(service: str) -> Path:
