@@ -106,7 +106,10 @@ def train_cmd(
     day = _parse_day(target_date, "--target-date")
     paths = _paths(feature_views_dir, feature_services_dir, runtime_config_path, aggregation_config_path)
     # Everything compile checks, before Snakemake starts or any output is touched.
-    compiled = compile_service(service, paths, output_root=str(output_root) if output_root else None, target_date=day)
+    # (No plan files written here: the Snakefile writes them, and only once the lock below
+    # is held and the output root is known to be writable.)
+    compiled = compile_service(service, paths, output_dir=None, output_root=str(output_root) if output_root else None,
+                               target_date=day)
     runtime = compiled.definitions.runtime
     root = str(output_root) if output_root else runtime.output_root
     workers = day_workers or runtime.day_workers
