@@ -137,6 +137,10 @@ def train_cmd(
     lock = acquire_train_lock(root, "--output-root" if output_root else str(runtime_config_path))
     head_record = Path(root) / ".daedalus" / "ray-head.json"
     stop_recorded_head(head_record)  # a head left running by a killed run on this root
+    from daedalus.atomic import remove_stale_temps
+
+    for r in (Path(root), Path(root.rstrip("/") + "_enriched")):
+        remove_stale_temps(r, "")  # hidden half-written days of a killed run: no run can own them now
     n_cores = cores or max(workers, runtime.duckdb.threads)
     console.print(f"[bold]{service}[/bold]: {len(compiled.days)} day(s) "
                   f"{compiled.days[0]}..{compiled.days[-1]} -> {root} ({stage}, "

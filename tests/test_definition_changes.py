@@ -3,9 +3,11 @@ with the new definition writes. (A TTL change is covered in test_workflow.py.)""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 import yaml
 
 from projects import all_files, data_files, train
@@ -13,6 +15,14 @@ from projects import all_files, data_files, train
 ROOT = "data/training_output"
 ENRICHED = ROOT + "_enriched"
 DAYS = ["2026-04-01", "2026-04-02", "2026-04-03"]
+
+
+@pytest.fixture
+def trained(trained_template, tmp_path) -> Path:
+    """A copy of the demo project after a clean run of both stages."""
+    dest = tmp_path / "project"
+    shutil.copytree(trained_template, dest, symlinks=True)
+    return dest
 
 
 def mtimes(root: Path) -> dict[str, int]:
@@ -37,8 +47,8 @@ def matches_fresh_run(project: Path, name: str, *args: str) -> None:
     assert data_files(project / ROOT) == data_files(project / fresh)
 
 
-def test_new_feature_and_changed_window_rerun_every_day_like_a_fresh_run(project):
-    train(project, "--skeleton-only")
+def test_new_feature_and_changed_window_rerun_every_day_like_a_fresh_run(trained):
+    project = trained
     before = mtimes(project / ROOT)
 
     # A new derived feature in a view: every day gains the column.
@@ -60,9 +70,8 @@ def test_new_feature_and_changed_window_rerun_every_day_like_a_fresh_run(project
     matches_fresh_run(project, "edited", "--skeleton-only")
 
 
-def test_enrich_only_change_reruns_only_enrich(project):
-    day = "2026-04-02"
-    train(project, "--target-date", day)
+def test_enrich_only_change_reruns_only_enrich(trained):
+    project, day = trained, "2026-04-02"
     skeleton = {k: v for k, v in all_files(project / ROOT).items() if not k.startswith(".daedalus/")}
     enriched = mtimes(project / ENRICHED)
     assert enriched
@@ -70,6 +79,6 @@ def test_enrich_only_change_reruns_only_enrich(project):
     edit(project / "feature_services/dssm_ranking.yaml", lambda s: s.update(embeddings=["history_emb"]))
     train(project, "--target-date", day)
     assert {k: v for k, v in all_files(project / ROOT).items() if not k.startswith(".daedalus/")} == skeleton
-    assert rerun_days(enriched, mtimes(project / ENRICHED)) == {day}
+    assert rerun_days(enriched, mtimes(project / ENRICHED)) == {day}  # the day asked for, and only enrich
     names = pq.read_schema(next((project / ENRICHED / f"dt={day}").glob("*.parquet"))).names
     assert "history_emb" in names and "artwork_emb" not in names

@@ -1,7 +1,7 @@
 """kill -9 anywhere: a killed `daeda pipeline train` never leaves a day a reader would take
 for complete, and the next plain `train` finishes it byte-identical to a clean run.
 
-One clean run gives the reference bytes and each stage's job duration. Then a chain of
+A clean run (conftest's trained_template) gives the reference bytes and each stage's job duration. Then a chain of
 trials on another copy: each trial starts `train` in its own session (`--skeleton-only` for
 skeleton trials), waits until a job of the trial's stage (skeleton or enrich, alternating)
 has started, sleeps a seeded random fraction of that stage's clean job duration, and
@@ -129,20 +129,13 @@ def wait_for_job(project: Path, stage: str, since: float, proc: subprocess.Popen
     return False
 
 
-@pytest.fixture
-def clean_run(demo_template, tmp_path) -> tuple[Path, dict[str, str]]:
-    ref = tmp_path / "clean"
-    shutil.copytree(demo_template, ref, symlinks=True)
-    train(ref)
-    return ref, published(ref)
-
-
 def published(project: Path) -> dict[str, str]:
     return {f"{root}/{rel}": digest for root in ROOTS for rel, digest in data_files(project / root).items()}
 
 
-def test_kill_9_anywhere_then_rerun_matches_a_clean_run(demo_template, clean_run, tmp_path):
-    ref, clean = clean_run
+def test_kill_9_anywhere_then_rerun_matches_a_clean_run(demo_template, trained_template, tmp_path):
+    ref = trained_template  # the clean run
+    clean = published(ref)
     clean_days = day_files(ref)
     job_s = {s: stage_seconds(ref, s) for s in STAGE_LOGS}
     project = tmp_path / "killed"
