@@ -108,7 +108,10 @@ def train_cmd(
     prof = resolve_profile(profile) if profile else None
     paths = _paths(feature_views_dir, feature_services_dir, runtime_config_path, aggregation_config_path)
     # Everything compile checks, before Snakemake starts or any output is touched.
-    compiled = compile_service(service, paths, output_root=str(output_root) if output_root else None, target_date=day)
+    # (No plan files written here: the Snakefile writes them, and only once the lock below
+    # is held and the output root is known to be writable.)
+    compiled = compile_service(service, paths, output_dir=None, output_root=str(output_root) if output_root else None,
+                               target_date=day)
     runtime = compiled.definitions.runtime
     root = str(output_root) if output_root else runtime.output_root
     workers = day_workers or runtime.day_workers
@@ -128,12 +131,24 @@ def train_cmd(
         "output_root": root, "target_date": day.isoformat() if day else None,
         "day_workers": workers, "ray_num_cpus": ray_num_cpus, "stage": stage,
     }
+    # One train per root (released by the kernel even on SIGKILL), so Snakemake's own lock,
+    # which a kill leaves behind, is not needed: --nolock.
+    from daedalus.enrich.cluster import stop_recorded_head
+    from daedalus.runlock import acquire_train_lock
+
+    lock = acquire_train_lock(root, "--output-root" if output_root else str(runtime_config_path))
+    head_record = Path(root) / ".daedalus" / "ray-head.json"
+    stop_recorded_head(head_record)  # a head left running by a killed run on this root
+    from daedalus.atomic import remove_stale_temps
+
+    for r in (Path(root), Path(root.rstrip("/") + "_enriched")):
+        remove_stale_temps(r, "")  # hidden half-written days of a killed run: no run can own them now
     n_cores = cores or max(workers, runtime.duckdb.threads)
     console.print(f"[bold]{service}[/bold]: {len(compiled.days)} day(s) "
                   f"{compiled.days[0]}..{compiled.days[-1]} -> {root} ({stage}, "
                   + (f"executor {prof.executor} ({prof.path.name} profile))" if prof and prof.remote
                      else f"{workers} day worker(s), {n_cores} cores)"))
-    extra = (["--profile", str(prof.path)] if prof else []) + list(snakemake_args or [])
+    extra = ["--nolock", *(["--profile", str(prof.path)] if prof else []), *(snakemake_args or [])]
     run = SnakemakeRun(config=config, targets=["all"], cores=n_cores, verbose=verbose, extra_args=extra)
     head = None
     attach = os.environ.get("RAY_ADDRESS") or runtime.ray.address
@@ -152,7 +167,7 @@ def train_cmd(
             os.environ.update(local)
             from daedalus.workflow import object_store_bytes
 
-            head = start_local_head(ray_num_cpus or runtime.ray.num_cpus, None,
+            head = start_local_head(ray_num_cpus or runtime.ray.num_cpus, None, record=head_record,
                                     object_store_memory=object_store_bytes(runtime))
             run.env.update(local)
             run.env["RAY_ADDRESS"] = head
@@ -164,6 +179,7 @@ def train_cmd(
             from daedalus.enrich.cluster import stop_head
 
             stop_head()
+        lock.release()
     if rc != 0:
         raise DaedalusError("train", f"snakemake failed (exit {rc}); its log: {run.log_path or '.snakemake/log/'}; "
                             f"job logs: {root}/.daedalus/logs/")

@@ -103,7 +103,7 @@ def _check_expr(view: FeatureView, feature_name: str, expr: str, dtype: str, sch
                                 f"source {view.source.path!r}")
     # Bind against an empty table of the source's columns: unknown functions and type
     # errors surface here rather than in a day job.
-    con = duckdb.connect()
+    con = duckdb.connect(config={"enable_external_access": False, "autoload_known_extensions": False})
     con.execute("SET TimeZone='UTC'")
     empty = pa.schema([schema.field(c) for c in cols]).empty_table() if cols else pa.table({"__dummy": pa.array([], pa.int8())})
     con.register("__source", empty)
@@ -113,6 +113,20 @@ def _check_expr(view: FeatureView, feature_name: str, expr: str, dtype: str, sch
         first = str(e).splitlines()[0]
         raise DaedalusError(where, f"feature {feature_name!r}: expr does not compile: {first}") from None
     return cols
+
+
+def _check_plan_exprs(plan: Plan, where: Path) -> None:
+    """A hand-edited plan's expressions pass the same check as a view's."""
+    for i, op in enumerate(plan.operators):
+        if op.kind != "derive":
+            continue
+        for f in op.typed_params().features:
+            if f.expr is None:
+                continue
+            try:
+                referenced_columns(f.expr)
+            except ExprError as e:
+                raise DaedalusError(where, f"operators[{i}] ({op.name}): feature {f.output!r}: expr {e}") from None
 
 
 def _check_udf(function: str, feature_name: str, where: Path) -> Path | None:
@@ -385,16 +399,36 @@ def _check_files_readable(plan: Plan, files: dict[str, SourceFiles], days: list[
             needed = [f for f, d in zip(sf.files, sf.days) if d is not None and d <= hi and (first is None or d >= first)]
         else:
             needed = list(sf.files)
-        reference = None
+        reference, ref_file = None, None
         for f in needed:
             try:
                 schema = pq.read_schema(f)
             except Exception as e:
                 raise DaedalusError(f, f"unreadable parquet: {' '.join(str(e).split())}") from None
             if reference is None:
-                reference = schema
-            elif spec.timestamp_field not in schema.names:
+                reference, ref_file = schema, f
+                continue
+            if spec.timestamp_field not in schema.names:
                 raise DaedalusError(f, f"column {spec.timestamp_field!r} is missing (source {spec.path!r})")
+            for field in schema:
+                if field.name in reference.names and _kind(field.type) != _kind(reference.field(field.name).type):
+                    raise DaedalusError(f, f"column {field.name!r} has type {field.type} here but "
+                                        f"{reference.field(field.name).type} in {ref_file} (source {spec.path!r})")
+
+
+def _kind(t: pa.DataType) -> str:
+    """A type up to what reading files together reconciles (integer widths, timestamp units)."""
+    if pa.types.is_integer(t):
+        return "integer"
+    if pa.types.is_floating(t):
+        return "floating"
+    if pa.types.is_timestamp(t):
+        return "timestamp"
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return "string"
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return f"list<{_kind(t.value_type)}>"
+    return str(t)
 
 
 def override_path(service: str) -> Path:
@@ -419,6 +453,7 @@ def compile_service(service: str, paths: DefinitionPaths, *, output_dir: Path | 
     ov = override_path(service)
     if ov.exists():
         effective = load_plan(ov)
+        _check_plan_exprs(effective, ov)
         if effective.service != service:
             raise DaedalusError(ov, f"service: {effective.service!r} does not match {service!r}")
         plan_path = ov

@@ -1,7 +1,13 @@
 """Checking a feature's `expr`: one scalar SQL expression over the view's source columns.
 
 DuckDB's own parser gives the syntax tree (json_serialize_sql), so what is accepted is
-exactly what DuckDB will run; anything but a single scalar expression is refused.
+exactly what DuckDB will run. The tree is walked against an allow-list: a few node kinds
+(constants, columns, operators, CASE, CAST, lambdas) and the deterministic scalar functions
+DuckDB ships, minus those that read session state or the environment. Everything else
+(statements, sub-queries, table, aggregate and window functions, parameters, `*`) is refused
+by not being on the list, never by matching strings. The skeleton stage also runs DuckDB
+with external access disabled (skeleton/context.py), so an expression that got through
+could still not reach a file.
 """
 
 from __future__ import annotations
@@ -12,10 +18,33 @@ from typing import Any
 
 import duckdb
 
-# Functions that reach outside the row: files, the environment, the network, the catalog.
-_DENIED_PREFIXES = ("read_", "parquet_", "sniff_", "duckdb_", "pragma_", "glob", "getenv", "current_setting",
-                    "query", "query_table", "icu_", "json_execute", "system", "shell", "load", "install",
-                    "sqlite_", "postgres_", "mysql_", "iceberg_", "delta_", "http", "s3", "attach")
+# Node classes a scalar expression is made of; anything else is refused.
+_SCALAR_CLASSES = {"CONSTANT", "COLUMN_REF", "FUNCTION", "OPERATOR", "COMPARISON", "CONJUNCTION", "CASE",
+                   "CAST", "BETWEEN", "COLLATE", "LAMBDA", "TYPE"}
+_REFUSED_CLASSES = {
+    "SUBQUERY": "sub-queries are not allowed",
+    "WINDOW": "window functions are not allowed",
+    "STAR": "'*' and COLUMNS() are not allowed",
+    "PARAMETER": "parameters ($1, ?) are not allowed",
+    "POSITIONAL_REFERENCE": "positional references (#1) are not allowed",
+    "DEFAULT": "DEFAULT is not allowed",
+}
+# Deterministic-looking scalar functions that read the session, the catalog or the
+# environment rather than the row (their values change with the machine or the run).
+_SESSION_FUNCTIONS = {
+    "current_setting", "current_database", "current_catalog", "current_schema", "current_schemas",
+    "current_query", "current_role", "current_user", "user", "session_user", "current_date",
+    "current_localtime", "current_localtimestamp", "get_current_time", "get_current_timestamp", "now", "today",
+    "transaction_timestamp", "txid_current", "getvariable", "in_search_path", "getenv", "version",
+    "get_block_size", "pg_conf_load_time", "pg_postmaster_start_time", "pg_sleep", "pg_my_temp_schema",
+    "inet_client_addr", "inet_client_port", "inet_server_addr", "inet_server_port", "ago",
+}
+_SESSION_PREFIXES = ("current_", "has_", "pg_", "duckdb_")
+# Keywords that begin a statement: only used to name what was refused when parsing fails.
+_STATEMENT_KEYWORDS = {"select", "with", "from", "copy", "attach", "detach", "install", "load", "pragma", "set",
+                       "reset", "call", "create", "drop", "insert", "update", "delete", "alter", "export", "import",
+                       "vacuum", "checkpoint", "use", "execute", "prepare", "begin", "commit", "rollback",
+                       "truncate", "merge", "summarize", "describe", "show", "explain", "unpivot", "pivot"}
 
 
 class ExprError(ValueError):
@@ -23,69 +52,189 @@ class ExprError(ValueError):
 
 
 @lru_cache(maxsize=1)
-def _aggregate_and_table_functions() -> frozenset[str]:
+def _types() -> frozenset[str]:
+    con = duckdb.connect()
+    names = {r[0].lower() for r in con.execute("SELECT type_name FROM duckdb_types()").fetchall()}
+    return frozenset(names | {"list", "struct", "map", "union", "array", "decimal", "numeric", "enum"})
+
+
+@lru_cache(maxsize=1)
+def _catalog() -> tuple[frozenset[str], dict[str, str]]:
+    """(allowed function names, why each other known function is refused)."""
     con = duckdb.connect()
     rows = con.execute(
-        "SELECT DISTINCT function_name FROM duckdb_functions() "
-        "WHERE function_type IN ('aggregate', 'table', 'table_macro', 'pragma')"
+        "SELECT function_name, function_type, stability, macro_definition FROM duckdb_functions()"
     ).fetchall()
-    return frozenset(r[0].lower() for r in rows)
+    refused = {name: "it reads the session or the environment, not the row" for name in _SESSION_FUNCTIONS}
+    scalar: set[str] = set()
+    macros: dict[str, str] = {}
+    for name, ftype, stability, macro in rows:
+        name = name.lower()
+        if ftype == "scalar" and stability != "VOLATILE":
+            scalar.add(name)
+        elif ftype == "scalar":
+            refused.setdefault(name, "not deterministic")
+        elif ftype == "macro":
+            macros[name] = macro or ""
+        elif ftype in ("table", "table_macro"):
+            refused[name] = "a table function: it reads files or tables"
+        elif ftype == "pragma":
+            refused.setdefault(name, "a pragma")
+        else:
+            refused.setdefault(name, f"an {ftype} function" if ftype[0] in "aeiou" else f"a {ftype} function")
+    for name in list(scalar) + list(macros):
+        if name in _SESSION_FUNCTIONS or name.startswith(_SESSION_PREFIXES):
+            scalar.discard(name)
+            macros.pop(name, None)
+            refused[name] = "it reads the session or the environment, not the row"
+    allowed = set(scalar)
+    # A built-in macro is allowed when its own body passes the same check (no sub-query,
+    # aggregate or refused function); macros may call macros, so iterate to a fixed point.
+    pending = dict(macros)
+    while True:
+        progressed = False
+        for name, body in list(pending.items()):
+            verdict = _macro_verdict(con, body, allowed, pending)
+            if verdict is None:
+                continue
+            del pending[name]
+            progressed = True
+            if verdict == "":
+                allowed.add(name)
+            else:
+                refused[name] = verdict
+        if not progressed:
+            break
+    for name in pending:
+        refused[name] = "a macro over functions that are not allowed"
+    for name in refused:
+        allowed.discard(name)
+    return frozenset(allowed), refused
 
 
-def _walk(node: Any, found: list[dict]) -> None:
-    if isinstance(node, dict):
-        if "class" in node:
-            found.append(node)
-        for v in node.values():
-            _walk(v, found)
-    elif isinstance(node, list):
-        for v in node:
-            _walk(v, found)
+def _macro_verdict(con: duckdb.DuckDBPyConnection, body: str, allowed: set[str], pending: dict[str, str]) -> str | None:
+    """'' if the macro body is a scalar expression of allowed functions, a reason if not,
+    None while it calls a macro not yet decided."""
+    try:
+        tree = _parse(body, con)
+        calls: list[str] = []
+        _walk(tree, frozenset(), [], calls)
+    except ExprError:
+        return "a macro over aggregates or sub-queries"
+    undecided = [c for c in calls if c not in allowed]
+    if any(c in pending for c in undecided):
+        return None
+    return "" if not undecided else "a macro over functions that are not allowed"
 
 
-def referenced_columns(expr: str) -> list[str]:
-    """Check `expr` and return the column names it reads, in first-use order."""
-    if ";" in expr:
-        raise ExprError("must be one expression, without ';'")
+def _parse(expr: str, con: duckdb.DuckDBPyConnection | None = None) -> Any:
+    """The select-list node of `SELECT (<expr>) FROM __source`, after structural checks."""
     sql = f"SELECT ({expr}) AS __value FROM __source"
-    con = duckdb.connect()
+    con = con or duckdb.connect()
     tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [sql]).fetchall()[0][0])
     if tree.get("error"):
-        raise ExprError(f"not a valid SQL expression: {tree.get('error_message', 'syntax error')}")
+        raise ExprError(_parse_failure(expr, tree.get("error_message", "syntax error")))
     stmts = tree.get("statements", [])
     if len(stmts) != 1:
-        raise ExprError("must be one expression")
+        raise ExprError("must be one expression, without ';' or statements")
     node = stmts[0]["node"]
     if node.get("type") != "SELECT_NODE" or len(node.get("select_list", [])) != 1:
         raise ExprError("must be one scalar expression")
     ft = node.get("from_table") or {}
-    if ft.get("type") != "BASE_TABLE" or ft.get("table_name") != "__source":
-        raise ExprError("must be one scalar expression (no FROM, joins or clauses)")
+    if ft.get("type") != "BASE_TABLE" or ft.get("table_name") != "__source" or ft.get("schema_name") \
+            or ft.get("catalog_name"):
+        raise ExprError("must be one scalar expression (no FROM, joins or table functions)")
     for key in ("where_clause", "having", "qualify", "sample"):
         if node.get(key):
-            raise ExprError("must be one scalar expression (no clauses)")
+            raise ExprError("must be one scalar expression (no WHERE, HAVING, QUALIFY or SAMPLE)")
     if node.get("group_expressions") or node.get("modifiers") or node.get("cte_map", {}).get("map"):
-        raise ExprError("must be one scalar expression (no clauses)")
-    found: list[dict] = []
-    _walk(node["select_list"], found)
-    denied = _aggregate_and_table_functions()
+        raise ExprError("must be one scalar expression (no GROUP BY, ORDER BY, LIMIT or WITH)")
+    return node["select_list"][0]
+
+
+def _parse_failure(expr: str, message: str) -> str:
+    words = []
+    try:
+        for pos, kind in duckdb.tokenize(expr):
+            if kind == duckdb.token_type.keyword:
+                end = pos
+                while end < len(expr) and (expr[end].isalnum() or expr[end] == "_"):
+                    end += 1
+                words.append(expr[pos:end].lower())
+    except Exception:  # the tokenizer only helps to name the problem
+        pass
+    stmt = next((w for w in words if w in _STATEMENT_KEYWORDS), None)
+    if ";" in expr:
+        return "must be one expression, without ';' or statements"
+    if stmt:
+        return f"must be one scalar expression: {stmt.upper()} is not allowed"
+    return f"not a valid SQL expression: {' '.join(message.split())}"
+
+
+def _lambda_params(lhs: Any) -> set[str]:
+    if isinstance(lhs, dict) and lhs.get("class") == "COLUMN_REF":
+        return {lhs["column_names"][-1]}
+    if isinstance(lhs, dict) and lhs.get("class") == "FUNCTION" and lhs.get("function_name") == "row":
+        out: set[str] = set()
+        for a in lhs.get("arguments", []):
+            out |= _lambda_params(a.get("expression") if isinstance(a, dict) and "expression" in a else a)
+        return out
+    raise ExprError("lambda parameters must be plain names")
+
+
+def _walk(node: Any, bound: frozenset[str], cols: list[str], calls: list[str]) -> None:
+    """Check every node under `node`; collect column names read and functions called."""
+    if isinstance(node, list):
+        for v in node:
+            _walk(v, bound, cols, calls)
+        return
+    if not isinstance(node, dict):
+        return
+    cls = node.get("class")
+    if cls is None:  # a container (argument lists, CASE checks, ...)
+        for v in node.values():
+            _walk(v, bound, cols, calls)
+        return
+    if cls in _REFUSED_CLASSES:
+        raise ExprError(_REFUSED_CLASSES[cls])
+    if cls not in _SCALAR_CLASSES:
+        raise ExprError(f"{cls.lower().replace('_', ' ')} expressions are not allowed")
+    if cls == "LAMBDA":
+        _walk(node.get("expr"), bound | _lambda_params(node.get("lhs")), cols, calls)
+        return
+    if cls == "TYPE":
+        name = str(node.get("type_name", "")).lower()
+        if node.get("schema") or node.get("catalog") or name not in _types():
+            if name in _STATEMENT_KEYWORDS:
+                raise ExprError(f"must be one scalar expression: {name.upper()} is not allowed")
+            raise ExprError(f"unknown type {name!r}")
+    if cls == "COLUMN_REF":
+        names = node["column_names"]
+        name = names[1] if len(names) > 1 and names[0] == "__source" else names[0]
+        if name not in bound and name not in cols:
+            cols.append(name)
+        return
+    if cls == "FUNCTION":
+        fn = str(node.get("function_name", "")).lower()
+        if node.get("schema") or node.get("catalog"):
+            raise ExprError(f"function {fn}(): qualified function names are not allowed")
+        if node.get("distinct") or node.get("filter") or node.get("order_bys", {}).get("orders") or node.get("export_state"):
+            raise ExprError(f"function {fn}(): DISTINCT, FILTER, ORDER BY and EXPORT_STATE are not allowed")
+        calls.append(fn)
+    for key, v in node.items():
+        if key not in ("class", "type"):
+            _walk(v, bound, cols, calls)
+
+
+def referenced_columns(expr: str) -> list[str]:
+    """Check `expr` and return the column names it reads, in first-use order."""
+    node = _parse(expr)
     cols: list[str] = []
-    for n in found:
-        cls = n.get("class")
-        if cls == "SUBQUERY":
-            raise ExprError("sub-queries are not allowed")
-        if cls == "WINDOW":
-            raise ExprError("window functions are not allowed")
-        if cls == "STAR":
-            raise ExprError("'*' is not allowed")
-        if cls == "FUNCTION":
-            fn = str(n.get("function_name", "")).lower()
-            if fn in denied:
-                raise ExprError(f"function {fn}() is not allowed (aggregate or table function)")
-            if fn.startswith(_DENIED_PREFIXES):
-                raise ExprError(f"function {fn}() is not allowed (it reads outside the row)")
-        if cls == "COLUMN_REF":
-            name = n["column_names"][-1]
-            if name not in cols:
-                cols.append(name)
+    calls: list[str] = []
+    _walk(node, frozenset(), cols, calls)
+    allowed, refused = _catalog()
+    for fn in calls:
+        if fn in allowed:
+            continue
+        raise ExprError(f"function {fn}() is not allowed ({refused.get(fn, 'not a known scalar function')})")
     return cols

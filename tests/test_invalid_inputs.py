@@ -32,6 +32,8 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -40,7 +42,7 @@ _DAEDA = Path(sys.executable).with_name("daeda")
 DAEDA = str(_DAEDA) if _DAEDA.exists() else (shutil.which("daeda") or "daeda")
 
 OUTPUT_ROOT = "data/training_output"
-TIMEOUT = 120
+TIMEOUT = 300  # generous: the machine running the suite may be shared
 TRAIN = ["pipeline", "train", "dssm_ranking", "--skeleton-only"]
 COMPILE = ["pipeline", "compile", "dssm_ranking"]
 ERROR_PREFIX = "daeda: error: "
@@ -53,6 +55,8 @@ SVC = "feature_services/dssm_ranking.yaml"
 AGG = "config/training/aggregations.yaml"
 RT = "config/training/runtime.yaml"
 HAND_PLAN = "config/pipelines/dssm_ranking.yaml"
+BAD_STORE = "data/demo/embeddings/bad.lance"
+UNDER_A_FILE = "config/config.yaml/output"  # fails for root too, unlike chmod
 
 
 # --------------------------------------------------------------------------------------------------
@@ -157,6 +161,34 @@ def file_of(source: str, day: str) -> Callable[[list[Path]], Path]:
         assert own, (source, day)
         return own[0]
     return pick
+
+
+def truncate_parquet(pick: Callable[[list[Path]], Path]) -> Callable[[Path], None]:
+    def mutate(d: Path) -> None:
+        target = pick(sorted((d / "data/demo/sources").rglob("*.parquet")))
+        data = target.read_bytes()
+        target.write_bytes(data[: len(data) // 2])
+    return mutate
+
+
+def retype_column(pick: Callable[[list[Path]], Path], column: str, to: pa.DataType) -> Callable[[Path], None]:
+    """Rewrite one partition with `column` of another type (a producer that changed its schema)."""
+    def mutate(d: Path) -> None:
+        target = pick(sorted((d / "data/demo/sources").rglob("*.parquet")))
+        t = pq.read_table(target)
+        i = t.schema.get_field_index(column)
+        pq.write_table(t.set_column(i, column, t[column].cast(to)), target)
+    return mutate
+
+
+def bad_store(keys: pa.Array, vectors: pa.Array) -> Callable[[Path], None]:
+    """A Lance store with these columns, and the aggregation config pointing at it."""
+    def mutate(d: Path) -> None:
+        import lance
+
+        lance.write_dataset(pa.table({"artwork_id": keys, "embedding": vectors}), str(d / BAD_STORE))
+        edit_yaml(AGG, lambda c: c["embedding_store"].update(uri=BAD_STORE))(d)
+    return mutate
 
 
 def hand_plan(fn: Callable[[dict], None]) -> Callable[[Path], None]:
@@ -302,6 +334,51 @@ CASES: list[Case] = [
     Case("embedding_ids_not_an_output_column",
          edit_yaml(AGG, lambda c: embedding(c, "history_emb").update(ids="no_such_column")),
          ("aggregations.yaml",), contains=("no_such_column",)),
+    Case("truncated_parquet_in_range_user_profile",
+         truncate_parquet(file_of("user_profile", "2026-04-01")),
+         ("user_profile/dt=2026-04-01",), contains=("unreadable parquet",)),
+    Case("truncated_parquet_of_the_spine",
+         truncate_parquet(file_of("feed", "2026-04-02")),
+         ("feed/dt=2026-04-02",), contains=("unreadable parquet",)),
+    Case("source_partition_column_changes_type",
+         retype_column(file_of("user_profile", "2026-04-02"), "follower_count", pa.string()),
+         ("user_profile/dt=2026-04-02",), contains=("follower_count", "string")),
+    Case("spine_partition_label_changes_type",
+         retype_column(file_of("feed", "2026-04-01"), "clicked", pa.string()),
+         ("feed/dt=2026-04-01",), contains=("clicked",)),
+    Case("store_key_wrong_type",
+         bad_store(pa.array(["1", "2"]), pa.FixedSizeListArray.from_arrays(pa.array([0.5] * 64, pa.float32()), 32)),
+         ("aggregations.yaml", "bad.lance"), contains=("artwork_id", "int64")),
+    Case("store_vectors_without_a_fixed_dimension",
+         bad_store(pa.array([1, 2], pa.int64()), pa.array([[0.5] * 32, [0.5] * 16], pa.list_(pa.float32()))),
+         ("aggregations.yaml", "bad.lance"), contains=("embedding", "fixed_size_list")),
+    Case("store_vectors_float64",
+         bad_store(pa.array([1, 2], pa.int64()), pa.FixedSizeListArray.from_arrays(pa.array([0.5] * 64, pa.float64()), 32)),
+         ("aggregations.yaml", "bad.lance"), contains=("embedding",)),
+    # ---- wrong shape, unknown keys -------------------------------------------------------
+    Case("runtime_unknown_key_did_you_mean",
+         lambda d: (d / RT).write_text((d / RT).read_text() + "day_worker: 2\n"),
+         ("runtime.yaml",), contains=("day_worker", "did you mean", "day_workers")),
+    Case("runtime_is_a_list",
+         write_text(RT, "- feed_start: 2026-04-01\n- feed_end: 2026-04-02\n"),
+         ("runtime.yaml",)),
+    Case("view_features_is_a_mapping",
+         edit_yaml(UP, lambda v: v.update(features={"follower_count": "int64"})),
+         ("user_profile.yaml",), contains=("features",)),
+    Case("service_features_is_a_string",
+         edit_yaml(SVC, lambda s: s.update(features="user_profile")),
+         ("dssm_ranking.yaml",), contains=("features",)),
+    Case("aggregation_windows_is_a_number",
+         edit_yaml(AGG, lambda c: aggregation(c, "user_engagement").update(windows=7)),
+         ("aggregations.yaml",), contains=("windows",)),
+    # ---- output root -----------------------------------------------------------------------
+    Case("opt_output_root_not_writable", nothing, ("--output-root",),
+         args=(*TRAIN, "--output-root", UNDER_A_FILE), contains=("not writable",)),
+    Case("runtime_output_root_not_writable",
+         set_runtime(output_root=UNDER_A_FILE),
+         ("runtime.yaml",), contains=("output_root", "not writable")),
+    Case("opt_target_date_before_range", nothing, ("--target-date",),
+         args=(*TRAIN, "--target-date", "2026-03-31"), contains=("outside",)),
     # ---- expressions and UDFs ------------------------------------------------------------------
     Case("expr_with_semicolon",
          edit_yaml(UP, lambda v: feature(v, "log_followers").update(expr="ln(1 + follower_count); select 1")),

@@ -14,6 +14,13 @@ with its own `--temp-dir`, and `stop_head()` terminates that process group plus 
 whose command line names that temp dir (SIGTERM, then SIGKILL after a grace period), then
 removes the temp dir.
 
+A head outlives a `train` killed with SIGKILL (it runs in its own session, so killing the
+run's process group does not reach it). `start_local_head(..., record=path)` therefore notes
+the head's session, start time and temp dir in `path` (the output root's state dir) before
+waiting for it, and the next run on that root calls `stop_recorded_head(path)` under its
+lock: it stops exactly the processes of that session started after that time, or naming that
+temp dir, and nothing else.
+
 All fixed-default ports are chosen free (GCS, dashboard, dashboard agent), so two heads
 on one machine do not collide. `num_cpus` is a logical CPU count: the scheduler's budget,
 not a core pinning. Each day job holds `actor_num_cpus` (default 1) for its actor and reads
@@ -24,6 +31,7 @@ num_cpus >= day_workers (more jobs simply queue for the actor slot; they never d
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import shutil
 import signal
@@ -45,6 +53,7 @@ class _Head:
     temp_dir: Path
     owns_temp_dir: bool
     pids: set[int]
+    record: Path | None = None
 
 
 _HEADS: list[_Head] = []
@@ -90,7 +99,7 @@ def _ensure_token_auth(env: dict[str, str]) -> None:
 
 
 def start_local_head(num_cpus: int | None, tmp_dir: Path | None, *, object_store_memory: int | None = None,
-                     timeout_s: float = 180.0) -> str:
+                     timeout_s: float = 180.0, record: Path | None = None) -> str:
     """Start a local Ray head (`ray start --head`) and return its address "127.0.0.1:PORT".
 
     Ray's --temp-dir (sockets, logs) is a new directory `daeda-ray-XXXXXXXX` under `tmp_dir`
@@ -122,13 +131,17 @@ def start_local_head(num_cpus: int | None, tmp_dir: Path | None, *, object_store
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             env=env, start_new_session=True, text=True)
     pgid = proc.pid  # the head's daemons inherit this new session/process group
+    if record is not None:
+        _write_record(record, pgid, temp_dir)
     try:
         out, _ = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         _kill_group(pgid, temp_dir, set())
+        if record is not None:
+            record.unlink(missing_ok=True)
         raise RuntimeError(f"`ray start --head` did not finish within {timeout_s:.0f}s")
     address = f"127.0.0.1:{port}"
-    head = _Head(address, pgid, temp_dir, owns, _head_pids(pgid, temp_dir))
+    head = _Head(address, pgid, temp_dir, owns, _head_pids(pgid, temp_dir), record)
     if proc.returncode != 0:
         _stop(head)
         tail = " | ".join((out or "").strip().splitlines()[-3:])
@@ -177,10 +190,19 @@ def _head_pids(pgid: int, temp_dir: Path) -> set[int]:
 
 
 def _kill_group(pgid: int, temp_dir: Path, known: set[int], grace_s: float = 3.0) -> None:
+    _terminate(known | _head_pids(pgid, temp_dir), grace_s)
+    try:  # anything left in the group (started after the scan)
+        os.killpg(pgid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def _terminate(pids: set[int], grace_s: float) -> int:
+    """SIGTERM, then SIGKILL after `grace_s`; returns how many processes there were."""
     import psutil
 
     procs = []
-    for pid in known | _head_pids(pgid, temp_dir):
+    for pid in pids:
         try:
             procs.append(psutil.Process(pid))
         except psutil.Error:
@@ -197,10 +219,7 @@ def _kill_group(pgid: int, temp_dir: Path, known: set[int], grace_s: float = 3.0
         except psutil.Error:
             pass
     psutil.wait_procs(alive, timeout=5)
-    try:  # anything left in the group (started after the scan)
-        os.killpg(pgid, signal.SIGKILL)
-    except OSError:
-        pass
+    return len(procs)
 
 
 def _stop(head: _Head, grace_s: float = 3.0) -> None:
@@ -217,3 +236,57 @@ def _stop(head: _Head, grace_s: float = 3.0) -> None:
     if head.owns_temp_dir:
         time.sleep(0.1)
         shutil.rmtree(head.temp_dir, ignore_errors=True)
+    if head.record is not None:
+        head.record.unlink(missing_ok=True)
+
+
+def _write_record(record: Path, sid: int, temp_dir: Path) -> None:
+    import psutil
+
+    try:
+        started = psutil.Process(sid).create_time()
+    except psutil.Error:
+        started = time.time()
+    record.parent.mkdir(parents=True, exist_ok=True)
+    tmp = record.with_name(f".{record.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps({"sid": sid, "started": started, "temp_dir": str(temp_dir)}))
+    os.replace(tmp, record)
+
+
+def recorded_head_pids(record: Path) -> set[int]:
+    """The live processes of the head noted in `record`: those of its session started no
+    earlier than it (a recycled session id is older or has another start), those naming its
+    temp dir, and their descendants."""
+    import psutil
+
+    try:
+        info = json.loads(record.read_text())
+        sid, started, marker = int(info["sid"]), float(info["started"]), str(info["temp_dir"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+    pids = set()
+    for p in psutil.process_iter(["pid", "cmdline", "create_time"]):
+        try:
+            mine = os.getsid(p.pid) == sid and p.info["create_time"] >= started - 1.0
+            if mine or any(marker in a for a in (p.info["cmdline"] or [])):
+                pids.add(p.pid)
+                pids.update(c.pid for c in p.children(recursive=True))
+        except (psutil.Error, OSError):
+            continue
+    pids.discard(os.getpid())
+    return pids
+
+
+def stop_recorded_head(record: Path, grace_s: float = 3.0) -> bool:
+    """Stop a head left behind by a killed run (see the module docstring); True if one was."""
+    if not record.exists():
+        return False
+    try:
+        temp_dir: Path | None = Path(json.loads(record.read_text())["temp_dir"])
+    except (OSError, ValueError, KeyError, TypeError):
+        temp_dir = None
+    stopped = _terminate(recorded_head_pids(record), grace_s)
+    if temp_dir is not None and temp_dir.name.startswith("daeda-ray-"):
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    record.unlink(missing_ok=True)
+    return stopped > 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,6 +11,22 @@ import duckdb
 
 from daedalus.plan import Plan
 from daedalus.sources import partition_day, read_parquet_sql, sql_ident, sql_str, timestamp_sql
+
+
+def lock_down(con: duckdb.DuckDBPyConnection, readable: Iterable[str | Path], temp_directory: str | Path) -> None:
+    """Leave the day job's DuckDB able to read only its own files and spill to its temp dir.
+
+    Feature expressions are checked at compile time (daedalus/expressions.py); this is the
+    second wall: with external access off, no query of the job can read another file, write
+    one (COPY), attach a database, install or load an extension, and with the configuration
+    locked no query can turn any of that back on.
+    """
+    con.execute("SET autoinstall_known_extensions = false")
+    con.execute("SET autoload_known_extensions = false")
+    con.execute("SET allowed_paths = ?", [sorted({Path(p).as_posix() for p in readable})])
+    con.execute("SET allowed_directories = ?", [[Path(temp_directory).as_posix().rstrip("/") + "/"]])
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
 
 
 def ts_literal(t: dt.datetime) -> str:

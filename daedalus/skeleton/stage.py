@@ -12,10 +12,10 @@ import duckdb
 
 from daedalus.definitions import DuckDBSettings
 from daedalus.plan import Operator, Plan
-from daedalus.skeleton.context import DayContext
+from daedalus.skeleton.context import DayContext, lock_down
 from daedalus.skeleton.derive import derive_sql, udf_arrow
 from daedalus.skeleton.pit import pit_join_pythonic, pit_join_sql
-from daedalus.skeleton.qid import qid_sql
+from daedalus.skeleton.qid import qid_sql, registry_path
 from daedalus.skeleton.spine import spine_sql
 from daedalus.skeleton.windows import window_agg_sql
 from daedalus.skeleton.windows_py import window_agg_pythonic
@@ -82,8 +82,11 @@ def run_skeleton_stage(plan: Plan, day: dt.date, output_root: Path | str, *, chu
         all_files = SourceFiles.scan(spec.path).files
         if all_files:
             schema_files[sid] = all_files[0]
-    con = connect(duckdb_settings or DuckDBSettings(), threads)
+    settings = duckdb_settings or DuckDBSettings()
+    con = connect(settings, threads)
     try:
+        lock_down(con, [f for fs in files.values() for f in fs] + list(schema_files.values())
+                  + [registry_path(output_root).as_posix()], settings.temp_directory)
         ctx = DayContext(con=con, plan=plan, day=day, files=files, schema_files=schema_files, output_root=output_root,
                          run_days=run_days or [day])
         write_op = None
