@@ -93,7 +93,7 @@ def train_cmd(
 ) -> None:
     """Run the skeleton (and enrich) stage over the configured days through Snakemake."""
     from daedalus.compile import compile_service
-    from daedalus.runner import SnakemakeRun
+    from daedalus.runner import SnakemakeRun, workflow_config
 
     if skeleton_only and enrich_only:
         raise DaedalusError("--skeleton-only", "cannot be combined with --enrich-only")
@@ -119,13 +119,8 @@ def train_cmd(
         if missing:
             raise DaedalusError("--enrich-only", f"no skeleton output for {len(missing)} day(s) (first: "
                                 f"{Path(root) / ('dt=' + missing[0].isoformat())}); run the skeleton stage first")
-    config = {
-        "service": service,
-        "feature_views_dir": feature_views_dir, "feature_services_dir": feature_services_dir,
-        "runtime_config_path": runtime_config_path, "aggregation_config_path": aggregation_config_path,
-        "output_root": root, "target_date": day.isoformat() if day else None,
-        "day_workers": workers, "ray_num_cpus": ray_num_cpus, "stage": stage,
-    }
+    config = workflow_config(service, paths, root, target_date=day.isoformat() if day else None, stage=stage,
+                             day_workers=workers, ray_num_cpus=ray_num_cpus)
     n_cores = cores or max(workers, runtime.duckdb.threads)
     console.print(f"[bold]{service}[/bold]: {len(compiled.days)} day(s) "
                   f"{compiled.days[0]}..{compiled.days[-1]} -> {root} ({stage}, "
@@ -158,6 +153,79 @@ def train_cmd(
         raise DaedalusError("train", f"snakemake failed (exit {rc}); its log: {run.log_path or '.snakemake/log/'}; "
                             f"job logs: {root}/.daedalus/logs/")
     console.print(f"[green]done[/green]: {root}")
+
+
+@pipeline.command("status")
+def status_cmd(
+    service: Annotated[str, typer.Argument(help="Feature service name.")],
+    feature_views_dir: FeatureViewsDir = Path("feature_views"),
+    feature_services_dir: FeatureServicesDir = Path("feature_services"),
+    runtime_config_path: RuntimePath = Path("config/training/runtime.yaml"),
+    aggregation_config_path: AggPath = Path("config/training/aggregations.yaml"),
+    output_root: Annotated[Optional[Path], typer.Option("--output-root", help="Overrides output_root.")] = None,
+    target_date: Annotated[Optional[str], typer.Option("--target-date", help="Only this day (YYYY-MM-DD).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
+) -> None:
+    """Show which days are done, stale (and why) or missing; exit 0 only when all are done (3 otherwise)."""
+    from daedalus.compile import compile_service
+    from daedalus.runner import SnakemakeRun, workflow_config
+    from daedalus.status import pipeline_status, render
+
+    day = _parse_day(target_date, "--target-date")
+    paths = _paths(feature_views_dir, feature_services_dir, runtime_config_path, aggregation_config_path)
+    compiled = compile_service(service, paths, output_root=str(output_root) if output_root else None, target_date=day)
+    root = str(output_root) if output_root else compiled.definitions.runtime.output_root
+    config = workflow_config(service, paths, root, target_date=day.isoformat() if day else None)
+    run = SnakemakeRun(config=config, targets=["all"], cores=1)
+    status = pipeline_status(run, service=service, root=root, days=[d.isoformat() for d in compiled.days],
+                             has_embeddings=bool(compiled.plan.ops("embed")),
+                             has_qid_map=bool(compiled.plan.op("spine").typed_params().session_field))
+    if as_json:
+        sys.stdout.write(status.to_json() + "\n")
+    else:
+        render(status, out)
+    sys.stdout.flush()
+    raise SystemExit(status.exit_code)
+
+
+@pipeline.command("dag")
+def dag_cmd(
+    service: Annotated[str, typer.Argument(help="Feature service name.")],
+    feature_views_dir: FeatureViewsDir = Path("feature_views"),
+    feature_services_dir: FeatureServicesDir = Path("feature_services"),
+    runtime_config_path: RuntimePath = Path("config/training/runtime.yaml"),
+    aggregation_config_path: AggPath = Path("config/training/aggregations.yaml"),
+    fmt: Annotated[str, typer.Option("--format", help="svg, png or dot.")] = "svg",
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
+) -> None:
+    """Draw the compiled operator DAG (the hand-edited plan when present), engines coloured."""
+    from daedalus.compile import compile_service
+    from daedalus.dagviz import FORMATS, plan_graph, render
+
+    if fmt not in FORMATS:
+        raise DaedalusError("--format", f"unknown format {fmt!r} (choose one of: {', '.join(FORMATS)})")
+    paths = _paths(feature_views_dir, feature_services_dir, runtime_config_path, aggregation_config_path)
+    compiled = compile_service(service, paths)
+    data = render(plan_graph(compiled.plan, compiled.definitions.runtime.output_root), fmt)
+    if output is None:
+        if fmt == "png" and sys.stdout.isatty():
+            raise DaedalusError("--output", "a PNG is binary: give --output FILE (or redirect stdout)")
+        sys.stdout.buffer.write(data)
+        return
+    _write_bytes(output, data)
+    console.print(f"wrote {output}")
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    from daedalus.atomic import temp_sibling
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_sibling(path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 @app.command("demo")

@@ -251,6 +251,7 @@ def skeleton_job(smk: Any) -> None:
 def enrich_job(smk: Any) -> None:
     from daedalus.enrich.stage import run_enrich_stage
     from daedalus.plan import load_plan
+    from daedalus.quality import stats_path
 
     log = _job_logger(smk.log[0] if smk.log else None)
     plan = load_plan(Path(smk.params.plan))
@@ -265,6 +266,7 @@ def enrich_job(smk: Any) -> None:
         embeddings=[(e.embedding, e.ids) for e in embeds],
         shard_rows=runtime.enrich.shard_rows, batch_rows=runtime.enrich.batch_rows,
         ray_address=address, num_cpus=wc.ray_num_cpus or runtime.ray.num_cpus or smk.threads,
+        stats_path=stats_path(Path(smk.input.skeleton).parent, "enrich", smk.wildcards.day),
     )
     log.info("enrich dt=%s %s", smk.wildcards.day, json.dumps(summary, default=str))
 
