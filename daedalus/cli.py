@@ -39,6 +39,7 @@ FeatureViewsDir = Annotated[Path, typer.Option("--feature-views-dir", help="Feat
 FeatureServicesDir = Annotated[Path, typer.Option("--feature-services-dir", help="Feature service YAML files.")]
 RuntimePath = Annotated[Path, typer.Option("--runtime-config-path", help="Runtime config.")]
 AggPath = Annotated[Path, typer.Option("--aggregation-config-path", help="Aggregations and embeddings config.")]
+Strict = Annotated[bool, typer.Option("--strict", help="Fail on leakage warnings (see docs/cli.md).")]
 
 
 def _paths(fv: Path, fs: Path, rt: Path, ag: Path):
@@ -56,6 +57,12 @@ def _parse_day(text: str | None, option: str) -> dt.date | None:
         raise DaedalusError(option, f"invalid date {text!r}: expected YYYY-MM-DD") from None
 
 
+def _lint(compiled, strict: bool) -> None:
+    from daedalus.lint import lint, report
+
+    report(lint(compiled), strict=strict)
+
+
 @pipeline.command("compile")
 def compile_cmd(
     service: Annotated[str, typer.Argument(help="Feature service name (feature_services/<name>.yaml).")],
@@ -65,12 +72,14 @@ def compile_cmd(
     aggregation_config_path: AggPath = Path("config/training/aggregations.yaml"),
     output_dir: Annotated[Path, typer.Option("--output-dir", help="Where <service>.generated.yaml goes.")] = Path("config/pipelines"),
     no_write: Annotated[bool, typer.Option("--no-write", help="Only print the plan.")] = False,
+    strict: Strict = False,
 ) -> None:
     """Validate the definitions and write the operator DAG (config/pipelines/<service>.generated.yaml)."""
     from daedalus.compile import compile_service
 
     paths = _paths(feature_views_dir, feature_services_dir, runtime_config_path, aggregation_config_path)
     compiled = compile_service(service, paths, output_dir=None if no_write else output_dir)
+    _lint(compiled, strict)
     sys.stdout.write(compiled.generated_yaml)
 
 
@@ -90,6 +99,7 @@ def train_cmd(
     cores: Annotated[Optional[int], typer.Option("--cores", help="Cores Snakemake may use (default: DuckDB threads).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Snakemake's (and Ray's) own output.")] = False,
     snakemake_args: Annotated[Optional[list[str]], typer.Option("--snakemake-arg", help="Extra argument passed to snakemake (repeatable).")] = None,
+    strict: Strict = False,
 ) -> None:
     """Run the skeleton (and enrich) stage over the configured days through Snakemake."""
     from daedalus.compile import compile_service
@@ -119,6 +129,7 @@ def train_cmd(
         if missing:
             raise DaedalusError("--enrich-only", f"no skeleton output for {len(missing)} day(s) (first: "
                                 f"{Path(root) / ('dt=' + missing[0].isoformat())}); run the skeleton stage first")
+    _lint(compiled, strict)  # after every check of the input: an invalid input gives exactly one line
     config = workflow_config(service, paths, root, target_date=day.isoformat() if day else None, stage=stage,
                              day_workers=workers, ray_num_cpus=ray_num_cpus)
     n_cores = cores or max(workers, runtime.duckdb.threads)
@@ -226,6 +237,31 @@ def _write_bytes(path: Path, data: bytes) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@pipeline.command("report")
+def report_cmd(
+    service: Annotated[str, typer.Argument(help="Feature service name.")],
+    feature_views_dir: FeatureViewsDir = Path("feature_views"),
+    feature_services_dir: FeatureServicesDir = Path("feature_services"),
+    runtime_config_path: RuntimePath = Path("config/training/runtime.yaml"),
+    aggregation_config_path: AggPath = Path("config/training/aggregations.yaml"),
+    output_root: Annotated[Optional[Path], typer.Option("--output-root", help="Overrides output_root.")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="The HTML file (default: <output_root>/.daedalus/report.html).")] = None,
+) -> None:
+    """Write the data-quality report: one self-contained HTML page with plots over the days."""
+    from daedalus.compile import compile_service
+    from daedalus.report import default_report_path, load_report_data, render_html
+
+    paths = _paths(feature_views_dir, feature_services_dir, runtime_config_path, aggregation_config_path)
+    compiled = compile_service(service, paths, output_root=str(output_root) if output_root else None)
+    root = str(output_root) if output_root else compiled.definitions.runtime.output_root
+    data = load_report_data(service, root, [d.isoformat() for d in compiled.days])
+    if not data.skeleton:
+        raise DaedalusError(root, "no data-quality statistics yet (.daedalus/stats/): run `daeda pipeline train` first")
+    path = output or default_report_path(root)
+    _write_bytes(path, render_html(data).encode())
+    console.print(f"wrote {path}")
 
 
 @app.command("demo")

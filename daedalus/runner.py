@@ -119,10 +119,10 @@ def job_counts(text: str) -> dict[str, int]:
             continue
         if in_table:
             parts = line.split()
+            if parts and parts[0] == "total":
+                break
             if len(parts) == 2 and parts[1].isdigit():
                 counts[parts[0]] = int(parts[1])
-            elif parts and parts[0] == "total":
-                break
     return counts
 
 
