@@ -39,7 +39,7 @@ FeatureViewsDir = Annotated[Path, typer.Option("--feature-views-dir", help="Feat
 FeatureServicesDir = Annotated[Path, typer.Option("--feature-services-dir", help="Feature service YAML files.")]
 RuntimePath = Annotated[Path, typer.Option("--runtime-config-path", help="Runtime config.")]
 AggPath = Annotated[Path, typer.Option("--aggregation-config-path", help="Aggregations and embeddings config.")]
-Strict = Annotated[bool, typer.Option("--strict", help="Fail on leakage warnings (see docs/cli.md).")]
+Strict = Annotated[bool, typer.Option("--strict", help="Fail (exit 2) on leakage warnings instead of only printing them.")]
 
 
 def _paths(fv: Path, fs: Path, rt: Path, ag: Path):
@@ -177,7 +177,15 @@ def status_cmd(
     target_date: Annotated[Optional[str], typer.Option("--target-date", help="Only this day (YYYY-MM-DD).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
 ) -> None:
-    """Show which days are done, stale (and why) or missing; exit 0 only when all are done (3 otherwise)."""
+    """Show which days are done, stale (and why) or missing, per stage.
+
+    The answer is Snakemake's: a dry run of the workflow `train` would run, each planned job
+    with its reason. Reasons: source changed (a file the day reads changed, or the set of
+    files did), definition changed (the compiled plan's digest), code changed (the rule's
+    script is newer than the day), skeleton changed (an enrich day whose skeleton day is or
+    will be rewritten), interrupted run. Exit status: 0 when every day is done, 3 otherwise,
+    2 on invalid input.
+    """
     from daedalus.compile import compile_service
     from daedalus.runner import SnakemakeRun, workflow_config
     from daedalus.status import pipeline_status, render
@@ -209,7 +217,13 @@ def dag_cmd(
     fmt: Annotated[str, typer.Option("--format", help="svg, png or dot.")] = "svg",
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
 ) -> None:
-    """Draw the compiled operator DAG (the hand-edited plan when present), engines coloured."""
+    """Draw the compiled operator DAG (the hand-edited plan when present), engines coloured.
+
+    Sources (path, look-back), operators (name, kind, engine, output columns) and output
+    files. SVG and PNG come from Graphviz's `dot` when it is installed, else from Daedalus's
+    own layered layout (SVG written directly, PNG drawn with Pillow); `dot` prints the
+    Graphviz source.
+    """
     from daedalus.compile import compile_service
     from daedalus.dagviz import FORMATS, plan_graph, render
 
@@ -249,7 +263,12 @@ def report_cmd(
     output_root: Annotated[Optional[Path], typer.Option("--output-root", help="Overrides output_root.")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="The HTML file (default: <output_root>/.daedalus/report.html).")] = None,
 ) -> None:
-    """Write the data-quality report: one self-contained HTML page with plots over the days."""
+    """Write the data-quality report: one self-contained HTML page with plots over the days.
+
+    Drawn from the statistics every day job writes (<output_root>/.daedalus/stats/): rows
+    per day, label rates, point-in-time hit rate per view, window coverage, embedding hit
+    rates, and null rates per feature and day. Inline SVG only: no script, no network.
+    """
     from daedalus.compile import compile_service
     from daedalus.report import default_report_path, load_report_data, render_html
 
