@@ -30,6 +30,7 @@ KIND_COLORS = {"source": ("#eeeeee", "#777777"), "output": ("#fff5bf", "#b59a00"
 FONT_SIZE = 12
 LINE_HEIGHT = 16
 CHAR_WIDTH = 7.0  # an estimate for a 12px sans-serif font (no font metrics without a renderer)
+BOLD_WIDTH = 7.9  # the same, bold (each node's first line)
 PAD_X, PAD_Y = 10, 6
 GAP_X, GAP_Y = 70, 18
 MARGIN = 20
@@ -147,7 +148,7 @@ def layout(g: Graph) -> tuple[dict[str, Box], float, float]:
             col.sort(key=lambda nid: (centre(nid), order[nid]))
             for i, nid in enumerate(col):
                 order[nid] = i
-    size = {n.id: (max(len(line) for line in n.lines) * CHAR_WIDTH + 2 * PAD_X,
+    size = {n.id: (max([len(n.lines[0]) * BOLD_WIDTH] + [len(x) * CHAR_WIDTH for x in n.lines[1:]]) + 2 * PAD_X,
                    len(n.lines) * LINE_HEIGHT + 2 * PAD_Y) for n in g.nodes}
     heights = [sum(size[n][1] for n in col) + GAP_Y * (len(col) - 1) for col in columns]
     total_h = max(heights)
