@@ -189,7 +189,7 @@ def to_svg(g: Graph) -> str:
            f'font-size="{FONT_SIZE}">',
            '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
            'orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="#888888"/></marker></defs>',
-           f'<rect width="100%" height="100%" fill="white"/>',
+           '<rect width="100%" height="100%" fill="white"/>',
            f'<text x="{MARGIN}" y="{MARGIN + 12}" font-size="15" font-weight="bold">{escape(g.title)}</text>']
     for a, b in g.edges:
         (x1, y1), (c1x, c1y), (c2x, c2y), (x2, y2) = _edge_points(boxes[a], boxes[b])
