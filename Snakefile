@@ -14,6 +14,15 @@ if os.path.exists("config/config.yaml"):
 include: "rules/common.smk"
 
 
+# Cheap bookkeeping runs where Snakemake runs, not as cluster jobs.
+localrules:
+    all,
+    skeleton_all,
+    qid_map,
+    enrich_all,
+
+
+
 # --enrich-only leaves the skeleton rules out, so existing skeleton days are used as they are.
 if WF.stage != "enrich":
 

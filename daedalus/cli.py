@@ -96,6 +96,7 @@ def train_cmd(
     skeleton_only: Annotated[bool, typer.Option("--skeleton-only", help="Only the skeleton stage.")] = False,
     enrich_only: Annotated[bool, typer.Option("--enrich-only", help="Only the enrich stage (needs the skeleton).")] = False,
     ray_num_cpus: Annotated[Optional[int], typer.Option("--ray-num-cpus", help="Logical CPUs of the local Ray.")] = None,
+    profile: Annotated[Optional[str], typer.Option("--profile", help="Snakemake profile: a directory, or a shipped one by name (slurm).")] = None,
     cores: Annotated[Optional[int], typer.Option("--cores", help="Cores Snakemake may use (default: DuckDB threads).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Snakemake's (and Ray's) own output.")] = False,
     snakemake_args: Annotated[Optional[list[str]], typer.Option("--snakemake-arg", help="Extra argument passed to snakemake (repeatable).")] = None,
@@ -103,7 +104,7 @@ def train_cmd(
 ) -> None:
     """Run the skeleton (and enrich) stage over the configured days through Snakemake."""
     from daedalus.compile import compile_service
-    from daedalus.runner import SnakemakeRun, workflow_config
+    from daedalus.runner import SnakemakeRun, resolve_profile, workflow_config
 
     if skeleton_only and enrich_only:
         raise DaedalusError("--skeleton-only", "cannot be combined with --enrich-only")
@@ -114,6 +115,7 @@ def train_cmd(
     if cores is not None and cores < 1:
         raise DaedalusError("--cores", f"must be at least 1, got {cores}")
     day = _parse_day(target_date, "--target-date")
+    prof = resolve_profile(profile) if profile else None
     paths = _paths(feature_views_dir, feature_services_dir, runtime_config_path, aggregation_config_path)
     # Everything compile checks, before Snakemake starts or any output is touched.
     compiled = compile_service(service, paths, output_root=str(output_root) if output_root else None, target_date=day)
@@ -135,11 +137,16 @@ def train_cmd(
     n_cores = cores or max(workers, runtime.duckdb.threads)
     console.print(f"[bold]{service}[/bold]: {len(compiled.days)} day(s) "
                   f"{compiled.days[0]}..{compiled.days[-1]} -> {root} ({stage}, "
-                  f"{workers} day worker(s), {n_cores} cores)")
-    run = SnakemakeRun(config=config, targets=["all"], cores=n_cores, verbose=verbose,
-                       extra_args=list(snakemake_args or []))
+                  + (f"executor {prof.executor} ({prof.path.name} profile))" if prof and prof.remote
+                     else f"{workers} day worker(s), {n_cores} cores)"))
+    extra = (["--profile", str(prof.path)] if prof else []) + list(snakemake_args or [])
+    run = SnakemakeRun(config=config, targets=["all"], cores=n_cores, verbose=verbose, extra_args=extra)
     head = None
-    if stage != "skeleton" and has_embeddings and not (os.environ.get("RAY_ADDRESS") or runtime.ray.address):
+    attach = os.environ.get("RAY_ADDRESS") or runtime.ray.address
+    if prof and prof.remote and stage != "skeleton" and has_embeddings and not attach:
+        console.print(f"[dim]executor {prof.executor}: each enrich job starts a Ray on its node "
+                      "(set ray.address in runtime.yaml to use a Ray cluster)[/dim]")
+    elif stage != "skeleton" and has_embeddings and not attach:
         # One local Ray head for the whole run: each day job attaches instead of paying
         # Ray's start-up (seconds) per day. Only when some enrich job will run.
         if run.jobs_to_run().get("enrich_day"):
@@ -149,7 +156,10 @@ def train_cmd(
             # not swap 127.0.0.1 for the machine's external address when jobs attach.
             local = {"RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
             os.environ.update(local)
-            head = start_local_head(ray_num_cpus or runtime.ray.num_cpus, None)
+            from daedalus.workflow import object_store_bytes
+
+            head = start_local_head(ray_num_cpus or runtime.ray.num_cpus, None,
+                                    object_store_memory=object_store_bytes(runtime))
             run.env.update(local)
             run.env["RAY_ADDRESS"] = head
             console.print(f"[dim]ray head for this run: {head}[/dim]")

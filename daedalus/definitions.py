@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from daedalus.sizes import check_size
 from daedalus.timeutil import IDENTIFIER, parse_duration, parse_month_or_day
 
 DTYPES = ("bool", "int32", "int64", "float32", "float64", "string", "date", "timestamp")
@@ -227,7 +228,7 @@ class AggregationsConfig(Model):
 
 class DuckDBSettings(Model):
     threads: int = Field(default=2, ge=1)
-    memory_limit: str = "4GB"
+    memory_limit: Annotated[str, AfterValidator(check_size)] = "4GB"
     temp_directory: str = ".daedalus_tmp/duckdb"
 
 
@@ -243,7 +244,7 @@ class EnrichSettings(Model):
 class RaySettings(Model):
     address: str | None = None
     num_cpus: int | None = Field(default=None, ge=1)
-    object_store_memory: str | None = None
+    object_store_memory: Annotated[str | None, AfterValidator(check_size)] = None
 
 
 class RuntimeConfig(Model):

@@ -48,6 +48,41 @@ def workflow_config(service: str, paths: object, root: str, *, target_date: str 
     }
 
 
+LOCAL_EXECUTORS = ("local", "dryrun", "touch")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A Snakemake profile directory `train --profile` passes on, and the executor it selects."""
+
+    path: Path
+    executor: str
+
+    @property
+    def remote(self) -> bool:
+        """Jobs run on other machines (a cluster), where this machine's loopback is not theirs."""
+        return self.executor not in LOCAL_EXECUTORS
+
+
+def resolve_profile(text: str) -> Profile:
+    """A profile path, or the name of one shipped with Daedalus (`slurm` -> <repo>/profiles/slurm)."""
+    import yaml
+
+    path = Path(text)
+    if not path.is_dir() and not path.is_absolute() and (workflow_dir() / "profiles" / text).is_dir():
+        path = workflow_dir() / "profiles" / text
+    config = path / "config.yaml"
+    if not config.is_file():
+        raise DaedalusError("--profile", f"{text}: not a Snakemake profile (no {config})")
+    try:
+        values = yaml.safe_load(config.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise DaedalusError(str(config), f"invalid YAML: {' '.join(str(e).split())}") from None
+    if not isinstance(values, dict):
+        raise DaedalusError(str(config), "a profile must be a mapping of snakemake options")
+    return Profile(path.resolve(), str(values.get("executor") or "local"))
+
+
 @dataclass
 class SnakemakeRun:
     config: dict[str, object]

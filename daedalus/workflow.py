@@ -22,6 +22,7 @@ from daedalus.compile import Compiled, compile_service
 from daedalus.definitions import RuntimeConfig
 from daedalus.errors import DaedalusError
 from daedalus.loading import DefinitionPaths, load_model
+from daedalus.sizes import size_mb
 from daedalus.skeleton.qid import registry_path
 from daedalus.sources import SourceFiles
 
@@ -59,14 +60,6 @@ class WorkflowConfig:
     def paths(self) -> DefinitionPaths:
         return DefinitionPaths(Path(self.feature_views_dir), Path(self.feature_services_dir),
                                Path(self.runtime_config_path), Path(self.aggregation_config_path))
-
-
-def _size_mb(text: str) -> int:
-    m = re.fullmatch(r"\s*([0-9.]+)\s*([KMGT]i?B?|B)?\s*", text, re.IGNORECASE)
-    if not m:
-        return 4096
-    unit = (m.group(2) or "MB").upper().rstrip("B").rstrip("I")
-    return int(float(m.group(1)) * {"": 1 / 1024 / 1024, "K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}[unit])
 
 
 def _key(sid: str) -> str:
@@ -108,7 +101,7 @@ class Workflow:
     @property
     def job_mem_mb(self) -> int:
         """Memory a day job may use: DuckDB's limit shared by the concurrent days, plus headroom."""
-        return _size_mb(self.runtime.duckdb.memory_limit) // self.day_workers + 512
+        return size_mb(self.runtime.duckdb.memory_limit) // self.day_workers + 512
 
     @property
     def has_sessions(self) -> bool:
@@ -170,6 +163,12 @@ def load_workflow(config: dict[str, Any]) -> Workflow:
     compiled = compile_service(wc.service, wc.paths, output_root=wc.output_root, target_date=target)
     runtime = load_model(RuntimeConfig, wc.paths.runtime_config_path)
     return Workflow(wc, compiled, runtime)
+
+
+def object_store_bytes(runtime: RuntimeConfig) -> int | None:
+    """runtime.yaml's ray.object_store_memory in bytes (None: Ray's default as Daedalus sets it)."""
+    mem = runtime.ray.object_store_memory
+    return size_mb(mem) * 1024 * 1024 if mem else None
 
 
 def run_days_of(runtime: RuntimeConfig, target_date: str | None) -> list[dt.date]:
@@ -241,7 +240,7 @@ def skeleton_job(smk: Any) -> None:
     run_days = run_days_of(runtime, wc.target_date)
     # Concurrent days share DuckDB's memory limit as they share its threads.
     workers = wc.day_workers or runtime.day_workers
-    settings = runtime.duckdb.model_copy(update={"memory_limit": f"{max(64, _size_mb(runtime.duckdb.memory_limit) // workers)}MB"})
+    settings = runtime.duckdb.model_copy(update={"memory_limit": f"{max(64, size_mb(runtime.duckdb.memory_limit) // workers)}MB"})
     res = run_skeleton_stage(plan, day, Path(smk.params.root), chunk_rows=runtime.skeleton.chunk_rows,
                              duckdb_settings=settings, threads=smk.threads, files=files, run_days=run_days)
     log.info("skeleton dt=%s rows=%d parts=%d seconds=%.2f", day, res.rows, res.parts, res.seconds)
@@ -266,9 +265,10 @@ def enrich_job(smk: Any) -> None:
         embeddings=[(e.embedding, e.ids) for e in embeds],
         shard_rows=runtime.enrich.shard_rows, batch_rows=runtime.enrich.batch_rows,
         ray_address=address, num_cpus=wc.ray_num_cpus or runtime.ray.num_cpus or smk.threads,
+        object_store_memory=object_store_bytes(runtime),
         stats_path=stats_path(Path(smk.input.skeleton).parent, "enrich", smk.wildcards.day),
     )
-    log.info("enrich dt=%s %s", smk.wildcards.day, json.dumps(summary, default=str))
+    log.info("enrich dt=%s ray_address=%s %s", smk.wildcards.day, address or "local", json.dumps(summary, default=str))
 
 
 def qid_map_job(smk: Any) -> None:
