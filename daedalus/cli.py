@@ -39,6 +39,7 @@ FeatureViewsDir = Annotated[Path, typer.Option("--feature-views-dir", help="Feat
 FeatureServicesDir = Annotated[Path, typer.Option("--feature-services-dir", help="Feature service YAML files.")]
 RuntimePath = Annotated[Path, typer.Option("--runtime-config-path", help="Runtime config.")]
 AggPath = Annotated[Path, typer.Option("--aggregation-config-path", help="Aggregations and embeddings config.")]
+Strict = Annotated[bool, typer.Option("--strict", help="Fail (exit 2) on leakage warnings instead of only printing them.")]
 
 
 def _paths(fv: Path, fs: Path, rt: Path, ag: Path):
@@ -56,6 +57,12 @@ def _parse_day(text: str | None, option: str) -> dt.date | None:
         raise DaedalusError(option, f"invalid date {text!r}: expected YYYY-MM-DD") from None
 
 
+def _lint(compiled, strict: bool) -> None:
+    from daedalus.lint import lint, report
+
+    report(lint(compiled), strict=strict)
+
+
 @pipeline.command("compile")
 def compile_cmd(
     service: Annotated[str, typer.Argument(help="Feature service name (feature_services/<name>.yaml).")],
@@ -65,12 +72,14 @@ def compile_cmd(
     aggregation_config_path: AggPath = Path("config/training/aggregations.yaml"),
     output_dir: Annotated[Path, typer.Option("--output-dir", help="Where <service>.generated.yaml goes.")] = Path("config/pipelines"),
     no_write: Annotated[bool, typer.Option("--no-write", help="Only print the plan.")] = False,
+    strict: Strict = False,
 ) -> None:
     """Validate the definitions and write the operator DAG (config/pipelines/<service>.generated.yaml)."""
     from daedalus.compile import compile_service
 
     paths = _paths(feature_views_dir, feature_services_dir, runtime_config_path, aggregation_config_path)
     compiled = compile_service(service, paths, output_dir=None if no_write else output_dir)
+    _lint(compiled, strict)
     sys.stdout.write(compiled.generated_yaml)
 
 
@@ -91,10 +100,11 @@ def train_cmd(
     cores: Annotated[Optional[int], typer.Option("--cores", help="Cores Snakemake may use (default: DuckDB threads).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Snakemake's (and Ray's) own output.")] = False,
     snakemake_args: Annotated[Optional[list[str]], typer.Option("--snakemake-arg", help="Extra argument passed to snakemake (repeatable).")] = None,
+    strict: Strict = False,
 ) -> None:
     """Run the skeleton (and enrich) stage over the configured days through Snakemake."""
     from daedalus.compile import compile_service
-    from daedalus.runner import SnakemakeRun, resolve_profile
+    from daedalus.runner import SnakemakeRun, resolve_profile, workflow_config
 
     if skeleton_only and enrich_only:
         raise DaedalusError("--skeleton-only", "cannot be combined with --enrich-only")
@@ -124,13 +134,9 @@ def train_cmd(
         if missing:
             raise DaedalusError("--enrich-only", f"no skeleton output for {len(missing)} day(s) (first: "
                                 f"{Path(root) / ('dt=' + missing[0].isoformat())}); run the skeleton stage first")
-    config = {
-        "service": service,
-        "feature_views_dir": feature_views_dir, "feature_services_dir": feature_services_dir,
-        "runtime_config_path": runtime_config_path, "aggregation_config_path": aggregation_config_path,
-        "output_root": root, "target_date": day.isoformat() if day else None,
-        "day_workers": workers, "ray_num_cpus": ray_num_cpus, "stage": stage,
-    }
+    _lint(compiled, strict)  # after every check of the input: an invalid input gives exactly one line
+    config = workflow_config(service, paths, root, target_date=day.isoformat() if day else None, stage=stage,
+                             day_workers=workers, ray_num_cpus=ray_num_cpus)
     # One train per root (released by the kernel even on SIGKILL), so Snakemake's own lock,
     # which a kill leaves behind, is not needed: --nolock.
     from daedalus.enrich.cluster import stop_recorded_head
@@ -184,6 +190,123 @@ def train_cmd(
         raise DaedalusError("train", f"snakemake failed (exit {rc}); its log: {run.log_path or '.snakemake/log/'}; "
                             f"job logs: {root}/.daedalus/logs/")
     console.print(f"[green]done[/green]: {root}")
+
+
+@pipeline.command("status")
+def status_cmd(
+    service: Annotated[str, typer.Argument(help="Feature service name.")],
+    feature_views_dir: FeatureViewsDir = Path("feature_views"),
+    feature_services_dir: FeatureServicesDir = Path("feature_services"),
+    runtime_config_path: RuntimePath = Path("config/training/runtime.yaml"),
+    aggregation_config_path: AggPath = Path("config/training/aggregations.yaml"),
+    output_root: Annotated[Optional[Path], typer.Option("--output-root", help="Overrides output_root.")] = None,
+    target_date: Annotated[Optional[str], typer.Option("--target-date", help="Only this day (YYYY-MM-DD).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
+) -> None:
+    """Show which days are done, stale (and why) or missing, per stage.
+
+    The answer is Snakemake's: a dry run of the workflow `train` would run, each planned job
+    with its reason. Reasons: source changed (a file the day reads changed, or the set of
+    files did), definition changed (the compiled plan's digest), code changed (the rule's
+    script is newer than the day), skeleton changed (an enrich day whose skeleton day is or
+    will be rewritten), interrupted run. Exit status: 0 when every day is done, 3 otherwise,
+    2 on invalid input.
+    """
+    from daedalus.compile import compile_service
+    from daedalus.runner import SnakemakeRun, workflow_config
+    from daedalus.status import pipeline_status, render
+
+    day = _parse_day(target_date, "--target-date")
+    paths = _paths(feature_views_dir, feature_services_dir, runtime_config_path, aggregation_config_path)
+    compiled = compile_service(service, paths, output_root=str(output_root) if output_root else None, target_date=day)
+    root = str(output_root) if output_root else compiled.definitions.runtime.output_root
+    config = workflow_config(service, paths, root, target_date=day.isoformat() if day else None)
+    run = SnakemakeRun(config=config, targets=["all"], cores=1)
+    status = pipeline_status(run, service=service, root=root, days=[d.isoformat() for d in compiled.days],
+                             has_embeddings=bool(compiled.plan.ops("embed")),
+                             has_qid_map=bool(compiled.plan.op("spine").typed_params().session_field))
+    if as_json:
+        sys.stdout.write(status.to_json() + "\n")
+    else:
+        render(status, out)
+    sys.stdout.flush()
+    raise SystemExit(status.exit_code)
+
+
+@pipeline.command("dag")
+def dag_cmd(
+    service: Annotated[str, typer.Argument(help="Feature service name.")],
+    feature_views_dir: FeatureViewsDir = Path("feature_views"),
+    feature_services_dir: FeatureServicesDir = Path("feature_services"),
+    runtime_config_path: RuntimePath = Path("config/training/runtime.yaml"),
+    aggregation_config_path: AggPath = Path("config/training/aggregations.yaml"),
+    fmt: Annotated[str, typer.Option("--format", help="svg, png or dot.")] = "svg",
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
+) -> None:
+    """Draw the compiled operator DAG (the hand-edited plan when present), engines coloured.
+
+    Sources (path, look-back), operators (name, kind, engine, output columns) and output
+    files. SVG and PNG come from Graphviz's `dot` when it is installed, else from Daedalus's
+    own layered layout (SVG written directly, PNG drawn with Pillow); `dot` prints the
+    Graphviz source.
+    """
+    from daedalus.compile import compile_service
+    from daedalus.dagviz import FORMATS, plan_graph, render
+
+    if fmt not in FORMATS:
+        raise DaedalusError("--format", f"unknown format {fmt!r} (choose one of: {', '.join(FORMATS)})")
+    paths = _paths(feature_views_dir, feature_services_dir, runtime_config_path, aggregation_config_path)
+    compiled = compile_service(service, paths)
+    data = render(plan_graph(compiled.plan, compiled.definitions.runtime.output_root), fmt)
+    if output is None:
+        if fmt == "png" and sys.stdout.isatty():
+            raise DaedalusError("--output", "a PNG is binary: give --output FILE (or redirect stdout)")
+        sys.stdout.buffer.write(data)
+        return
+    _write_bytes(output, data)
+    console.print(f"wrote {output}")
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    from daedalus.atomic import temp_sibling
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_sibling(path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@pipeline.command("report")
+def report_cmd(
+    service: Annotated[str, typer.Argument(help="Feature service name.")],
+    feature_views_dir: FeatureViewsDir = Path("feature_views"),
+    feature_services_dir: FeatureServicesDir = Path("feature_services"),
+    runtime_config_path: RuntimePath = Path("config/training/runtime.yaml"),
+    aggregation_config_path: AggPath = Path("config/training/aggregations.yaml"),
+    output_root: Annotated[Optional[Path], typer.Option("--output-root", help="Overrides output_root.")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="The HTML file (default: <output_root>/.daedalus/report.html).")] = None,
+) -> None:
+    """Write the data-quality report: one self-contained HTML page with plots over the days.
+
+    Drawn from the statistics every day job writes (<output_root>/.daedalus/stats/): rows
+    per day, label rates, point-in-time hit rate per view, window coverage, embedding hit
+    rates, and null rates per feature and day. Inline SVG only: no script, no network.
+    """
+    from daedalus.compile import compile_service
+    from daedalus.report import default_report_path, load_report_data, render_html
+
+    paths = _paths(feature_views_dir, feature_services_dir, runtime_config_path, aggregation_config_path)
+    compiled = compile_service(service, paths, output_root=str(output_root) if output_root else None)
+    root = str(output_root) if output_root else compiled.definitions.runtime.output_root
+    data = load_report_data(service, root, [d.isoformat() for d in compiled.days])
+    if not data.skeleton:
+        raise DaedalusError(root, "no data-quality statistics yet (.daedalus/stats/): run `daeda pipeline train` first")
+    path = output or default_report_path(root)
+    _write_bytes(path, render_html(data).encode())
+    console.print(f"wrote {path}")
 
 
 @app.command("demo")

@@ -21,9 +21,9 @@ _JOB = re.compile(r"^\s*(?:local)?rule (\w+):")
 _JOBID = re.compile(r"^\s*jobid: (\d+)")
 _WILD = re.compile(r"^\s*wildcards: day=(\S+)")
 _DONE = re.compile(r"Finished jobid: (\d+)")
-_ERROR = re.compile(r"Error in rule (\w+):")
 _LOG = re.compile(r"Complete log\(s\): (.+)$")
-_STEPS = re.compile(r"(\d+) of (\d+) steps \((\d+)%\) done")
+_JOBLOG = re.compile(r"^\s*log: (\S+)")
+_FIELD = re.compile(r"^\s+(\w+): (.*)$")
 
 
 def workflow_dir() -> Path:
@@ -33,6 +33,19 @@ def workflow_dir() -> Path:
         raise DaedalusError("Snakefile", f"the workflow files were not found in {root}; install Daedalus "
                             "from its repository with `pip install -e .`")
     return root
+
+
+def workflow_config(service: str, paths: object, root: str, *, target_date: str | None = None,
+                    stage: str = "all", day_workers: int | None = None,
+                    ray_num_cpus: int | None = None) -> dict[str, object]:
+    """The `--config` keys of the Snakefile (daedalus.workflow.WorkflowConfig) for a run."""
+    return {
+        "service": service,
+        "feature_views_dir": paths.feature_views_dir, "feature_services_dir": paths.feature_services_dir,
+        "runtime_config_path": paths.runtime_config_path, "aggregation_config_path": paths.aggregation_config_path,
+        "output_root": root, "target_date": target_date,
+        "day_workers": day_workers, "ray_num_cpus": ray_num_cpus, "stage": stage,
+    }
 
 
 LOCAL_EXECUTORS = ("local", "dryrun", "touch")
@@ -83,26 +96,18 @@ class SnakemakeRun:
     def _env(self) -> dict[str, str]:
         return {**os.environ, **self.env}
 
-    def jobs_to_run(self) -> dict[str, int]:
-        """Rule -> number of jobs a run would execute now (a dry run)."""
+    def dry_run(self) -> subprocess.CompletedProcess:
+        """What a run would do now: Snakemake's dry run, each job with its reason."""
         cmd = self.command()
         cmd.insert(cmd.index("--cores"), "--dry-run")
-        res = subprocess.run(cmd, capture_output=True, text=True, env=self._env())
+        return subprocess.run(cmd, capture_output=True, text=True, env=self._env())
+
+    def jobs_to_run(self) -> dict[str, int]:
+        """Rule -> number of jobs a run would execute now (a dry run)."""
+        res = self.dry_run()
         if res.returncode != 0:
             return {}
-        counts: dict[str, int] = {}
-        in_table = False
-        for line in (res.stdout + res.stderr).splitlines():
-            if line.strip().startswith("job") and "count" in line:
-                in_table = True
-                continue
-            if in_table:
-                parts = line.split()
-                if len(parts) == 2 and parts[1].isdigit():
-                    counts[parts[0]] = int(parts[1])
-                elif parts and parts[0] == "total":
-                    break
-        return counts
+        return job_counts(res.stdout + res.stderr)
 
     def command(self) -> list[str]:
         wf = workflow_dir()
@@ -117,41 +122,130 @@ class SnakemakeRun:
         if self.verbose:
             console.print(f"[dim]$ {' '.join(cmd)}[/dim]")
             return subprocess.call(cmd, env=self._env())
-        jobs: dict[str, tuple[str, str | None]] = {}
-        cur_rule: str | None = None
-        cur_id: str | None = None
-        errors: list[str] = []
-        failures: list[str] = []
-        tail: list[str] = []
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
                                 env=self._env())
         assert proc.stdout is not None
-        for line in proc.stdout:
-            if m := _LOG.search(line):
-                self.log_path = m.group(1).strip()
-            tail = (tail + [line.rstrip()])[-40:]
-            if m := _JOB.match(line):
-                cur_rule, cur_id = m.group(1), None
-            elif (m := _JOBID.match(line)) and cur_rule:
-                cur_id = m.group(1)
-                jobs[cur_id] = (cur_rule, None)
-            elif (m := _WILD.match(line)) and cur_id:
-                jobs[cur_id] = (jobs[cur_id][0], m.group(1))
-            elif m := _DONE.search(line):
-                rule, day = jobs.get(m.group(1), ("?", None))
-                if rule not in ("all", "skeleton_all", "enrich_all"):
-                    console.print(f"  [green]done[/green] {rule}" + (f" dt={day}" if day else ""))
-            elif m := _STEPS.search(line):
-                console.print(f"[dim]{m.group(1)}/{m.group(2)} jobs ({m.group(3)}%)[/dim]")
-            elif m := _ERROR.search(line):
-                errors.append(m.group(1))
-            elif line.startswith("daedalus job "):
-                failures.append(line.rstrip())
-            elif "Nothing to be done" in line:
-                console.print("[dim]nothing to do: every output is up to date[/dim]")
+        view = _ProgressView(console)
+        try:
+            for line in proc.stdout:
+                if m := _LOG.search(line):
+                    self.log_path = m.group(1).strip()
+                view.feed(line)
+        finally:
+            view.stop()
         rc = proc.wait()
         if rc != 0:
             # A failed job says what went wrong in one line and keeps its traceback in its log.
-            shown = failures or tail[-25:]
+            shown = view.failures or view.tail[-25:]
             console.print("\n".join(shown), markup=False, highlight=False)
         return rc
+
+
+AGGREGATE_RULES = ("all", "skeleton_all", "enrich_all")
+
+
+def job_counts(text: str) -> dict[str, int]:
+    """Rule -> job count, from the "Job stats" table Snakemake prints before running."""
+    counts: dict[str, int] = {}
+    in_table = False
+    for line in text.splitlines():
+        if line.strip().startswith("job") and "count" in line:
+            in_table = True
+            continue
+        if in_table:
+            parts = line.split()
+            if parts and parts[0] == "total":
+                break
+            if len(parts) == 2 and parts[1].isdigit():
+                counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def job_blocks(text: str) -> list[dict[str, str | None]]:
+    """The jobs of Snakemake's (dry-run) output: rule, day, output and reason of each."""
+    jobs: list[dict[str, str | None]] = []
+    for line in text.splitlines():
+        if m := _JOB.match(line):
+            jobs.append({"rule": m.group(1), "day": None, "output": None, "reason": None})
+        elif jobs and (m := _FIELD.match(line)) and m.group(1) in ("output", "reason"):
+            jobs[-1][m.group(1)] = m.group(2).strip()
+        elif jobs and (m := _WILD.match(line)):
+            jobs[-1]["day"] = m.group(1)
+    return jobs
+
+
+def job_figures(log_path: str | None) -> tuple[int | None, float | None]:
+    """(rows, seconds) of a finished day job, from the summary line its log ends with."""
+    if not log_path:
+        return None, None
+    try:
+        text = Path(log_path).read_text(errors="replace")
+    except OSError:
+        return None, None
+    rows = re.findall(r"\brows\W{1,3}(\d+)", text)
+    secs = re.findall(r"\bseconds\W{1,3}([0-9.]+)", text)
+    return (int(rows[-1]) if rows else None), (float(secs[-1]) if secs else None)
+
+
+class _ProgressView:
+    """The quiet view of a run: one overall bar, one line per finished day job."""
+
+    def __init__(self, console: Console) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.console = console
+        self.jobs: dict[str, dict[str, str | None]] = {}
+        self.block: dict[str, str | None] | None = None
+        self.failures: list[str] = []
+        self.tail: list[str] = []
+        self.done = 0
+        self.total: int | None = None
+        self.stats_text: list[str] = []
+        self.progress = Progress(TextColumn("[bold]train[/bold]"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=console, transient=True)
+        self.task = None
+
+    def _start(self, total: int) -> None:
+        self.total = total
+        if total and self.console.is_terminal:
+            self.progress.start()
+            self.task = self.progress.add_task("jobs", total=total)
+
+    def feed(self, line: str) -> None:
+        self.tail = (self.tail + [line.rstrip()])[-40:]
+        if self.total is None:
+            self.stats_text.append(line)
+            if line.strip().startswith("total"):
+                counts = job_counts("".join(self.stats_text))
+                self._start(sum(n for r, n in counts.items() if r not in AGGREGATE_RULES))
+        # A job's block: "rule r:", then (in any order) "log: ...", "jobid: N", "wildcards: day=D".
+        if m := _JOB.match(line):
+            self.block = {"rule": m.group(1), "day": None, "log": None}
+        elif (m := _JOBID.match(line)) and self.block:
+            self.jobs[m.group(1)] = self.block
+        elif (m := _WILD.match(line)) and self.block:
+            self.block["day"] = m.group(1)
+        elif (m := _JOBLOG.match(line)) and self.block:
+            self.block["log"] = m.group(1).strip()
+        elif m := _DONE.search(line):
+            self._finished(self.jobs.get(m.group(1), {"rule": "?", "day": None, "log": None}))
+        elif line.startswith("daedalus job "):
+            self.failures.append(line.rstrip())
+        elif "Nothing to be done" in line:
+            self.console.print("[dim]nothing to do: every output is up to date[/dim]")
+
+    def _finished(self, job: dict[str, str | None]) -> None:
+        rule, day = job["rule"], job["day"]
+        if rule in AGGREGATE_RULES:
+            return
+        self.done += 1
+        rows, secs = job_figures(job["log"])
+        figures = "".join([f"  {rows:,} rows" if rows is not None else "",
+                           f"  {secs:.1f} s" if secs is not None else ""])
+        count = f"[{self.done}/{self.total}]" if self.total else ""
+        self.console.print(f"  {count} [green]done[/green] {rule}" + (f" dt={day}" if day else "") + figures)
+        if self.task is not None:
+            self.progress.advance(self.task)
+
+    def stop(self) -> None:
+        self.progress.stop()

@@ -250,6 +250,7 @@ def skeleton_job(smk: Any) -> None:
 def enrich_job(smk: Any) -> None:
     from daedalus.enrich.stage import run_enrich_stage
     from daedalus.plan import load_plan
+    from daedalus.quality import stats_path
 
     log = _job_logger(smk.log[0] if smk.log else None)
     plan = load_plan(Path(smk.params.plan))
@@ -265,6 +266,7 @@ def enrich_job(smk: Any) -> None:
         shard_rows=runtime.enrich.shard_rows, batch_rows=runtime.enrich.batch_rows,
         ray_address=address, num_cpus=wc.ray_num_cpus or runtime.ray.num_cpus or smk.threads,
         object_store_memory=object_store_bytes(runtime),
+        stats_path=stats_path(Path(smk.input.skeleton).parent, "enrich", smk.wildcards.day),
     )
     log.info("enrich dt=%s ray_address=%s %s", smk.wildcards.day, address or "local", json.dumps(summary, default=str))
 

@@ -21,11 +21,22 @@ def project(demo_template, tmp_path) -> Path:
 
 @pytest.fixture(scope="session")
 def trained_template(demo_template, tmp_path_factory) -> Path:
-    """The demo template after one clean `daeda pipeline train` (both stages), made once;
-    tests copy it (copies keep mtimes and .snakemake, so they are up to date)."""
+    """The demo template after one full `daeda pipeline train` (both stages); tests copy it.
+
+    The train command's stderr is kept in `train.stderr` beside the project.
+    """
     from projects import train
 
     dest = tmp_path_factory.mktemp("trained") / "project"
     shutil.copytree(demo_template, dest, symlinks=True)
-    train(dest)
+    res = train(dest)
+    (dest.parent / "train.stderr").write_text(res.stderr)
+    return dest
+
+
+@pytest.fixture
+def trained(trained_template, tmp_path) -> Path:
+    """A copy of the trained template (mtimes and Snakemake's metadata kept)."""
+    dest = tmp_path / "project"
+    shutil.copytree(trained_template, dest, symlinks=True)
     return dest

@@ -38,6 +38,7 @@ from daedalus.atomic import publish_dir, remove_stale_temps, temp_sibling
 from daedalus.enrich.pooling import EmbeddingSpec, enrich_table, ids_kind, output_fields
 from daedalus.enrich.store import EmbeddingStore, StoreRef, pin_store
 from daedalus.errors import DaedalusError
+from daedalus.quality import EnrichStats
 
 log = logging.getLogger("daedalus.enrich")
 
@@ -306,6 +307,7 @@ def run_enrich_stage(
     store_version: int | None = None,
     actor_num_cpus: float = 1.0,
     object_store_memory: int | None = None,
+    stats_path: Path | None = None,
 ) -> dict:
     """Enrich one day; returns a summary dict.
 
@@ -337,6 +339,7 @@ def run_enrich_stage(
     ray_mode, init_s = "skipped", 0.0
     try:
         writer = ShardWriter(tmp, schema, shard_rows, digits)
+        stats = EnrichStats([s.name for s in specs])
         if total_rows > 0:
             ti = time.perf_counter()
             ray_mode = ensure_ray(ray_address, num_cpus, object_store_memory)
@@ -345,12 +348,15 @@ def run_enrich_stage(
             try:
                 for batch in stream:
                     writer.add(batch)
+                    stats.add(batch)
             finally:
                 stream.close()  # on an error: stops the Ray Data executor and its actor now
         shards = writer.close()
         if writer.rows != total_rows:
             raise RuntimeError(f"enrich wrote {writer.rows} rows, the skeleton has {total_rows}")
         publish_dir(tmp, out_day_dir)
+        if stats_path is not None:  # data-quality sidecar (daedalus.quality)
+            stats.write(Path(stats_path), out_day_dir.name.removeprefix("dt="))
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

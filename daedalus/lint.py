@@ -1,0 +1,162 @@
+"""Leakage lint: definitions that can let the future (or the label) into a training row.
+
+`daeda pipeline compile` and `train` print each finding as one line on stderr,
+`daeda: warning: <file>: <problem>`, and with `--strict` fail on any of them (before any
+output is touched). Checks:
+
+1. a feature view reads the spine's own source: the very rows that carry the labels;
+2. a feature view has no `ttl`: a value of any age is joined, however stale;
+3. a view's `created_timestamp_field` is later than its `timestamp_field` in some row of the
+   files the run reads: the join (on the event timestamp) can pick a row before it existed;
+4. an aggregation window is shorter than the timestamp resolution of its source (e.g. `30m`
+   over day-stamped events): strictly-before windows that short are always empty.
+
+Checks 3 and 4 read only the timestamp columns of the files the run's days read, in one
+DuckDB query per source.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from daedalus.compile import SPINE, Compiled, agg_source_id, view_source_id
+from daedalus.errors import DaedalusError
+from daedalus.plan import SourceSpec
+from daedalus.sources import read_parquet_sql, sql_ident, timestamp_sql
+from daedalus.timeutil import parse_duration
+
+# Coarsest first: (name, microseconds).
+RESOLUTIONS = [("1d", 86_400_000_000), ("1h", 3_600_000_000), ("1m", 60_000_000), ("1s", 1_000_000)]
+
+
+@dataclass(frozen=True)
+class LintWarning:
+    where: str
+    problem: str
+
+    def line(self) -> str:
+        return f"daeda: warning: {self.where}: {self.problem}"
+
+
+def _same_path(a: str, b: str) -> bool:
+    return Path(a).resolve() == Path(b).resolve()
+
+
+def run_files(compiled: Compiled, sid: str, spec: SourceSpec) -> list[str]:
+    """The files of a source that the run's days read (their look-back included)."""
+    sf = compiled.sources.get(sid)
+    if sf is None:
+        return []
+    if not sf.partitioned:
+        return list(sf.files)
+    lo, hi = min(compiled.days), max(compiled.days)
+    first = None if spec.lookback_days is None else lo - dt.timedelta(days=spec.lookback_days)
+    return [f for f, d in zip(sf.files, sf.days) if d is not None and d <= hi and (first is None or d >= first)]
+
+
+def _ts(con: duckdb.DuckDBPyConnection, rel: str, column: str, where: str) -> str:
+    kind = con.execute(f"DESCRIBE SELECT {sql_ident(column)} FROM {rel}").fetchone()[1]
+    return timestamp_sql(column, kind, where)
+
+
+def _created_after_event(con, files: list[str], spec: SourceSpec, where: str) -> tuple[int, int, float]:
+    """(rows with created > event, rows, largest delay in seconds)."""
+    rel = read_parquet_sql(files)
+    ev = _ts(con, rel, spec.timestamp_field, where)
+    cr = _ts(con, rel, spec.created_timestamp_field or "", where)
+    n, total, delay = con.execute(
+        f"SELECT count(*) FILTER (WHERE c > e), count(*), max(epoch_us(c) - epoch_us(e)) FILTER (WHERE c > e) "
+        f"FROM (SELECT {ev} AS e, {cr} AS c FROM {rel})").fetchone()
+    return int(n), int(total), (delay or 0) / 1e6
+
+
+def _resolution(con, files: list[str], spec: SourceSpec, where: str) -> tuple[str, int] | None:
+    """The coarsest unit every timestamp of the files is a multiple of (None: below a second)."""
+    rel = read_parquet_sql(files)
+    ts = _ts(con, rel, spec.timestamp_field, where)
+    checks = ", ".join(f"bool_and(epoch_us(t) % {us} = 0)" for _, us in RESOLUTIONS)
+    row = con.execute(f"SELECT count(t), {checks} FROM (SELECT {ts} AS t FROM {rel})").fetchone()
+    if not row[0]:
+        return None
+    for (name, us), aligned in zip(RESOLUTIONS, row[1:]):
+        if aligned:
+            return name, us
+    return None
+
+
+def _human(seconds: float) -> str:
+    for unit, s in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= s:
+            return f"{seconds / s:.3g}{unit}"
+    return f"{seconds:.3g}s"
+
+
+def lint(compiled: Compiled) -> list[LintWarning]:
+    defs = compiled.definitions
+    svc = defs.service
+    plan = compiled.plan
+    spine_path = svc.spine.source.path
+    found: list[LintWarning] = []
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    try:
+        for ref in svc.refs:
+            view, where = defs.views[ref.view], str(defs.view_paths[ref.view])
+            if _same_path(view.source.path, spine_path):
+                found.append(LintWarning(where, f"view {view.name!r} reads the spine's own source "
+                                         f"{spine_path!r}, the rows that carry the labels "
+                                         f"({', '.join(svc.spine.labels) or 'no labels'}): its features can leak them"))
+            if view.ttl is None:
+                found.append(LintWarning(where, f"view {view.name!r} has no ttl: a value of any age is joined, "
+                                         "however stale (set ttl to how long a value stays true)"))
+            sid = view_source_id(view.name)
+            spec = plan.sources.get(sid)
+            if view.source.created_timestamp_field and spec is not None:
+                files = run_files(compiled, sid, spec)
+                if files:
+                    n, total, delay = _created_after_event(con, files, spec, where)
+                    if n:
+                        found.append(LintWarning(where, (
+                            f"view {view.name!r}: {n:,} of {total:,} source rows have "
+                            f"{view.source.created_timestamp_field} later than {view.source.timestamp_field} "
+                            f"(by up to {_human(delay)}): the join can pick a row before it existed")))
+        aggs = {a.name: a for a in defs.aggregations.aggregations}
+        agg_where = str(defs.paths.aggregation_config_path)
+        resolutions: dict[str, tuple[str, int] | None] = {}
+        for name in svc.aggregations:
+            agg = aggs[name]
+            sid = agg_source_id(agg)
+            spec = plan.sources.get(sid)
+            if spec is None:
+                continue
+            if sid not in resolutions:
+                files = run_files(compiled, sid, spec)
+                resolutions[sid] = _resolution(con, files, spec, agg_where) if files else None
+            res = resolutions[sid]
+            if res is None:
+                continue
+            unit, us = res
+            src = "the spine" if sid == SPINE else repr(spec.path)
+            for f in agg.features:
+                for w in agg.windows_of(f):
+                    if parse_duration(w) < dt.timedelta(microseconds=us):
+                        found.append(LintWarning(agg_where, (
+                            f"aggregation {name!r}: feature {f.name!r}: window {w} is shorter than the timestamp "
+                            f"resolution of {src} ({unit}): it holds the events of one instant at most (none when the "
+                            "spine has that resolution too)")))
+    finally:
+        con.close()
+    return found
+
+
+def report(warnings: list[LintWarning], *, strict: bool) -> None:
+    """Print each warning; with `strict`, fail (exit 2) when there is any."""
+    for w in warnings:
+        print(w.line(), file=sys.stderr)
+    if strict and warnings:
+        raise DaedalusError("--strict", f"{len(warnings)} leakage warning(s) above")

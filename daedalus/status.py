@@ -1,0 +1,165 @@
+"""`daeda pipeline status`: which days are done, stale (and why) or missing, per stage.
+
+The answer is Snakemake's own: a dry run of the very workflow `train` runs (same Snakefile,
+config, profile and rerun triggers) lists every job it would execute with its reason, and
+each reason maps to what changed:
+
+| Snakemake's reason | shown as |
+|---|---|
+| missing output files | missing |
+| updated input files, set of input files has changed (skeleton) | source changed |
+| params have changed (the rules carry the compiled definition's digest) | definition changed |
+| code / software environment has changed | code changed |
+| input files updated by another job, updated input files (enrich) | skeleton changed |
+| incomplete output files | interrupted run |
+
+A day no job is planned for is done.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from daedalus.errors import DaedalusError
+from daedalus.runner import SnakemakeRun, job_blocks
+
+# Exit code when some day is stale or missing (0: everything done; 2: invalid input).
+EXIT_NOT_UP_TO_DATE = 3
+DAY_RULES = {"skeleton_day": "skeleton", "enrich_day": "enrich"}
+STATES = ("done", "stale", "missing")
+
+# (prefix of one reason Snakemake gives, stage or None for any) -> what we call it
+_REASONS: list[tuple[str, str | None, str]] = [
+    ("Missing output files", None, "missing"),
+    ("Incomplete output files", None, "interrupted run"),
+    ("Updated input files", "skeleton", "source changed"),
+    ("Set of input files has changed", "skeleton", "source changed"),
+    ("Updated input files", None, "skeleton changed"),
+    ("Input files updated by another job", None, "skeleton changed"),
+    ("Set of input files has changed", None, "skeleton changed"),
+    ("Params have changed", None, "definition changed"),
+    ("Code has changed", None, "code changed"),
+    ("Software environment definition has changed", None, "code changed"),
+    ("Forced execution", None, "forced"),
+]
+
+
+@dataclass
+class StageStatus:
+    state: str                      # done | stale | missing
+    reasons: list[str] = field(default_factory=list)
+    snakemake_reason: str | None = None  # Snakemake's own words, for --json
+
+
+@dataclass
+class PipelineStatus:
+    service: str
+    output_root: str
+    stages: list[str]
+    days: dict[str, dict[str, StageStatus]]   # day -> stage -> status
+    qid_map: StageStatus | None = None
+
+    def totals(self) -> dict[str, dict[str, int]]:
+        out = {s: dict.fromkeys(STATES, 0) for s in self.stages}
+        for by_stage in self.days.values():
+            for stage, st in by_stage.items():
+                out[stage][st.state] += 1
+        return out
+
+    @property
+    def up_to_date(self) -> bool:
+        return all(st.state == "done" for by in self.days.values() for st in by.values()) and (
+            self.qid_map is None or self.qid_map.state == "done")
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.up_to_date else EXIT_NOT_UP_TO_DATE
+
+    def to_json(self) -> str:
+        data: dict[str, Any] = {
+            "service": self.service, "output_root": self.output_root, "up_to_date": self.up_to_date,
+            "stages": self.stages,
+            "days": [{"day": d, **{s: asdict(st) for s, st in by.items()}} for d, by in self.days.items()],
+            "qid_map": asdict(self.qid_map) if self.qid_map else None,
+            "totals": self.totals(),
+        }
+        return json.dumps(data, indent=2)
+
+
+def classify(stage: str, reason: str | None) -> StageStatus:
+    """One planned job's Snakemake reason -> its state and our reasons."""
+    found: list[str] = []
+    for piece in (reason or "").split("; "):
+        piece = piece.strip()
+        if not piece:
+            continue
+        for prefix, only, name in _REASONS:
+            if piece.startswith(prefix) and only in (None, stage):
+                break
+        else:
+            name = piece.split(":")[0].lower()
+        if name not in found:
+            found.append(name)
+    if "missing" in found:  # whatever else changed, the output is not there
+        return StageStatus("missing", [], reason)
+    return StageStatus("stale", found or ["unknown"], reason)
+
+
+def status_from_dry_run(text: str, service: str, root: str, days: list[str], stages: list[str],
+                        has_qid_map: bool) -> PipelineStatus:
+    planned: dict[tuple[str, str | None], str | None] = {}
+    for job in job_blocks(text):
+        rule = str(job["rule"])
+        stage = DAY_RULES.get(rule, rule)
+        planned[(stage, job["day"])] = job["reason"]
+    table = {d: {s: (classify(s, planned[(s, d)]) if (s, d) in planned else StageStatus("done")) for s in stages}
+             for d in days}
+    qid = None
+    if has_qid_map:
+        qid = classify("qid_map", planned[("qid_map", None)]) if ("qid_map", None) in planned else StageStatus("done")
+    return PipelineStatus(service, root, stages, table, qid)
+
+
+def pipeline_status(run: SnakemakeRun, *, service: str, root: str, days: list[str], has_embeddings: bool,
+                    has_qid_map: bool) -> PipelineStatus:
+    """Ask Snakemake (a dry run of `train`'s workflow) what it would run, and why."""
+    res = run.dry_run()
+    text = res.stdout + res.stderr
+    if res.returncode != 0:
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        err = next((ln for ln in lines if "Error" in ln or "error" in ln), lines[-1] if lines else "failed")
+        raise DaedalusError("snakemake", f"the dry run failed: {err}")
+    stages = ["skeleton", "enrich"] if has_embeddings else ["skeleton"]
+    return status_from_dry_run(text, service, root, days, stages, has_qid_map)
+
+
+_STYLE = {"done": "green", "stale": "yellow", "missing": "red"}
+
+
+def _cell(st: StageStatus) -> str:
+    text = st.state if st.state == "done" or not st.reasons else f"{st.state} ({', '.join(st.reasons)})"
+    return f"[{_STYLE[st.state]}]{text}[/{_STYLE[st.state]}]"
+
+
+def render(status: PipelineStatus, console: Console) -> None:
+    console.print(f"[bold]{status.service}[/bold] -> {status.output_root}")
+    table = Table()
+    table.add_column("day")
+    for s in status.stages:
+        table.add_column(s)
+    for day, by in status.days.items():
+        table.add_row(day, *[_cell(by[s]) for s in status.stages])
+    console.print(table)
+    totals = status.totals()
+    for s in status.stages:
+        t = totals[s]
+        console.print(f"{s}: {t['done']} done, {t['stale']} stale, {t['missing']} missing")
+    if status.qid_map is not None:
+        console.print(f"qid_map.parquet: {_cell(status.qid_map)}")
+    console.print("[green]up to date[/green]" if status.up_to_date
+                  else "[yellow]not up to date[/yellow]: `daeda pipeline train` would run the days above")
