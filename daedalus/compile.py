@@ -25,7 +25,7 @@ from daedalus.errors import DaedalusError
 from daedalus.expressions import ExprError, referenced_columns
 from daedalus.loading import DefinitionPaths, Definitions, load_definitions
 from daedalus.plan import Column, Operator, Plan, SourceSpec, load_plan, validate_plan
-from daedalus.sources import SourceFiles, read_schema
+from daedalus.sources import SourceFiles, footer_columns, read_schema
 from daedalus.udfs import import_udf
 from daedalus.timeutil import day_range, lookback_days, parse_duration
 
@@ -373,8 +373,6 @@ def _check_files_readable(plan: Plan, files: dict[str, SourceFiles], days: list[
     Footers only (cheap), so a corrupt or truncated partition fails here with its name
     rather than inside a day job after Snakemake has removed that day's old output.
     """
-    import pyarrow.parquet as pq
-
     lo, hi = min(days), max(days)
     for sid, spec in plan.sources.items():
         sf = files.get(sid)
@@ -385,15 +383,8 @@ def _check_files_readable(plan: Plan, files: dict[str, SourceFiles], days: list[
             needed = [f for f, d in zip(sf.files, sf.days) if d is not None and d <= hi and (first is None or d >= first)]
         else:
             needed = list(sf.files)
-        reference = None
-        for f in needed:
-            try:
-                schema = pq.read_schema(f)
-            except Exception as e:
-                raise DaedalusError(f, f"unreadable parquet: {' '.join(str(e).split())}") from None
-            if reference is None:
-                reference = schema
-            elif spec.timestamp_field not in schema.names:
+        for i, (f, names) in enumerate(footer_columns(needed)):
+            if i and spec.timestamp_field not in names:
                 raise DaedalusError(f, f"column {spec.timestamp_field!r} is missing (source {spec.path!r})")
 
 

@@ -12,7 +12,7 @@ import datetime as dt
 
 from daedalus.plan import Operator, WindowAggParams, WindowFeature
 from daedalus.skeleton.context import DayContext, interval_sql, table, ts_literal
-from daedalus.sources import sql_ident
+from daedalus.sources import partition_day, sql_ident
 from daedalus.timeutil import DAY, duration_micros
 
 
@@ -117,16 +117,10 @@ def _merged_windows(ctx: DayContext, p: WindowAggParams, feats: list[WindowFeatu
     groups = [sql_ident(g) for g in p.group_by]
     gl = ", ".join(groups)
     windows = sorted({duration_micros(f.window) for f in feats})
-    rel, empty = ctx.relation(p.source, ctx.source_files(p.source, spec.lookback_days))
-    ts = ctx.ts_expr(rel, spec.timestamp_field, spec.path)
+    files = ctx.source_files(p.source, spec.lookback_days)
     runs = _collapsed_runs(ctx, windows)
-    mapped = "__ts"
-    if runs:
-        cases = " ".join(f"WHEN __ts >= {ts_literal(a)} AND __ts < {ts_literal(b)} THEN {ts_literal(a)}" for a, b in runs)
-        mapped = f"CASE {cases} ELSE __ts END"
     parts: dict[str, str] = {"__n": "count(*)"}
-    cols = {f.column for f in feats if f.column}
-    vals = "".join(f", {ctx.value_expr(rel, c)} AS {sql_ident('v:' + c)}" for c in sorted(cols))
+    cols = sorted({f.column for f in feats if f.column})
     for f in feats:
         if not f.column:
             continue
@@ -137,15 +131,30 @@ def _merged_windows(ctx: DayContext, p: WindowAggParams, feats: list[WindowFeatu
             parts["s:" + f.column] = f"sum(CAST({v} AS BIGINT))"
         if f.function in ("min", "max"):
             parts[f"{f.function}:{f.column}"] = f"{f.function}({v})"
-    conds = [f"__ts < {ts_literal(ctx.end)}", f"__ts >= {ts_literal(ctx.start)} - {interval_sql(windows[-1])}"]
-    conds += [f"{g} IS NOT NULL" for g in groups] + (["false"] if empty else [])
+    aggs = ", ".join(f"{e} AS {sql_ident(k)}" for k, e in parts.items())
+
+    def partials(subset: list[str], conds: list[str], ts_out: str, by: str) -> str:
+        rel, empty = ctx.relation(p.source, subset)
+        ts = ctx.ts_expr(rel, spec.timestamp_field, spec.path)
+        vals = "".join(f", {ctx.value_expr(rel, c)} AS {sql_ident('v:' + c)}" for c in cols)
+        conds = conds + [f"{g} IS NOT NULL" for g in groups] + (["false"] if empty else [])
+        return f"""SELECT {gl}, {ts_out} AS __ts, {aggs} FROM (SELECT {gl}, {ts} AS __ts{vals} FROM {rel})
+                   WHERE {' AND '.join(conds)} GROUP BY {by}"""
+
+    def in_span(f: str, a: dt.datetime, b: dt.datetime) -> bool:
+        d = partition_day(f)
+        return d is None or a.date() <= d < b.date()
+
+    # Raw (group, ts) partials for the days windows cut; one partial per group and run otherwise.
+    lower = f"__ts >= {ts_literal(ctx.start)} - {interval_sql(windows[-1])}"
+    outside = [f"NOT (__ts >= {ts_literal(a)} AND __ts < {ts_literal(b)})" for a, b in runs]
+    raw_files = [f for f in files if partition_day(f) is None or not any(in_span(f, a, b) for a, b in runs)]
+    selects = [partials(raw_files, [f"__ts < {ts_literal(ctx.end)}", lower] + outside, "__ts", f"{gl}, __ts")]
+    for a, b in runs:
+        selects.append(partials([f for f in files if in_span(f, a, b)],
+                                [f"__ts >= {ts_literal(a)}", f"__ts < {ts_literal(b)}", lower], ts_literal(a), gl))
     agg = table(name + ":partials")
-    ctx.con.execute(f"""
-        CREATE TEMP TABLE {agg} AS
-        SELECT {gl}, {mapped} AS __ts, {', '.join(f'{e} AS {sql_ident(k)}' for k, e in parts.items())}
-        FROM (SELECT {gl}, {ts} AS __ts{vals} FROM {rel}) WHERE {' AND '.join(conds)}
-        GROUP BY ALL
-    """)
+    ctx.con.execute(f"CREATE TEMP TABLE {agg} AS {' UNION ALL '.join(selects)}")
     exprs = []
     for f in feats:
         w = f"w{duration_micros(f.window)}"
