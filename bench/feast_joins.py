@@ -4,7 +4,9 @@ Run with the Python of Feast's own virtual environment (bench/run.py creates it)
 
     bench/work/feast-venv/bin/python bench/feast_joins.py <data root> <first day> <last day> <out.parquet>
 
-Feast has no offline windows, so this is compared with `bench_joins` (joins only). Feast's
+The feature sources are given to Feast as one parquet file each (bench/run.py writes them from
+the day partitions, in source order), the layout its file sources read best. Feast has no
+offline windows, so this is compared with `bench_joins` (joins only). Feast's
 output is unsorted; bench/run.py compares the two as multisets of rows.
 """
 
@@ -38,11 +40,11 @@ def main() -> None:
     artwork = Entity(name="artwork", join_keys=["artwork_id"])
     up = FeatureView(name="user_profile", entities=[user], ttl=timedelta(days=30),
                      schema=[Field(name="follower_count", dtype=Int64), Field(name="Country", dtype=String)],
-                     source=FileSource(path=str((root / "data/sources/user_profile").resolve()) + "/*/*.parquet",
+                     source=FileSource(path=str((root / "data/feast/user_profile.parquet").resolve()),
                                        timestamp_field="event_timestamp", created_timestamp_column="created_at"))
     ast = FeatureView(name="artwork_stats", entities=[artwork], ttl=timedelta(days=7),
                       schema=[Field(name="like_count", dtype=Int64), Field(name="category", dtype=String)],
-                      source=FileSource(path=str((root / "data/sources/artwork_stats").resolve()) + "/*/*.parquet",
+                      source=FileSource(path=str((root / "data/feast/artwork_stats.parquet").resolve()),
                                         timestamp_field="event_timestamp"))
     store = FeatureStore(config=config)
     store.apply([user, artwork, up, ast])

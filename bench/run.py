@@ -133,6 +133,14 @@ def setup_size(work: Path, events: int, days: int) -> tuple[Path, int]:
                    if START.isoformat() <= f.parent.name[3:] <= end.isoformat())
         manifest.write_text(json.dumps({"params": params, "feed_rows_in_range": rows}))
         print(f"[{label(events)}] generated {rows:,} feed rows in {time.perf_counter() - t0:.0f} s", flush=True)
+    flat = root / "data/feast"
+    if not flat.exists():
+        tmp = root / "data/feast.tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        for name in ("user_profile", "artwork_stats"):
+            parts = sorted(str(p) for p in (root / "data/sources" / name).glob("dt=*/*.parquet"))
+            pq.write_table(pq.read_table(parts, partitioning=None), tmp / f"{name}.parquet")
+        tmp.rename(flat)
     return root, json.loads(manifest.read_text())["feed_rows_in_range"]
 
 
