@@ -32,8 +32,8 @@ AGGS = {"aggregations": [
      "features": [{"name": "impressions", "function": "count"}, {"name": "clicks", "column": "clicked", "function": "sum"}]}]}
 
 
-def test_day_larger_than_memory_limit_spills_and_matches(tmp_path):
-    os.chdir(tmp_path)
+def test_day_larger_than_memory_limit_spills_and_matches(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     generate_demo(Path("data"), start=DAY, end=DAY, lookback_days=7, users=300, artworks=750, events_per_day=30000)
     for path, doc in (("feature_views/user_profile.yaml", VIEW), ("feature_services/spill.yaml", SERVICE),
                       ("config/training/aggregations.yaml", AGGS)):
@@ -65,8 +65,6 @@ def test_day_larger_than_memory_limit_spills_and_matches(tmp_path):
     finally:
         done.set()
         watcher.join()
-    day_bytes = sum(f.stat().st_size for f in Path("data/sources").rglob("*.parquet"))
     assert res.rows > 25000 and res.parts == 5
     assert peak[0] > 0, "nothing was spilled to the configured temp_directory"
-    assert day_bytes > 0
     assert_tables_equal(read_day(Path("free"), DAY.isoformat()), read_day(Path("out"), DAY.isoformat()))
