@@ -58,7 +58,8 @@ def _parts(ctx: DayContext, op: Operator, chunk_rows: int, schema: pa.Schema):
     """The day's rows in tables of chunk_rows (the last shorter), streamed from DuckDB.
 
     Streaming keeps the result out of memory as a whole: DuckDB spills the sort and the joins
-    to its temp_directory, and only one part is held here at a time.
+    to its temp_directory, and only one part is held here at a time. Each part is one chunk
+    per column, so its bytes do not depend on where DuckDB's batches happened to end.
     """
     reader = ctx.con.sql(assemble_sql(ctx, op)).to_arrow_reader(chunk_rows)
     buf: list[pa.RecordBatch] = []
@@ -70,10 +71,10 @@ def _parts(ctx: DayContext, op: Operator, chunk_rows: int, schema: pa.Schema):
             n += take
             batch = batch.slice(take)
             if n == chunk_rows:
-                yield pa.Table.from_batches(buf).cast(schema)
+                yield pa.Table.from_batches(buf).combine_chunks().cast(schema)
                 buf, n = [], 0
     if buf:
-        yield pa.Table.from_batches(buf).cast(schema)
+        yield pa.Table.from_batches(buf).combine_chunks().cast(schema)
 
 
 def write_parts(ctx: DayContext, op: Operator, chunk_rows: int) -> tuple[int, int]:
