@@ -311,7 +311,7 @@ def write_docs(results: dict, a: argparse.Namespace) -> None:
              f"Machine: {results['machine']}. {results['days']} days of the demo feed at each size; the feature set of "
              "`bench/skeleton_defs` (two point-in-time joins, user 30d and artwork 7d TTL, and eight windows: per user "
              "count and sum of `clicked` over 1h/1d/7d, per artwork over 7d). Each figure is the median of "
-             f"{a.repeat} runs; ratios are taken within a run (rows/s of the first named over the second). "
+             f"{a.repeat} run(s); ratios are taken within a run (rows/s of the first named over the second). "
              "Peak memory is RSS summed over the contender's process tree; for daeda also the largest day job.", ""]
     lines += ["| events | contender | wall s | rows/s | peak RSS GiB |", "|---|---|---:|---:|---:|"]
     for size, s in sizes.items():
