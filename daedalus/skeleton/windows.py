@@ -146,6 +146,7 @@ def _merged_windows(ctx: DayContext, p: WindowAggParams, feats: list[WindowFeatu
         return d is None or a.date() <= d < b.date()
 
     # Raw (group, ts) partials for the days windows cut; one partial per group and run otherwise.
+    # Each select reads only its days' partitions (a dt=D partition holds only day D's rows).
     lower = f"__ts >= {ts_literal(ctx.start)} - {interval_sql(windows[-1])}"
     outside = [f"NOT (__ts >= {ts_literal(a)} AND __ts < {ts_literal(b)})" for a, b in runs]
     raw_files = [f for f in files if partition_day(f) is None or not any(in_span(f, a, b) for a, b in runs)]
