@@ -264,6 +264,7 @@ def main() -> None:
                          "does); its processes count in (b)'s memory")
     ap.add_argument("--ray-address", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--repeat", type=int, default=1, help="run (a) and (b) alternately this many times; medians")
+    ap.add_argument("--json", action="store_true", help="end with one JSON line of the medians (for bench/run.py)")
     # internal (subprocess phases)
     ap.add_argument("--phase", choices=["baseline", "ray"], help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
@@ -338,6 +339,10 @@ def main() -> None:
                 print(f"all runs, seconds: (a) {b['all_seconds']}  (b) {r['all_seconds']}  (medians above)")
             print(f"outputs: {compare(work / 'baseline' / DAY, work / 'ray' / DAY)}")
             print(f"stderr lines: baseline {b['stderr_lines']}, ray {r['stderr_lines']}")
+            if a.json:
+                print(json.dumps({"baseline_rows_per_s": b["rows"] / b["seconds"], "ray_rows_per_s": r["rows"] / r["seconds"],
+                                  "baseline_pss_mb": b["peak_pss_mb"], "ray_pss_mb": r["peak_pss_mb"],
+                                  "ratio": b["seconds"] / r["seconds"], "outputs": compare(work / "baseline" / DAY, work / "ray" / DAY)}))
     finally:
         if a.ray_address and a.head:
             from daedalus.enrich import cluster

@@ -25,7 +25,7 @@ from daedalus.errors import DaedalusError
 from daedalus.expressions import ExprError, referenced_columns
 from daedalus.loading import DefinitionPaths, Definitions, load_definitions
 from daedalus.plan import Column, Operator, Plan, SourceSpec, load_plan, validate_plan
-from daedalus.sources import SourceFiles, read_schema
+from daedalus.sources import SourceFiles, footer_columns, read_schema
 from daedalus.udfs import import_udf
 from daedalus.timeutil import day_range, lookback_days, parse_duration
 
@@ -387,8 +387,6 @@ def _check_files_readable(plan: Plan, files: dict[str, SourceFiles], days: list[
     Footers only (cheap), so a corrupt or truncated partition fails here with its name
     rather than inside a day job after Snakemake has removed that day's old output.
     """
-    import pyarrow.parquet as pq
-
     lo, hi = min(days), max(days)
     for sid, spec in plan.sources.items():
         sf = files.get(sid)
@@ -400,35 +398,16 @@ def _check_files_readable(plan: Plan, files: dict[str, SourceFiles], days: list[
         else:
             needed = list(sf.files)
         reference, ref_file = None, None
-        for f in needed:
-            try:
-                schema = pq.read_schema(f)
-            except Exception as e:
-                raise DaedalusError(f, f"unreadable parquet: {' '.join(str(e).split())}") from None
+        for f, columns in footer_columns(needed):
             if reference is None:
-                reference, ref_file = schema, f
+                reference, ref_file = columns, f
                 continue
-            if spec.timestamp_field not in schema.names:
+            if spec.timestamp_field not in columns:
                 raise DaedalusError(f, f"column {spec.timestamp_field!r} is missing (source {spec.path!r})")
-            for field in schema:
-                if field.name in reference.names and _kind(field.type) != _kind(reference.field(field.name).type):
-                    raise DaedalusError(f, f"column {field.name!r} has type {field.type} here but "
-                                        f"{reference.field(field.name).type} in {ref_file} (source {spec.path!r})")
-
-
-def _kind(t: pa.DataType) -> str:
-    """A type up to what reading files together reconciles (integer widths, timestamp units)."""
-    if pa.types.is_integer(t):
-        return "integer"
-    if pa.types.is_floating(t):
-        return "floating"
-    if pa.types.is_timestamp(t):
-        return "timestamp"
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
-        return "string"
-    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
-        return f"list<{_kind(t.value_type)}>"
-    return str(t)
+            for name, (kind, type_) in columns.items():
+                if name in reference and kind != reference[name][0]:
+                    raise DaedalusError(f, f"column {name!r} has type {type_} here but "
+                                        f"{reference[name][1]} in {ref_file} (source {spec.path!r})")
 
 
 def override_path(service: str) -> Path:

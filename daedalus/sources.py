@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import glob
+import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -92,6 +94,59 @@ def read_schema(path: str, files: list[str] | tuple[str, ...], where: str) -> pa
         return pq.read_schema(files[0])
     except Exception as e:  # pyarrow raises several types for a bad file
         raise DaedalusError(files[0], f"unreadable parquet: {e}") from None
+
+
+# Footers already read fine, by (path, size, mtime): a rerun with nothing changed then reads
+# none, which keeps compile (run by `daeda` and again by every Snakemake invocation) cheap.
+FOOTER_CACHE = Path(".daedalus_tmp/footers.json")
+
+
+def type_kind(t: pa.DataType) -> str:
+    """A type up to what reading files together reconciles (integer widths, timestamp units)."""
+    if pa.types.is_integer(t):
+        return "integer"
+    if pa.types.is_floating(t):
+        return "floating"
+    if pa.types.is_timestamp(t):
+        return "timestamp"
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return "string"
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return f"list<{type_kind(t.value_type)}>"
+    return str(t)
+
+
+def footer_columns(files: list[str]) -> Iterator[tuple[str, dict[str, tuple[str, str]]]]:
+    """(file, {column: (type kind, type)} of its parquet footer) for each file, in column
+    order; an unreadable footer is an error."""
+    try:
+        cache = json.loads(FOOTER_CACHE.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    fresh = {}
+    try:
+        for f in files:
+            st = os.stat(f)
+            key = f"{os.path.abspath(f)}\t{st.st_size}\t{st.st_mtime_ns}"
+            columns = cache.get(key)
+            if not isinstance(columns, dict):
+                try:
+                    schema = pq.read_schema(f)
+                except Exception as e:  # pyarrow raises several types for a bad file
+                    raise DaedalusError(f, f"unreadable parquet: {' '.join(str(e).split())}") from None
+                columns = {fld.name: (type_kind(fld.type), str(fld.type)) for fld in schema}
+                fresh[key] = columns
+            yield f, {name: tuple(kt) for name, kt in columns.items()}
+    finally:
+        if fresh:
+            try:
+                FOOTER_CACHE.parent.mkdir(parents=True, exist_ok=True)
+                tmp = FOOTER_CACHE.with_name(f".{FOOTER_CACHE.name}.{os.getpid()}.tmp")
+                merged = {**cache, **fresh}
+                tmp.write_text(json.dumps(merged if len(merged) < 200_000 else fresh))
+                os.replace(tmp, FOOTER_CACHE)
+            except OSError:
+                pass  # the cache only saves time
 
 
 def sql_str(text: str) -> str:

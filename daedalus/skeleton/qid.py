@@ -43,6 +43,18 @@ def _connect() -> duckdb.DuckDBPyConnection:
     return con
 
 
+def _spans(days: set[dt.date]) -> list[tuple[dt.datetime, dt.datetime]]:
+    """Days as the fewest [start, end) spans: DuckDB filters a long OR of ranges very slowly."""
+    spans: list[tuple[dt.datetime, dt.datetime]] = []
+    for d in sorted(days):
+        a = dt.datetime.combine(d, dt.time())
+        if spans and spans[-1][1] == a:
+            spans[-1] = (spans[-1][0], a + dt.timedelta(days=1))
+        else:
+            spans.append((a, a + dt.timedelta(days=1)))
+    return spans
+
+
 def assign_qids(plan: Plan, days: list[dt.date], spine_files: list[str], output_root: Path) -> dict:
     """Give every session with rows in `days` and no qid yet the next qids, by first row."""
     sp: SpineParams = plan.op("spine").typed_params()
@@ -50,7 +62,8 @@ def assign_qids(plan: Plan, days: list[dt.date], spine_files: list[str], output_
     assert session
     spec = plan.sources[sp.source]
     wanted = set(days)
-    files = [f for f in spine_files if partition_day(f) is None or partition_day(f) in wanted]
+    # Sorted, so that a row's file_index in the scan is its file's rank in source order.
+    files = sorted(f for f in spine_files if partition_day(f) is None or partition_day(f) in wanted)
     reg = registry_path(output_root)
     reg.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(reg) + ".lock"):
@@ -62,23 +75,22 @@ def assign_qids(plan: Plan, days: list[dt.date], spine_files: list[str], output_
             rel = read_parquet_sql(files)
             types = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {rel}").fetchall()}
             ts = timestamp_sql(spec.timestamp_field, types[spec.timestamp_field], spec.path)
-            day_conds = " OR ".join(
-                f"(__ts >= {ts_literal(dt.datetime.combine(d, dt.time()))} AND "
-                f"__ts < {ts_literal(dt.datetime.combine(d + dt.timedelta(days=1), dt.time()))})" for d in sorted(wanted))
+            day_conds = " OR ".join(f"(__ts >= {ts_literal(a)} AND __ts < {ts_literal(b)})" for a, b in _spans(wanted))
             s = sql_ident(session)
+            # A hash aggregate of the smallest (ts, file, row) per session: no sort of all rows.
             con.execute(f"""
                 CREATE TEMP TABLE firsts AS
-                SELECT {s} AS session, __ts, __file, __row FROM (
-                    SELECT {s}, {ts} AS __ts, filename AS __file, file_row_number AS __row FROM {rel}
+                SELECT {s} AS session, min({{'t': __ts, 'f': __file, 'r': __row}}) AS __first FROM (
+                    SELECT {s}, {ts} AS __ts, file_index AS __file, file_row_number AS __row FROM {rel}
                 ) WHERE {s} IS NOT NULL AND ({day_conds})
-                QUALIFY row_number() OVER (PARTITION BY {s} ORDER BY __ts, __file, __row) = 1
+                GROUP BY {s}
             """)
             if not reg.exists():
                 con.execute("CREATE TEMP TABLE reg AS SELECT session, CAST(NULL AS BIGINT) AS qid FROM firsts WHERE false")
             base = con.execute("SELECT coalesce(max(qid) + 1, 0) FROM reg").fetchall()[0][0]
             con.execute(f"""
                 CREATE TEMP TABLE fresh AS
-                SELECT session, CAST({base} + row_number() OVER (ORDER BY __ts, __file, __row) - 1 AS BIGINT) AS qid
+                SELECT session, CAST({base} + row_number() OVER (ORDER BY __first) - 1 AS BIGINT) AS qid
                 FROM firsts ANTI JOIN reg USING (session)
             """)
             new = con.execute("SELECT count(*) FROM fresh").fetchall()[0][0]

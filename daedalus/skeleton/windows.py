@@ -8,10 +8,13 @@ for nothing.
 
 from __future__ import annotations
 
+import datetime as dt
+
 from daedalus.plan import Operator, WindowAggParams, WindowFeature
 from daedalus.skeleton.context import DayContext, interval_sql, table, ts_literal
-from daedalus.sources import sql_ident
-from daedalus.timeutil import duration_micros
+from daedalus.sources import partition_day, sql_ident
+from daedalus.timeutil import DAY, duration_micros
+
 
 def events_sql(ctx: DayContext, p: WindowAggParams) -> tuple[str, list[str], dict[str, str]]:
     """The events that can fall in a window of some row of the day, with source order.
@@ -65,9 +68,126 @@ def _agg_expr(f: WindowFeature, ctype: str | None, w: str) -> str:
     raise ValueError(fn)
 
 
-def window_agg_sql(ctx: DayContext, op: Operator) -> None:
-    """Windows as RANGE frames, one window length at a time over only the events it can see.
+# Integer-like types whose sums are exact, so partial sums give the same value as the raw events.
+_EXACT = {"BOOLEAN", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER"}
 
+
+def _mergeable(f: WindowFeature, ctype: str | None) -> bool:
+    """Whether the feature's value over a window is exactly that over merged partial aggregates."""
+    if f.function in ("count", "min", "max"):
+        return True
+    return f.function in ("sum", "mean") and (ctype or "").upper() in _EXACT
+
+
+def _collapsed_runs(ctx: DayContext, windows: list[int]) -> list[tuple[dt.datetime, dt.datetime]]:
+    """Runs of whole days that every window of every row of the day sees entirely or not at all.
+
+    A window w of a row at t in day D starts at t - w, somewhere in the (at most two) calendar
+    days of [D - w, D + 1 - w); those days and D are the only ones a window cuts. Any other day
+    of the look-back lies wholly inside [t - w, t) for every row, or wholly before it, so its
+    events per group can be merged into one event at the start of their run of such days.
+    """
+    cut = {ctx.day}
+    first = ctx.day
+    for w in windows:
+        lo = (ctx.start - dt.timedelta(microseconds=w)).date()
+        hi = (ctx.end - dt.timedelta(microseconds=w + 1)).date()
+        cut |= {lo, hi}
+        first = min(first, lo)
+    runs, d = [], first
+    while d < ctx.day:
+        if d in cut:
+            d += DAY
+            continue
+        a = d
+        while d < ctx.day and d not in cut:
+            d += DAY
+        runs.append((dt.datetime.combine(a, dt.time()), dt.datetime.combine(d, dt.time())))
+    return runs
+
+
+def _merged_windows(ctx: DayContext, p: WindowAggParams, feats: list[WindowFeature], queries: str, name: str) -> None:
+    """count/sum/mean/min/max in one pass over per-(group, ts) partial aggregates.
+
+    Events at the same (group, ts) enter and leave every window together, and whole days no
+    window cuts merge into one partial per group, so the frames run over far fewer rows than
+    the raw look-back (about two days of distinct (group, ts) pairs plus one row per group).
+    """
+    spec = ctx.plan.sources[p.source]
+    groups = [sql_ident(g) for g in p.group_by]
+    gl = ", ".join(groups)
+    windows = sorted({duration_micros(f.window) for f in feats})
+    files = ctx.source_files(p.source, spec.lookback_days)
+    runs = _collapsed_runs(ctx, windows)
+    parts: dict[str, str] = {"__n": "count(*)"}
+    cols = sorted({f.column for f in feats if f.column})
+    for f in feats:
+        if not f.column:
+            continue
+        v = sql_ident("v:" + f.column)
+        if f.function in ("count", "mean"):
+            parts["n:" + f.column] = f"count({v})"
+        if f.function in ("sum", "mean"):
+            parts["s:" + f.column] = f"sum(CAST({v} AS BIGINT))"
+        if f.function in ("min", "max"):
+            parts[f"{f.function}:{f.column}"] = f"{f.function}({v})"
+    aggs = ", ".join(f"{e} AS {sql_ident(k)}" for k, e in parts.items())
+
+    def partials(subset: list[str], conds: list[str], ts_out: str, by: str) -> str:
+        rel, empty = ctx.relation(p.source, subset)
+        ts = ctx.ts_expr(rel, spec.timestamp_field, spec.path)
+        vals = "".join(f", {ctx.value_expr(rel, c)} AS {sql_ident('v:' + c)}" for c in cols)
+        conds = conds + [f"{g} IS NOT NULL" for g in groups] + (["false"] if empty else [])
+        return f"""SELECT {gl}, {ts_out} AS __ts, {aggs} FROM (SELECT {gl}, {ts} AS __ts{vals} FROM {rel})
+                   WHERE {' AND '.join(conds)} GROUP BY {by}"""
+
+    def in_span(f: str, a: dt.datetime, b: dt.datetime) -> bool:
+        d = partition_day(f)
+        return d is None or a.date() <= d < b.date()
+
+    # Raw (group, ts) partials for the days windows cut; one partial per group and run otherwise.
+    # Each select reads only its days' partitions (a dt=D partition holds only day D's rows).
+    lower = f"__ts >= {ts_literal(ctx.start)} - {interval_sql(windows[-1])}"
+    outside = [f"NOT (__ts >= {ts_literal(a)} AND __ts < {ts_literal(b)})" for a, b in runs]
+    raw_files = [f for f in files if partition_day(f) is None or not any(in_span(f, a, b) for a, b in runs)]
+    selects = [partials(raw_files, [f"__ts < {ts_literal(ctx.end)}", lower] + outside, "__ts", f"{gl}, __ts")]
+    for a, b in runs:
+        selects.append(partials([f for f in files if in_span(f, a, b)],
+                                [f"__ts >= {ts_literal(a)}", f"__ts < {ts_literal(b)}", lower], ts_literal(a), gl))
+    agg = table(name + ":partials")
+    ctx.con.execute(f"CREATE TEMP TABLE {agg} AS {' UNION ALL '.join(selects)}")
+    exprs = []
+    for f in feats:
+        w = f"w{duration_micros(f.window)}"
+        c = f.column or ""
+        if f.function == "count":
+            e = f"CAST(coalesce(sum({sql_ident('n:' + c) if f.column else '__n'}) OVER {w}, 0) AS BIGINT)"
+        elif f.function == "sum":
+            e = f"CAST(coalesce(sum({sql_ident('s:' + c)}) OVER {w}, 0) AS BIGINT)"
+        elif f.function == "mean":
+            e = (f"CAST(sum({sql_ident('s:' + c)}) OVER {w} AS DOUBLE) / "
+                 f"nullif(CAST(sum({sql_ident('n:' + c)}) OVER {w} AS DOUBLE), 0)")
+        else:
+            e = f"{f.function}({sql_ident(f'{f.function}:{c}')}) OVER {w}"
+        exprs.append(f"{e} AS {sql_ident(f.output)}")
+    nulls = "".join(f", NULL AS {sql_ident(k)}" for k in parts)
+    frames = ", ".join(f"w{w} AS (PARTITION BY {gl} ORDER BY __ts RANGE BETWEEN {interval_sql(w)} PRECEDING "
+                       f"AND {interval_sql(1)} PRECEDING)" for w in windows)
+    ctx.con.execute(f"""
+        CREATE TEMP TABLE {table(name)} AS
+        SELECT * EXCLUDE (__q) FROM (
+            SELECT {gl}, __ts, __q, {', '.join(exprs)}
+            FROM (SELECT *, false AS __q FROM {agg} UNION ALL BY NAME SELECT {gl}, __ts, true AS __q{nulls} FROM {queries})
+            WINDOW {frames}
+        ) WHERE __q
+    """)
+    ctx.con.execute(f"DROP TABLE {agg}")
+
+
+def window_agg_sql(ctx: DayContext, op: Operator) -> None:
+    """Windows as RANGE frames: mergeable functions over partials, the others over raw events.
+
+    The raw path runs one window length at a time over only the events it can see.
     `last`/`last_k` go by rank, since ordered list aggregates over long frames cost a sort
     per row: for column c, `hi` = non-null c events with ts < t (a running count) and `n` =
     those inside the window; the answer is the events of rank hi, hi-1, ... (at most
@@ -78,18 +198,28 @@ def window_agg_sql(ctx: DayContext, op: Operator) -> None:
     groups = [sql_ident(g) for g in p.group_by]
     gl = ", ".join(groups)
     not_null = " AND ".join(f"{g} IS NOT NULL" for g in groups)
-    ev = table(op.name + ":events")
     qp = table(op.name + ":queries")
-    ctx.con.execute(f"CREATE TEMP TABLE {ev} AS {ev_sql}")
     ctx.con.execute(f"CREATE TEMP TABLE {qp} AS SELECT DISTINCT {gl}, __ts FROM {table('spine')} WHERE {not_null}")
-    vals_null = "".join(f", NULL AS {sql_ident('v:' + c)}" for c in value_cols)
-    vals = "".join(f", {sql_ident('v:' + c)}" for c in value_cols)
-    temps = [ev, qp]
+    temps = [qp]
     select: dict[str, str] = {}
     joins: list[str] = []
+    merged = [f for f in p.features if _mergeable(f, types.get(f.column or ""))]
+    if merged:
+        mt = table(op.name + ":merged")
+        temps.append(mt)
+        _merged_windows(ctx, p, merged, qp, op.name + ":merged")
+        joins.append(f"LEFT JOIN {mt} m ON " + " AND ".join(f"q.{g} = m.{g}" for g in groups) + " AND q.__ts = m.__ts")
+        select.update({f.output: f"m.{sql_ident(f.output)}" for f in merged})
     by_window: dict[int, list[tuple[int, WindowFeature]]] = {}
     for i, f in enumerate(p.features):
-        by_window.setdefault(duration_micros(f.window), []).append((i, f))
+        if f.output not in select:
+            by_window.setdefault(duration_micros(f.window), []).append((i, f))
+    ev = table(op.name + ":events")
+    if by_window:
+        ctx.con.execute(f"CREATE TEMP TABLE {ev} AS {ev_sql}")
+        temps.append(ev)
+    vals_null = "".join(f", NULL AS {sql_ident('v:' + c)}" for c in value_cols)
+    vals = "".join(f", {sql_ident('v:' + c)}" for c in value_cols)
     for w, feats in sorted(by_window.items()):
         lower = f"{ts_literal(ctx.start)} - {interval_sql(w)}"
         win = table(f"{op.name}:w{w}")

@@ -54,19 +54,44 @@ def output_schema(op: Operator) -> pa.Schema:
     return pa.schema([pa.field(c.name, at.from_str(c.type)) for c in op.outputs])
 
 
+def _parts(ctx: DayContext, op: Operator, chunk_rows: int, schema: pa.Schema):
+    """The day's rows in tables of chunk_rows (the last shorter), streamed from DuckDB.
+
+    Streaming keeps the result out of memory as a whole: DuckDB spills the sort and the joins
+    to its temp_directory, and only one part is held here at a time. Each part is one chunk
+    per column, so its bytes do not depend on where DuckDB's batches happened to end.
+    """
+    reader = ctx.con.sql(assemble_sql(ctx, op)).to_arrow_reader(chunk_rows)
+    buf: list[pa.RecordBatch] = []
+    n = 0
+    for batch in reader:
+        while batch.num_rows:
+            take = min(chunk_rows - n, batch.num_rows)
+            buf.append(batch.slice(0, take))
+            n += take
+            batch = batch.slice(take)
+            if n == chunk_rows:
+                yield pa.Table.from_batches(buf).combine_chunks().cast(schema)
+                buf, n = [], 0
+    if buf:
+        yield pa.Table.from_batches(buf).combine_chunks().cast(schema)
+
+
 def write_parts(ctx: DayContext, op: Operator, chunk_rows: int) -> tuple[int, int]:
     """Write the day; returns (rows, parts). The day directory appears complete or not at all."""
-    result = ctx.con.sql(assemble_sql(ctx, op)).to_arrow_table()
     schema = output_schema(op)
-    result = result.cast(schema) if result.schema != schema else result
     final = ctx.output_root / f"dt={ctx.day.isoformat()}"
     tmp = temp_sibling(final)
     tmp.mkdir(parents=True)
     try:
-        n = result.num_rows
-        parts = max(1, -(-n // chunk_rows))
-        for i in range(parts):
-            pq.write_table(result.slice(i * chunk_rows, chunk_rows), tmp / f"part-{i}-0.parquet", compression="zstd")
+        n = parts = 0
+        for part in _parts(ctx, op, chunk_rows, schema):
+            pq.write_table(part, tmp / f"part-{parts}-0.parquet", compression="zstd")
+            n += part.num_rows
+            parts += 1
+        if parts == 0:
+            pq.write_table(schema.empty_table(), tmp / "part-0-0.parquet", compression="zstd")
+            parts = 1
         publish_dir(tmp, final)
     finally:
         if tmp.exists():
