@@ -60,7 +60,7 @@ def run_files(compiled: Compiled, sid: str, spec: SourceSpec) -> list[str]:
 
 
 def _ts(con: duckdb.DuckDBPyConnection, rel: str, column: str, where: str) -> str:
-    kind = con.execute(f"DESCRIBE SELECT {sql_ident(column)} FROM {rel}").fetchone()[1]
+    kind = con.execute(f"DESCRIBE SELECT {sql_ident(column)} FROM {rel}").fetchall()[0][1]
     return timestamp_sql(column, kind, where)
 
 
@@ -71,7 +71,7 @@ def _created_after_event(con, files: list[str], spec: SourceSpec, where: str) ->
     cr = _ts(con, rel, spec.created_timestamp_field or "", where)
     n, total, delay = con.execute(
         f"SELECT count(*) FILTER (WHERE c > e), count(*), max(epoch_us(c) - epoch_us(e)) FILTER (WHERE c > e) "
-        f"FROM (SELECT {ev} AS e, {cr} AS c FROM {rel})").fetchone()
+        f"FROM (SELECT {ev} AS e, {cr} AS c FROM {rel})").fetchall()[0]
     return int(n), int(total), (delay or 0) / 1e6
 
 
@@ -80,7 +80,7 @@ def _resolution(con, files: list[str], spec: SourceSpec, where: str) -> tuple[st
     rel = read_parquet_sql(files)
     ts = _ts(con, rel, spec.timestamp_field, where)
     checks = ", ".join(f"bool_and(epoch_us(t) % {us} = 0)" for _, us in RESOLUTIONS)
-    row = con.execute(f"SELECT count(t), {checks} FROM (SELECT {ts} AS t FROM {rel})").fetchone()
+    row = con.execute(f"SELECT count(t), {checks} FROM (SELECT {ts} AS t FROM {rel})").fetchall()[0]
     if not row[0]:
         return None
     for (name, us), aligned in zip(RESOLUTIONS, row[1:]):

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from daedalus.plan import Plan
-from daedalus.sources import read_parquet_sql, sql_ident
+from daedalus.sources import sql_ident
 
 FORMAT = 1
 STAGES = ("skeleton", "enrich")
@@ -95,7 +95,15 @@ def skeleton_stats(con: Any, plan: Plan, day: str, day_dir: Path) -> dict[str, A
     exprs += [f"count(*) FILTER (WHERE {' OR '.join(es)})" for es in windows.values()]
     exprs += [f"count({sql_ident(label)})" for label in sp.labels] + list(sums.values())
     parts = sorted(str(p) for p in day_dir.glob("part-*.parquet"))
-    row = con.execute(f"SELECT {', '.join(exprs)} FROM {read_parquet_sql(parts)}").fetchone()
+    # The job's DuckDB may read only its input files (context.lock_down), so the published
+    # parts are scanned through an Arrow dataset (a registered object, not a file DuckDB opens).
+    import pyarrow.dataset as pads
+
+    con.register("__published", pads.dataset(parts, format="parquet"))
+    try:
+        row = con.execute(f"SELECT {', '.join(exprs)} FROM __published").fetchall()[0]
+    finally:
+        con.unregister("__published")
     rows, it = int(row[0]), iter(row[1:])
     nulls = {c: _rate(next(it), rows) for c in features}
     coverage = {w: _rate(next(it), rows) for w in windows}
@@ -107,7 +115,7 @@ def skeleton_stats(con: Any, plan: Plan, day: str, day_dir: Path) -> dict[str, A
         on = " AND ".join(f"s.{sql_ident(e)} = j.{sql_ident(e)}" for e in p.entities)
         try:
             n = con.execute(f"SELECT count(*) FILTER (WHERE j.__hit) FROM {table('spine')} s "
-                            f"LEFT JOIN {table(op.name)} j ON {on} AND s.__ts = j.__ts").fetchone()[0]
+                            f"LEFT JOIN {table(op.name)} j ON {on} AND s.__ts = j.__ts").fetchall()[0][0]
         except Exception:  # an engine that keeps no join table: no hit rate rather than no day
             hits[p.view] = None
             continue
