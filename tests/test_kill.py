@@ -158,7 +158,7 @@ def test_kill_9_anywhere_then_rerun_matches_a_clean_run(demo_template, trained_t
     reader = Reader(project, clean_days)
     reader.start()
     sessions: set[int] = set()
-    trials: list[tuple[str, float, bool]] = []
+    trials: list[tuple[str, float, bool, bool]] = []
     stale_heads = 0
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     try:
@@ -186,7 +186,8 @@ def test_kill_9_anywhere_then_rerun_matches_a_clean_run(demo_template, trained_t
                 pass
             proc.wait()
             assert not finished or proc.returncode == 0, (tmp_path / f"trial-{i}.log").read_text()
-            trials.append((stage, round(delay, 2), hit and inside and not finished))
+            # (stage, delay, killed during that stage's part of the run, inside one of its jobs)
+            trials.append((stage, round(delay, 2), hit and not finished, inside))
             # train runs Snakemake with --nolock: no lock file is left to block the next run.
             assert not list((project / ".snakemake/locks").glob("*")), "a stale Snakemake lock"
             stale_heads += (project / HEAD_RECORD).exists()
@@ -206,7 +207,7 @@ def test_kill_9_anywhere_then_rerun_matches_a_clean_run(demo_template, trained_t
                 pass
         stop_recorded_head(project / HEAD_RECORD)
 
-    kills = {s: sum(1 for st, _, k in trials if k and st == s) for s in STAGE_LOGS}
+    kills = {s: sum(1 for st, _, k, _ in trials if k and st == s) for s in STAGE_LOGS}
     print(f"trials={trials} kills={kills} stale ray heads stopped by the next run={stale_heads} "
           f"reader looked at {reader.days_read} days")
     assert not reader.problems, reader.problems[:5]
