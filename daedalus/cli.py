@@ -134,7 +134,6 @@ def train_cmd(
         if missing:
             raise DaedalusError("--enrich-only", f"no skeleton output for {len(missing)} day(s) (first: "
                                 f"{Path(root) / ('dt=' + missing[0].isoformat())}); run the skeleton stage first")
-    _lint(compiled, strict)  # after every check of the input: an invalid input gives exactly one line
     config = workflow_config(service, paths, root, target_date=day.isoformat() if day else None, stage=stage,
                              day_workers=workers, ray_num_cpus=ray_num_cpus)
     # One train per root (released by the kernel even on SIGKILL), so Snakemake's own lock,
@@ -149,6 +148,8 @@ def train_cmd(
 
     for r in (Path(root), Path(root.rstrip("/") + "_enriched")):
         remove_stale_temps(r, "")  # hidden half-written days of a killed run: no run can own them now
+    # After every check of the input and the lock: a refused run gives exactly one line.
+    _lint(compiled, strict)
     n_cores = cores or max(workers, runtime.duckdb.threads)
     console.print(f"[bold]{service}[/bold]: {len(compiled.days)} day(s) "
                   f"{compiled.days[0]}..{compiled.days[-1]} -> {root} ({stage}, "
