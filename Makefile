@@ -23,7 +23,7 @@ train: demo
 	$(BIN)/daeda pipeline train $(SERVICE)
 
 test: install
-	$(BIN)/python -m pytest -q -n 4 --dist loadfile --durations=15 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15 $(PYTEST_ARGS)
 
 clean:
 	rm -rf data/training_output data/training_output_enriched .snakemake .daedalus_tmp

@@ -136,6 +136,8 @@ def train_cmd(
                                 f"{Path(root) / ('dt=' + missing[0].isoformat())}); run the skeleton stage first")
     config = workflow_config(service, paths, root, target_date=day.isoformat() if day else None, stage=stage,
                              day_workers=workers, ray_num_cpus=ray_num_cpus)
+    if strict:  # a --strict failure comes before the lock, so it creates nothing
+        _lint(compiled, strict)
     # One train per root (released by the kernel even on SIGKILL), so Snakemake's own lock,
     # which a kill leaves behind, is not needed: --nolock.
     from daedalus.enrich.cluster import stop_recorded_head
@@ -148,8 +150,8 @@ def train_cmd(
 
     for r in (Path(root), Path(root.rstrip("/") + "_enriched")):
         remove_stale_temps(r, "")  # hidden half-written days of a killed run: no run can own them now
-    # After every check of the input and the lock: a refused run gives exactly one line.
-    _lint(compiled, strict)
+    if not strict:  # warnings after every check of the input and the lock: a refused run prints one line
+        _lint(compiled, strict)
     n_cores = cores or max(workers, runtime.duckdb.threads)
     console.print(f"[bold]{service}[/bold]: {len(compiled.days)} day(s) "
                   f"{compiled.days[0]}..{compiled.days[-1]} -> {root} ({stage}, "
