@@ -39,6 +39,8 @@ FeatureViewsDir = Annotated[Path, typer.Option("--feature-views-dir", help="Feat
 FeatureServicesDir = Annotated[Path, typer.Option("--feature-services-dir", help="Feature service YAML files.")]
 RuntimePath = Annotated[Path, typer.Option("--runtime-config-path", help="Runtime config.")]
 AggPath = Annotated[Path, typer.Option("--aggregation-config-path", help="Aggregations and embeddings config.")]
+OutputRootOpt = Annotated[Optional[Path], typer.Option("--output-root", help="Overrides output_root.")]
+TargetDateOpt = Annotated[Optional[str], typer.Option("--target-date", help="Only this day (YYYY-MM-DD).")]
 Strict = Annotated[bool, typer.Option("--strict", help="Fail (exit 2) on leakage warnings instead of only printing them.")]
 
 
@@ -90,8 +92,8 @@ def train_cmd(
     feature_services_dir: FeatureServicesDir = Path("feature_services"),
     runtime_config_path: RuntimePath = Path("config/training/runtime.yaml"),
     aggregation_config_path: AggPath = Path("config/training/aggregations.yaml"),
-    output_root: Annotated[Optional[Path], typer.Option("--output-root", help="Overrides output_root.")] = None,
-    target_date: Annotated[Optional[str], typer.Option("--target-date", help="Only this day (YYYY-MM-DD).")] = None,
+    output_root: OutputRootOpt = None,
+    target_date: TargetDateOpt = None,
     day_workers: Annotated[Optional[int], typer.Option("--day-workers", help="Days computed at once.")] = None,
     skeleton_only: Annotated[bool, typer.Option("--skeleton-only", help="Only the skeleton stage.")] = False,
     enrich_only: Annotated[bool, typer.Option("--enrich-only", help="Only the enrich stage (needs the skeleton).")] = False,
@@ -202,8 +204,8 @@ def status_cmd(
     feature_services_dir: FeatureServicesDir = Path("feature_services"),
     runtime_config_path: RuntimePath = Path("config/training/runtime.yaml"),
     aggregation_config_path: AggPath = Path("config/training/aggregations.yaml"),
-    output_root: Annotated[Optional[Path], typer.Option("--output-root", help="Overrides output_root.")] = None,
-    target_date: Annotated[Optional[str], typer.Option("--target-date", help="Only this day (YYYY-MM-DD).")] = None,
+    output_root: OutputRootOpt = None,
+    target_date: TargetDateOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
 ) -> None:
     """Show which days are done, stale (and why) or missing, per stage.
