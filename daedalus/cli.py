@@ -161,6 +161,21 @@ def train_cmd(
                      else f"{workers} day worker(s), {n_cores} cores)"))
     extra = ["--nolock", *(["--profile", str(prof.path)] if prof else []), *(snakemake_args or [])]
     run = SnakemakeRun(config=config, targets=["all"], cores=n_cores, verbose=verbose, extra_args=extra)
+    # Nothing changed since Snakemake last found nothing to do: skip it (daedalus/uptodate.py).
+    from daedalus import uptodate
+    from daedalus.runner import workflow_dir
+    from daedalus.workflow import Workflow, WorkflowConfig
+
+    wf = Workflow(WorkflowConfig.from_mapping(config), compiled, runtime)
+    command, wf_dir = run.command(), workflow_dir()
+    fp = uptodate.fingerprint(wf, command, wf_dir)
+    if uptodate.matches(root, fp):
+        lock.release()
+        console.print("[dim]nothing to do: every output is up to date (nothing changed since "
+                      "Snakemake last checked)[/dim]")
+        console.print(f"[green]done[/green]: {root}")
+        return
+    uptodate.clear(root)
     head = None
     attach = os.environ.get("RAY_ADDRESS") or runtime.ray.address
     if prof and prof.remote and stage != "skeleton" and has_embeddings and not attach:
@@ -185,6 +200,8 @@ def train_cmd(
             console.print(f"[dim]ray head for this run: {head}[/dim]")
     try:
         rc = run.run(console)
+        if rc == 0 and run.nothing_to_do and fp is not None and uptodate.fingerprint(wf, command, wf_dir) == fp:
+            uptodate.record(root, fp)  # Snakemake found nothing to do in exactly this state
     finally:
         if head is not None:
             from daedalus.enrich.cluster import stop_head

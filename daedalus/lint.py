@@ -12,12 +12,16 @@ output is touched). Checks:
    over day-stamped events): strictly-before windows that short are always empty.
 
 Checks 3 and 4 read only the timestamp columns of the files the run's days read, in one
-DuckDB query per source.
+DuckDB query per source; the answer is remembered in `.daedalus_tmp/lint.json` under the
+files' names, sizes and mtimes, so an unchanged source is not read again.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,6 +93,35 @@ def _resolution(con, files: list[str], spec: SourceSpec, where: str) -> tuple[st
     return None
 
 
+LINT_CACHE = Path(".daedalus_tmp/lint.json")
+
+
+def _cached(check: str, files: list[str], spec: SourceSpec, compute):
+    """compute(), or its answer from an earlier run over exactly these files (name, size, mtime)."""
+    h = hashlib.sha256(json.dumps([check, spec.timestamp_field, spec.created_timestamp_field]).encode())
+    for f in files:
+        st = os.stat(f)
+        h.update(f"{os.path.abspath(f)}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+    key = h.hexdigest()
+    try:
+        cache = json.loads(LINT_CACHE.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    if key in cache:
+        return cache[key]
+    value = compute()
+    if len(cache) >= 256:  # answers for file sets long gone
+        cache = {}
+    cache[key] = value
+    try:  # a cache only: a failed write costs a re-read next time, nothing else
+        from daedalus.compile import write_if_changed
+
+        write_if_changed(LINT_CACHE, json.dumps(cache, sort_keys=True))
+    except OSError:
+        pass
+    return value
+
+
 def _human(seconds: float) -> str:
     for unit, s in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= s:
@@ -119,7 +152,8 @@ def lint(compiled: Compiled) -> list[LintWarning]:
             if view.source.created_timestamp_field and spec is not None:
                 files = run_files(compiled, sid, spec)
                 if files:
-                    n, total, delay = _created_after_event(con, files, spec, where)
+                    n, total, delay = _cached("created_after_event", files, spec,
+                                              lambda: _created_after_event(con, files, spec, where))
                     if n:
                         found.append(LintWarning(where, (
                             f"view {view.name!r}: {n:,} of {total:,} source rows have "
@@ -136,7 +170,8 @@ def lint(compiled: Compiled) -> list[LintWarning]:
                 continue
             if sid not in resolutions:
                 files = run_files(compiled, sid, spec)
-                resolutions[sid] = _resolution(con, files, spec, agg_where) if files else None
+                res = _cached("resolution", files, spec, lambda: _resolution(con, files, spec, agg_where)) if files else None
+                resolutions[sid] = tuple(res) if res else None
             res = resolutions[sid]
             if res is None:
                 continue

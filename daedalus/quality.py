@@ -7,14 +7,15 @@ list), are written atomically, and are a function of the day's data only (counts
 rates computed from integer counts: no timings, no clock), so a rerun that writes the
 same data writes the same bytes. `daeda pipeline report` reads them.
 
-Skeleton statistics cost one DuckDB aggregate over the day's freshly written parts (a few
-columns, in the page cache) plus one join per feature view against the join's own table
-of (entities, timestamp) -> hit, which is still in the job's DuckDB.
+Skeleton statistics are counted on each part as the writer produces it, plus one join per
+feature view against the join's own table of (entities, timestamp) -> hit, which is still in
+the job's DuckDB.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -63,70 +64,93 @@ def read_stats(root: Path | str, stage: str) -> dict[str, dict[str, Any]]:
 
 # -- skeleton -----------------------------------------------------------------------------
 
-def _coverage_expr(function: str, col: str) -> str | None:
+class SkeletonStats:
+    """Counts over a skeleton day's parts as the writer produces them (all additive).
+
+    Computed on the Arrow parts in memory, so the published files are never read back (and
+    nothing here imports pandas, which pyarrow.dataset and DuckDB's Arrow scans do: half a
+    second per day job).
+    """
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.sp = plan.op("spine").typed_params()
+        produced = {c.name for o in plan.operators if o.kind in ("derive", "udf", "window_agg") for c in o.outputs}
+        self.features = [c.name for c in plan.columns if c.name in produced]
+        self.windows: dict[str, list[tuple[str, str]]] = {}
+        for op in plan.ops("window_agg"):
+            p = op.typed_params()
+            for f in p.features:
+                if _covers(f.function):
+                    self.windows.setdefault(f"{p.aggregation}_{f.window}", []).append((f.function, f.output))
+        self.rows = 0
+        self.nulls = dict.fromkeys(self.features, 0)
+        self.covered = dict.fromkeys(self.windows, 0)
+        self.label_n = dict.fromkeys(self.sp.labels, 0)
+        self.label_sums: dict[str, list[float]] = {label: [] for label in self.sp.labels}
+
+    def add(self, part: pa.Table) -> None:
+        # Only array kernels here: Python scalars and to_numpy make pyarrow import pandas.
+        self.rows += part.num_rows
+        for c in self.features:
+            self.nulls[c] += part[c].null_count
+        for w, fs in self.windows.items():
+            masks = [_coverage_mask(fn, part[col]) for fn, col in fs]
+            m = _or_all(masks)
+            self.covered[w] += pc.sum(pc.cast(m, pa.int64())).as_py() or 0  # a null counts as not covered
+        for label in self.sp.labels:
+            col = part[label]
+            self.label_n[label] += len(col) - col.null_count
+            if pa.types.is_floating(col.type):
+                self.label_sums[label].append(pc.sum(col.cast(pa.float64())).as_py() or 0.0)
+            else:  # integer and bool labels sum exactly
+                self.label_sums[label].append(float(pc.sum(col.cast(pa.int64())).as_py() or 0))
+
+    def result(self, con: Any, day: str) -> dict[str, Any]:
+        from daedalus.skeleton.context import table
+
+        rows = self.rows
+        labels = {label: (round(math.fsum(self.label_sums[label]) / n, _DIGITS) if n else None)
+                  for label, n in self.label_n.items()}
+        hits: dict[str, float | None] = {}
+        for op in self.plan.ops("pit_join"):
+            p = op.typed_params()
+            on = " AND ".join(f"s.{sql_ident(e)} = j.{sql_ident(e)}" for e in p.entities)
+            try:
+                n = con.execute(f"SELECT count(*) FILTER (WHERE j.__hit) FROM {table('spine')} s "
+                                f"LEFT JOIN {table(op.name)} j ON {on} AND s.__ts = j.__ts").fetchall()[0][0]
+            except Exception:  # an engine that keeps no join table: no hit rate rather than no day
+                hits[p.view] = None
+                continue
+            hits[p.view] = _rate(int(n), rows)
+        return {"format": FORMAT, "stage": "skeleton", "day": day, "rows": rows, "label_rate": labels,
+                "pit_hit_rate": hits, "window_coverage": {w: _rate(n, rows) for w, n in self.covered.items()},
+                "null_rate": {c: _rate(n, rows) for c, n in self.nulls.items()}}
+
+
+def _covers(function: str) -> bool:
+    # A sum of 0 may be an empty window or values summing to 0: no coverage for sums.
+    return function in ("count", "count_distinct", "last_k", "mean", "min", "max", "last")
+
+
+def _coverage_mask(function: str, col: Any) -> Any:
     """True when the window of this row held a value (the feature is not its empty value)."""
-    c = sql_ident(col)
-    if function in ("count", "count_distinct"):
-        return f"{c} > 0"
+    if function in ("count", "count_distinct"):  # never negative: nonzero is > 0
+        return pc.cast(col, pa.bool_())
     if function == "last_k":
-        return f"len({c}) > 0"
-    if function in ("mean", "min", "max", "last"):
-        return f"{c} IS NOT NULL"
-    return None  # a sum of 0 may be an empty window or values summing to 0
+        return pc.cast(pc.list_value_length(col), pa.bool_())
+    return pc.is_valid(col)
 
 
-def skeleton_stats(con: Any, plan: Plan, day: str, day_dir: Path) -> dict[str, Any]:
-    """Statistics of a published skeleton day; `con` is the day job's DuckDB connection."""
-    from daedalus.skeleton.context import table
-
-    sp = plan.op("spine").typed_params()
-    produced = {c.name for o in plan.operators if o.kind in ("derive", "udf", "window_agg") for c in o.outputs}
-    features = [c.name for c in plan.columns if c.name in produced]
-    windows: dict[str, list[str]] = {}
-    for op in plan.ops("window_agg"):
-        p = op.typed_params()
-        for f in p.features:
-            e = _coverage_expr(f.function, f.output)
-            if e:
-                windows.setdefault(f"{p.aggregation}_{f.window}", []).append(e)
-    sums = {label: f"sum(CAST({sql_ident(label)} AS DOUBLE))" for label in sp.labels}
-    exprs = ["count(*)"]
-    exprs += [f"count(*) - count({sql_ident(c)})" for c in features]
-    exprs += [f"count(*) FILTER (WHERE {' OR '.join(es)})" for es in windows.values()]
-    exprs += [f"count({sql_ident(label)})" for label in sp.labels] + list(sums.values())
-    parts = sorted(str(p) for p in day_dir.glob("part-*.parquet"))
-    # The job's DuckDB may read only its input files (context.lock_down), so the published
-    # parts are scanned through an Arrow dataset (a registered object, not a file DuckDB opens).
-    import pyarrow.dataset as pads
-
-    con.register("__published", pads.dataset(parts, format="parquet"))
-    try:
-        row = con.execute(f"SELECT {', '.join(exprs)} FROM __published").fetchall()[0]
-    finally:
-        con.unregister("__published")
-    rows, it = int(row[0]), iter(row[1:])
-    nulls = {c: _rate(next(it), rows) for c in features}
-    coverage = {w: _rate(next(it), rows) for w in windows}
-    label_n = [int(next(it)) for _ in sp.labels]
-    labels = {label: (round(float(s or 0) / n, _DIGITS) if n else None) for label, n, s in zip(sp.labels, label_n, it)}
-    hits: dict[str, float | None] = {}
-    for op in plan.ops("pit_join"):
-        p = op.typed_params()
-        on = " AND ".join(f"s.{sql_ident(e)} = j.{sql_ident(e)}" for e in p.entities)
-        try:
-            n = con.execute(f"SELECT count(*) FILTER (WHERE j.__hit) FROM {table('spine')} s "
-                            f"LEFT JOIN {table(op.name)} j ON {on} AND s.__ts = j.__ts").fetchall()[0][0]
-        except Exception:  # an engine that keeps no join table: no hit rate rather than no day
-            hits[p.view] = None
-            continue
-        hits[p.view] = _rate(int(n), rows)
-    return {"format": FORMAT, "stage": "skeleton", "day": day, "rows": rows, "label_rate": labels,
-            "pit_hit_rate": hits, "window_coverage": coverage, "null_rate": nulls}
+def _or_all(masks: list[Any]) -> Any:
+    out = masks[0]
+    for m in masks[1:]:
+        out = pc.or_kleene(out, m)
+    return out
 
 
-def write_skeleton_stats(con: Any, plan: Plan, day: str, output_root: Path) -> None:
-    _write(stats_path(output_root, "skeleton", day),
-           skeleton_stats(con, plan, day, Path(output_root) / f"dt={day}"))
+def write_skeleton_stats(con: Any, stats: SkeletonStats, day: str, output_root: Path) -> None:
+    _write(stats_path(output_root, "skeleton", day), stats.result(con, day))
 
 
 # -- enrich -------------------------------------------------------------------------------

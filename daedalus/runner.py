@@ -91,6 +91,7 @@ class SnakemakeRun:
     verbose: bool = False
     extra_args: list[str] = field(default_factory=list)
     log_path: str | None = None  # Snakemake's own log of the run (it writes one in .snakemake/log)
+    nothing_to_do: bool = False  # Snakemake said so (only known in the quiet view)
     env: dict[str, str] = field(default_factory=dict)
 
     def _env(self) -> dict[str, str]:
@@ -134,6 +135,7 @@ class SnakemakeRun:
         finally:
             view.stop()
         rc = proc.wait()
+        self.nothing_to_do = view.nothing_to_do
         if rc != 0:
             # A failed job says what went wrong in one line and keeps its traceback in its log.
             shown = view.failures or view.tail[-25:]
@@ -204,6 +206,7 @@ class _ProgressView:
         self.progress = Progress(TextColumn("[bold]train[/bold]"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), console=console, transient=True)
         self.task = None
+        self.nothing_to_do = False
 
     def _start(self, total: int) -> None:
         self.total = total
@@ -232,6 +235,7 @@ class _ProgressView:
         elif line.startswith("daedalus job "):
             self.failures.append(line.rstrip())
         elif "Nothing to be done" in line:
+            self.nothing_to_do = True
             self.console.print("[dim]nothing to do: every output is up to date[/dim]")
 
     def _finished(self, job: dict[str, str | None]) -> None:

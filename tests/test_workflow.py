@@ -47,6 +47,10 @@ def test_second_run_rewrites_nothing(project):
     res = train(project, "--skeleton-only")
     assert "nothing to do" in res.stderr
     assert all_files(project / ROOT) == before
+    assert (project / ROOT / ".daedalus/uptodate.json").exists()  # Snakemake found nothing to do
+    res = train(project, "--skeleton-only")  # answered from that record
+    assert "nothing to do" in res.stderr
+    assert all_files(project / ROOT) == before
     # Plain snakemake sees the same state as up to date too.
     res = run(SNAKEMAKE + ["--cores", "2", "-n", "skeleton_all"], project)
     assert "Nothing to be done" in res.stdout + res.stderr

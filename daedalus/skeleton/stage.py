@@ -71,7 +71,7 @@ def run_skeleton_stage(plan: Plan, day: dt.date, output_root: Path | str, *, chu
     `run_days` are the days of the whole run: a session without a qid gets one together with
     every other new session of those days (contract section 7); default: this day only.
     """
-    from daedalus.quality import write_skeleton_stats
+    from daedalus.quality import SkeletonStats, write_skeleton_stats
     from daedalus.skeleton.writer import write_parts
 
     t0 = time.perf_counter()
@@ -100,8 +100,9 @@ def run_skeleton_stage(plan: Plan, day: dt.date, output_root: Path | str, *, chu
             IMPLEMENTATIONS[(op.kind, op.engine)](ctx, op)
             timings[op.name] = time.perf_counter() - t_op
         assert write_op is not None
-        rows, parts = write_parts(ctx, write_op, chunk_rows)
-        write_skeleton_stats(con, plan, day.isoformat(), output_root)
+        stats = SkeletonStats(plan)
+        rows, parts = write_parts(ctx, write_op, chunk_rows, on_part=stats.add)
+        write_skeleton_stats(con, stats, day.isoformat(), output_root)
     finally:
         con.close()
     return DayResult(day, rows, parts, time.perf_counter() - t0, timings)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Callable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -77,7 +78,8 @@ def _parts(ctx: DayContext, op: Operator, chunk_rows: int, schema: pa.Schema):
         yield pa.Table.from_batches(buf).combine_chunks().cast(schema)
 
 
-def write_parts(ctx: DayContext, op: Operator, chunk_rows: int) -> tuple[int, int]:
+def write_parts(ctx: DayContext, op: Operator, chunk_rows: int,
+                on_part: Callable[[pa.Table], None] | None = None) -> tuple[int, int]:
     """Write the day; returns (rows, parts). The day directory appears complete or not at all."""
     schema = output_schema(op)
     final = ctx.output_root / f"dt={ctx.day.isoformat()}"
@@ -87,10 +89,14 @@ def write_parts(ctx: DayContext, op: Operator, chunk_rows: int) -> tuple[int, in
         n = parts = 0
         for part in _parts(ctx, op, chunk_rows, schema):
             pq.write_table(part, tmp / f"part-{parts}-0.parquet", compression="zstd")
+            if on_part is not None:
+                on_part(part)
             n += part.num_rows
             parts += 1
         if parts == 0:
             pq.write_table(schema.empty_table(), tmp / "part-0-0.parquet", compression="zstd")
+            if on_part is not None:
+                on_part(schema.empty_table())
             parts = 1
         publish_dir(tmp, final)
     finally:

@@ -1,0 +1,124 @@
+"""Skipping Snakemake on a rerun that has nothing to do, when nothing it looks at has changed.
+
+Snakemake's no-op over a long range is slow: it builds the whole DAG and checks every
+declared input of every day (365 days of the demo declare 17,600 files; about 5 s on 2
+cores, plus 2 s to import Snakemake). When a run through Snakemake reported "nothing to be
+done", `daeda pipeline train` records a fingerprint of everything that decision depended on
+in `<root>/.daedalus/uptodate.json`:
+
+- the exact snakemake command (targets, config, profile, extra arguments) and Snakemake's
+  version;
+- the compiled plan's digest (definitions, runtime settings, hand-edited plan) and, when the
+  enrich stage is included, the embedding digest (store and its version);
+- name, size and mtime of every source file any day of the range declares as input;
+- mtime of every output the run targets (each day directory, qid_map.parquet);
+- name, size and mtime of the workflow's own files (Snakefile, rules, scripts, profiles) and
+  of the Daedalus package (so a code change is seen even where Snakemake's code trigger,
+  which looks only at the rule's script, would not see it).
+
+The next identical run compares fingerprints and, when they are equal, skips Snakemake: it
+would decide nothing to do again from exactly the same state. Any difference, or a missing
+output, runs Snakemake as usual. The record is removed before Snakemake runs, so a killed
+or failed run never leaves one behind, and it is written only after a run in which
+Snakemake itself found nothing to do and the fingerprint did not change meanwhile.
+Plain `snakemake` never reads it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+from importlib import metadata
+from pathlib import Path
+from typing import Iterable
+
+from daedalus.atomic import temp_sibling
+
+STAMP = "uptodate.json"
+
+
+def stamp_path(root: str | Path) -> Path:
+    return Path(root) / ".daedalus" / STAMP
+
+
+def _stat_line(path: str) -> str | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return f"{path}\t{st.st_size}\t{st.st_mtime_ns}"
+
+
+def _tree_lines(root: Path, patterns: Iterable[str]) -> list[str]:
+    out = []
+    for pattern in patterns:
+        for p in sorted(root.glob(pattern)):
+            if p.is_file() and "__pycache__" not in p.parts:
+                out.append(_stat_line(str(p)) or "")
+    return out
+
+
+def source_files(wf: "Workflow") -> list[str]:  # noqa: F821 (daedalus.workflow.Workflow)
+    """Every source file some day of the range declares as an input (the union over days)."""
+    days = [dt.date.fromisoformat(d) for d in wf.days]
+    files: set[str] = set()
+    for sid, spec in wf.compiled.plan.sources.items():
+        scan = wf.scan(sid)
+        if not scan.partitioned:
+            files.update(scan.files)
+            continue
+        lo = None if spec.lookback_days is None else days[0] - dt.timedelta(days=spec.lookback_days)
+        files.update(f for f, d in zip(scan.files, scan.days) if d <= days[-1] and (lo is None or d >= lo))
+    return sorted(files)
+
+
+def fingerprint(wf: "Workflow", command: list[str], workflow_dir: Path) -> str | None:  # noqa: F821
+    """The state a no-op decision depends on, hashed; None when an output is missing."""
+    stage = wf.stage
+    outputs: list[str] = []
+    if stage != "enrich":
+        outputs += wf.skeleton_targets + wf.qid_map_targets
+    else:  # --enrich-only reads the skeleton days as inputs
+        outputs += wf.skeleton_targets
+    with_enrich = stage != "skeleton" and wf.has_embeddings
+    if with_enrich:
+        outputs += wf.enrich_targets
+    lines = ["command\t" + json.dumps(command), "snakemake\t" + metadata.version("snakemake"),
+             "plan\t" + wf.compiled.digest]
+    if with_enrich:
+        lines.append("enrich\t" + wf.enrich_digest)
+    for out in outputs:
+        line = _stat_line(out)
+        if line is None:
+            return None
+        lines.append("output\t" + line)
+    lines += ["input\t" + (_stat_line(f) or f + "\tmissing") for f in source_files(wf)]
+    lines += ["code\t" + x for x in _tree_lines(workflow_dir, ("Snakefile", "rules/*.smk", "scripts/*.py",
+                                                               "profiles/**/*", "daedalus/**/*.py"))]
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def matches(root: str | Path, fp: str | None) -> bool:
+    if fp is None:
+        return False
+    try:
+        return json.loads(stamp_path(root).read_text()).get("fingerprint") == fp
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def clear(root: str | Path) -> None:
+    stamp_path(root).unlink(missing_ok=True)
+
+
+def record(root: str | Path, fp: str) -> None:
+    path = stamp_path(root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_sibling(path)
+    try:
+        tmp.write_text(json.dumps({"fingerprint": fp}) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
