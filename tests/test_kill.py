@@ -31,7 +31,8 @@ from daedalus.enrich.cluster import stop_recorded_head
 from projects import DAEDA, data_files, train
 
 SEED = 20261128
-TRIALS = 10
+# Three kills per stage in the suite; DAEDALUS_KILL_TRIALS=40 for a longer soak.
+TRIALS = int(os.environ.get("DAEDALUS_KILL_TRIALS", "6"))
 ROOT = "data/training_output"
 ROOTS = (ROOT, ROOT + "_enriched")
 STAGE_LOGS = {"skeleton": f"{ROOT}/.daedalus/logs/skeleton", "enrich": f"{ROOT}/.daedalus/logs/enrich"}
