@@ -1,7 +1,7 @@
 """The benchmarks in one command: data, every contender in turn, value checks, table and plot.
 
     .venv/bin/python bench/run.py                        # 1M and 5M events over 14 days, 3 repeats
-    .venv/bin/python bench/run.py --sizes 1M,5M,20M      # the 20M run is opt-in (about an hour)
+    .venv/bin/python bench/run.py --sizes 1M,5M,20M:1    # the 20M run is opt-in; :N sets that size's repeats
     .venv/bin/python bench/run.py --sizes 1M --repeat 1 --skip feast,enrich   # a quick look
 
 For each size it generates the demo data at scale (daedalus.demo, bench/work/<size>/, reused
@@ -263,7 +263,9 @@ def noop_rerun(work: Path, a: argparse.Namespace) -> dict:
                 root, work / "noop-first.log")
         stamp.touch()
     train = [PY, "-m", "daedalus", "pipeline", "train", "bench_ranking", "--skeleton-only", "--output-root", "data/out"]
-    record = root / "data/out/.daedalus/uptodate.json"
+    from daedalus.uptodate import stamp_path
+
+    record = root / stamp_path(root / "data/out")
     checked, runs = [], []
     for _ in range(a.repeat):
         # Without the record Snakemake builds the DAG and checks every input (and then the
@@ -321,7 +323,8 @@ def write_docs(results: dict, a: argparse.Namespace) -> None:
              f"Machine: {results['machine']}. {results['days']} days of the demo feed at each size; the feature set of "
              "`bench/skeleton_defs` (two point-in-time joins, user 30d and artwork 7d TTL, and eight windows: per user "
              "count and sum of `clicked` over 1h/1d/7d, per artwork over 7d). Each figure is the median of "
-             f"{a.repeat} run(s); ratios are taken within a run (rows/s of the first named over the second). "
+             f"{a.repeat} run(s) (a size given as SIZE:N, N runs; the wall column lists every run); ratios are "
+             "taken within a run (rows/s of the first named over the second), then the median. "
              "Peak memory is RSS summed over the contender's process tree; for daeda also the largest day job.", ""]
     lines += ["| events | contender | wall s | rows/s | peak RSS GiB |", "|---|---|---:|---:|---:|"]
     for size, s in sizes.items():
@@ -329,7 +332,9 @@ def write_docs(results: dict, a: argparse.Namespace) -> None:
             if name in s:
                 c = s[name]
                 peak = f"{c['peak_gib']:.2f}" + (f" (largest day job {c['job_peak_gib']:.2f})" if "job_peak_gib" in c else "")
-                lines.append(f"| {size} ({s['rows']:,} rows) | {LABELS[name]} | {c['seconds']:.1f} | {c['rows_per_s']:,.0f} | {peak} |")
+                walls = c.get("all_seconds", [])
+                wall = f"{c['seconds']:.1f}" + (f" ({', '.join(f'{x:.1f}' for x in walls)})" if len(walls) > 1 else "")
+                lines.append(f"| {size} ({s['rows']:,} rows) | {LABELS[name]} | {wall} | {c['rows_per_s']:,.0f} | {peak} |")
     lines += ["", "Ratios (within a run, median):", "", "| events | daeda / all-days | daeda / day-by-day | daeda-joins / Feast |",
               "|---|---:|---:|---:|"]
     fmt = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
@@ -394,7 +399,7 @@ def plot(results_path: Path, py: Path | None) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", default="1M,5M", help="events per run, comma separated (e.g. 1M,5M,20M)")
+    ap.add_argument("--sizes", default="1M,5M", help="events per run, comma separated (e.g. 1M,5M,20M:1; SIZE:N runs that size N times)")
     ap.add_argument("--days", type=int, default=14)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--skip", default="", help="comma separated: contenders, or enrich, noop")
@@ -420,12 +425,14 @@ def main() -> None:
                                 f"load average at start {os.getloadavg()[0]:.1f}", "sizes": {}}
     names = [c for c in CONTENDERS if c not in skip]
     results["labels"] = {n: LABELS[n] for n in names}
-    for size in [parse_size(s) for s in a.sizes.split(",")]:
+    for spec in a.sizes.split(","):
+        size_text, _, n_text = spec.partition(":")
+        size, repeat = parse_size(size_text), int(n_text) if n_text else a.repeat
         root, rows = setup_size(work, size, a.days)
         logs = root / "logs"
         logs.mkdir(exist_ok=True)
         runs: dict[str, list[dict]] = {n: [] for n in names}
-        for i in range(a.repeat):
+        for i in range(repeat):
             for n in names:
                 r = run_contender(n, root, days, a, logs, i)
                 runs[n].append(r)
@@ -433,6 +440,7 @@ def main() -> None:
                       f"peak {r['peak_gib']:.2f} GiB", flush=True)
         s = summarize(runs, rows)
         s["rows"] = rows
+        s["repeat"] = repeat
         s["checks"] = check_values(root, days, set(names))
         print(f"[{label(size)}] ratios {s['ratios']}; {'; '.join(s['checks'])}", flush=True)
         results["sizes"][label(size)] = s

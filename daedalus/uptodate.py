@@ -4,7 +4,8 @@ Snakemake's no-op over a long range is slow: it builds the whole DAG and checks 
 declared input of every day (365 days of the demo declare 17,600 files; about 5 s on 2
 cores, plus 2 s to import Snakemake). When a run through Snakemake reported "nothing to be
 done", `daeda pipeline train` records a fingerprint of everything that decision depended on
-in `<root>/.daedalus/uptodate.json`:
+in `.daedalus_tmp/uptodate/<hash of the output root's path>.json` of the working directory
+(with the other caches, so that a no-op run writes nothing under the output root):
 
 - the exact snakemake command (targets, config, profile, extra arguments) and Snakemake's
   version;
@@ -36,11 +37,12 @@ from typing import Iterable
 
 from daedalus.atomic import temp_sibling
 
-STAMP = "uptodate.json"
+RECORDS = Path(".daedalus_tmp/uptodate")
 
 
 def stamp_path(root: str | Path) -> Path:
-    return Path(root) / ".daedalus" / STAMP
+    key = hashlib.sha256(os.path.abspath(root).encode()).hexdigest()[:16]
+    return RECORDS / f"{key}.json"
 
 
 def _stat_line(path: str) -> str | None:
@@ -118,7 +120,7 @@ def record(root: str | Path, fp: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_sibling(path)
     try:
-        tmp.write_text(json.dumps({"fingerprint": fp}) + "\n")
+        tmp.write_text(json.dumps({"output_root": os.path.abspath(root), "fingerprint": fp}) + "\n")
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -57,7 +57,6 @@ def data_files(root: Path) -> dict[str, str]:
 
 
 def all_files(root: Path) -> dict[str, tuple[str, int]]:
-    """sha256 and mtime of every file under root, bookkeeping included, except the record
-    that Snakemake found nothing to do (a no-op run writes it; tests/test_uptodate.py)."""
+    """sha256 and mtime of every file under root, bookkeeping included."""
     return {p.relative_to(root).as_posix(): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
-            for p in sorted(root.rglob("*")) if p.is_file() and p.name != "uptodate.json"}
+            for p in sorted(root.rglob("*")) if p.is_file()}

@@ -11,9 +11,14 @@ import pyarrow.parquet as pq
 from projects import train
 
 ROOT = "data/training_output"
-STAMP = f"{ROOT}/.daedalus/uptodate.json"
 DAYS = ["2026-04-01", "2026-04-02", "2026-04-03"]
 SKIPPED = "nothing changed since Snakemake last checked"
+
+
+def record(project: Path) -> Path:
+    from daedalus.uptodate import stamp_path
+
+    return project / stamp_path(project / ROOT)
 
 
 def text(res) -> str:
@@ -38,9 +43,9 @@ def skipped(project: Path, *args: str) -> bool:
 
 
 def test_only_a_run_where_snakemake_found_nothing_to_do_is_recorded(trained):
-    assert not (trained / STAMP).exists()  # the fixture's run did work: no record
+    assert not record(trained).exists()  # the fixture's run did work: no record
     assert not skipped(trained)  # Snakemake checks, finds nothing to do, and it is recorded
-    assert (trained / STAMP).exists()
+    assert record(trained).exists()
     before = day_mtimes(trained)
     assert skipped(trained)
     assert skipped(trained)
@@ -91,4 +96,4 @@ def test_a_run_that_does_work_removes_the_record(trained):
     shutil.rmtree(shutil_day)
     res = train(trained, "--skeleton-only")
     assert SKIPPED not in text(res)
-    assert not (trained / STAMP).exists()
+    assert not record(trained).exists()

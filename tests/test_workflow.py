@@ -47,7 +47,7 @@ def test_second_run_rewrites_nothing(project):
     res = train(project, "--skeleton-only")
     assert "nothing to do" in res.stderr
     assert all_files(project / ROOT) == before
-    assert (project / ROOT / ".daedalus/uptodate.json").exists()  # Snakemake found nothing to do
+    assert list((project / ".daedalus_tmp/uptodate").glob("*.json"))  # Snakemake found nothing to do
     res = train(project, "--skeleton-only")  # answered from that record
     assert "nothing to do" in res.stderr
     assert all_files(project / ROOT) == before
