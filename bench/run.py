@@ -318,7 +318,8 @@ def summarize(size_runs: dict[str, list[dict]], rows: int) -> dict:
 def write_docs(results: dict, a: argparse.Namespace) -> None:
     sizes = results["sizes"]
     lines = ["# Benchmarks", "",
-             "Produced by one command (data generation, every contender, value checks, this page and the plot):", "",
+             "Produced by one command (data generation, every contender, value checks, this page and the plot; "
+             "a second command with `--merge` replaces the sizes it measures):", "",
              f"    {results['command']}", "",
              f"Machine: {results['machine']}. {results['days']} days of the demo feed at each size; the feature set of "
              "`bench/skeleton_defs` (two point-in-time joins, user 30d and artwork 7d TTL, and eight windows: per user "
@@ -407,6 +408,9 @@ def main() -> None:
     ap.add_argument("--enrich-rows", type=int, default=1_000_000)
     ap.add_argument("--work", type=Path, default=HERE / "work")
     ap.add_argument("--docs-only", action="store_true", help="rewrite the page and plot from the last results.json")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the sizes (and enrich/no-op figures) of the last results.json that this run does not "
+                         "measure; the page then lists both commands")
     a = ap.parse_args()
     skip = {s for s in a.skip.split(",") if s}
     work = a.work.resolve()
@@ -451,6 +455,15 @@ def main() -> None:
         print(f"no-op rerun over 365 days: {results['noop']['noop_s']:.2f} s (through Snakemake "
               f"{results['noop']['checked_s']:.2f} s); compile {results['noop']['compile_s']:.2f} s")
     path = work / "results.json"
+    if a.merge and path.exists():
+        last = json.loads(path.read_text())
+        for key in ("enrich", "noop"):
+            if key not in results and key in last:
+                results[key] = last[key]
+        sizes = {**{k: v for k, v in last["sizes"].items() if k not in results["sizes"]}, **results["sizes"]}
+        results["sizes"] = dict(sorted(sizes.items(), key=lambda kv: kv[1]["rows"]))
+        results["command"] = last["command"] + "\n    " + results["command"]
+        results["labels"] = {**last.get("labels", {}), **results["labels"]}
     path.write_text(json.dumps(results, indent=1, default=str))
     write_docs(results, a)
     plot(path, a.feast_py)

@@ -212,8 +212,8 @@ def test_kill_9_anywhere_then_rerun_matches_a_clean_run(demo_template, trained_t
     print(f"trials={trials} kills={kills} stale ray heads stopped by the next run={stale_heads} "
           f"reader looked at {reader.days_read} days")
     assert not reader.problems, reader.problems[:5]
-    need = max(1, TRIALS // 3)  # a kill that lands after the job ended is no kill inside a job
-    assert kills["skeleton"] >= need and kills["enrich"] >= need, trials
+    # A kill that lands after the job ended is no kill inside a job; most must land inside.
+    assert kills["skeleton"] >= 1 and kills["enrich"] >= 1 and sum(kills.values()) >= TRIALS // 2, trials
     assert not leftovers, [(p.pid, p.name()) for p in leftovers]
     assert stale_heads >= 1 and not (project / HEAD_RECORD).exists()
     final = published(project)
