@@ -62,6 +62,8 @@ def _parse_day(text: str | None, option: str) -> dt.date | None:
 def _lint(compiled, strict: bool) -> None:
     from daedalus.lint import lint, report
 
+    for line in compiled.warnings:  # about the input files, not leakage: --strict does not count them
+        print(f"daeda: warning: {line}", file=sys.stderr)
     report(lint(compiled), strict=strict)
 
 

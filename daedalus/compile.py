@@ -12,7 +12,7 @@ import datetime as dt
 import hashlib
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -20,12 +20,12 @@ import pyarrow as pa
 import yaml
 
 from daedalus import arrowtypes as at
-from daedalus.definitions import Aggregation, FeatureView, Source
+from daedalus.definitions import Aggregation, FeatureView, RuntimeConfig, Source
 from daedalus.errors import DaedalusError
 from daedalus.expressions import ExprError, referenced_columns
 from daedalus.loading import DefinitionPaths, Definitions, load_definitions
 from daedalus.plan import Column, Operator, Plan, SourceSpec, load_plan, validate_plan
-from daedalus.sources import SourceFiles, footer_columns, read_schema
+from daedalus.sources import SourceFiles, SourceSchema, source_schema
 from daedalus.udfs import import_udf
 from daedalus.timeutil import day_range, lookback_days, parse_duration
 
@@ -41,6 +41,12 @@ class Compiled:
     digest: str             # changes exactly when what a day job computes changes
     days: list[dt.date]
     sources: dict[str, SourceFiles]
+    warnings: list[str] = field(default_factory=list)  # `daeda: warning:` lines for the user
+
+    def run_files(self, sid: str) -> list[str]:
+        """The files of a source that the run's days read (their look-back included)."""
+        sf = self.sources.get(sid)
+        return [] if sf is None else sf.select(self.days, self.plan.sources[sid].lookback_days)
 
 
 def view_source_id(view: str) -> str:
@@ -51,38 +57,74 @@ def agg_source_id(agg: Aggregation) -> str:
     return SPINE if agg.source == "spine" else f"agg.{agg.name}"
 
 
+def source_lookbacks(defs: Definitions) -> dict[str, int | None]:
+    """Per source, the days before a day its job reads (None: every earlier partition)."""
+    out: dict[str, int | None] = {SPINE: 0}
+    for ref in defs.service.refs:
+        view = defs.views[ref.view]
+        out[view_source_id(view.name)] = lookback_days(parse_duration(view.ttl)) if view.ttl else None
+    aggs = {a.name: a for a in defs.aggregations.aggregations}
+    for name in defs.service.aggregations:
+        agg = aggs[name]
+        longest = max(lookback_days(parse_duration(w)) for f in agg.features for w in agg.windows_of(f))
+        sid = agg_source_id(agg)
+        out[sid] = max(out.get(sid) or 0, longest)
+    return out
+
+
 class _Checker:
-    """Source schemas, read once, with checks that name the definition file."""
+    """Source schemas of the partitions the run reads, read once, with checks that name the
+    definition file; remembers which columns the plan reads of each source."""
 
-    def __init__(self) -> None:
+    def __init__(self, days: list[dt.date], lookbacks: dict[str, int | None]) -> None:
+        self.days = days
+        self.lookbacks = lookbacks
         self.files: dict[str, SourceFiles] = {}
-        self.schemas: dict[str, pa.Schema] = {}
+        self.schemas: dict[str, SourceSchema] = {}
+        self.used: dict[str, list[str]] = {}
+        self.skipped: list[tuple[str, str]] = []
 
-    def add(self, sid: str, source: Source, where: Path) -> pa.Schema:
+    def add(self, sid: str, source: Source | SourceSpec, where: Path | str, lookback: int | None) -> SourceSchema:
         files = SourceFiles.scan(source.path)
         if not files.files:
             raise DaedalusError(where, f"source.path: {source.path!r} does not exist or holds no parquet files")
-        schema = read_schema(source.path, files.files, str(where))
-        self.files[sid], self.schemas[sid] = files, schema
-        self.require(sid, source.timestamp_field, where, "source.timestamp_field")
-        _check_timestamp(schema, source.timestamp_field, where, "source.timestamp_field")
-        if source.created_timestamp_field:
-            self.require(sid, source.created_timestamp_field, where, "source.created_timestamp_field")
-            _check_timestamp(schema, source.created_timestamp_field, where, "source.created_timestamp_field")
+        schema = source_schema(files, files.select(self.days, lookback), self.days, source.timestamp_field)
+        self.files[sid], self.schemas[sid], self.used[sid] = files, schema, []
+        self.skipped += schema.skipped
+        for field, col in (("source.timestamp_field", source.timestamp_field),
+                           ("source.created_timestamp_field", source.created_timestamp_field)):
+            if col:
+                t = self.require(sid, col, where, field)
+                if not (pa.types.is_timestamp(t) or pa.types.is_date(t)):
+                    raise DaedalusError(where, f"{field}: column {col!r} has type {at.to_str(t)}, "
+                                        "expected a timestamp or a date")
         return schema
 
-    def require(self, sid: str, column: str, where: Path, field: str) -> pa.DataType:
-        schema = self.schemas[sid]
-        if column not in schema.names:
+    def has(self, sid: str, column: str) -> bool:
+        return column in self.schemas[sid].types
+
+    def require(self, sid: str, column: str, where: Path | str, field: str) -> pa.DataType:
+        types = self.schemas[sid].types
+        if column not in types:
             raise DaedalusError(where, f"{field}: column {column!r} not found in source "
-                                f"{self.files[sid].path!r} (columns: {', '.join(schema.names)})")
-        return schema.field(column).type
+                                f"{self.files[sid].path!r} (columns: {', '.join(types)})")
+        t = types[column]
+        if t is None:
+            raise DaedalusError(where, f"{field}: column {column!r} of source {self.files[sid].path!r} has a type "
+                                f"Daedalus cannot read (it reads: {at.TYPE_FORMS})")
+        if column not in self.used[sid]:
+            self.used[sid].append(column)
+        return t
 
+    def columns(self, sid: str) -> dict[str, str]:
+        """The columns the plan reads of a source, in the source's order, with their types."""
+        types = self.schemas[sid].types
+        return {c: at.to_str(t) for c, t in types.items() if c in self.used[sid] and t is not None}
 
-def _check_timestamp(schema: pa.Schema, col: str, where: Path, field: str) -> None:
-    t = schema.field(col).type
-    if not (pa.types.is_timestamp(t) or pa.types.is_date(t)):
-        raise DaedalusError(where, f"{field}: column {col!r} has type {t}, expected a timestamp")
+    def spec(self, sid: str, source: Source) -> SourceSpec:
+        return SourceSpec(path=source.path, timestamp_field=source.timestamp_field,
+                          created_timestamp_field=source.created_timestamp_field,
+                          lookback_days=self.lookbacks[sid], columns=self.columns(sid))
 
 
 def _type_str(t: pa.DataType, where: Path, what: str) -> str:
@@ -92,20 +134,22 @@ def _type_str(t: pa.DataType, where: Path, what: str) -> str:
         raise DaedalusError(where, f"{what}: type {t} is not supported") from None
 
 
-def _check_expr(view: FeatureView, feature_name: str, expr: str, dtype: str, schema: pa.Schema, where: Path) -> list[str]:
+def _check_expr(view: FeatureView, feature_name: str, expr: str, dtype: str, chk: _Checker, sid: str,
+                where: Path) -> list[str]:
     try:
         cols = referenced_columns(expr)
     except ExprError as e:
         raise DaedalusError(where, f"feature {feature_name!r}: expr {e}") from None
     for c in cols:
-        if c not in schema.names:
+        if not chk.has(sid, c):
             raise DaedalusError(where, f"feature {feature_name!r}: expr reads column {c!r}, not a column of "
                                 f"source {view.source.path!r}")
+    types = {c: chk.require(sid, c, where, f"feature {feature_name!r}: expr") for c in cols}
     # Bind against an empty table of the source's columns: unknown functions and type
     # errors surface here rather than in a day job.
     con = duckdb.connect(config={"enable_external_access": False, "autoload_known_extensions": False})
     con.execute("SET TimeZone='UTC'")
-    empty = pa.schema([schema.field(c) for c in cols]).empty_table() if cols else pa.table({"__dummy": pa.array([], pa.int8())})
+    empty = pa.schema(list(types.items())).empty_table() if cols else pa.table({"__dummy": pa.array([], pa.int8())})
     con.register("__source", empty)
     try:
         con.execute(f"DESCRIBE SELECT CAST(({expr}) AS {at.DTYPE_DUCKDB[dtype]}) FROM __source")
@@ -138,22 +182,22 @@ def _check_udf(function: str, feature_name: str, where: Path) -> Path | None:
     return Path(origin) if origin else None
 
 
-def build_plan(defs: Definitions) -> tuple[Plan, dict[str, SourceFiles], list[Path]]:
+def build_plan(defs: Definitions, days: list[dt.date]) -> tuple[Plan, "_Checker", list[Path]]:
+    """The plan of the service for a run over `days`, checked against the partitions those
+    days read (and only those: an unreadable partition outside them is never opened)."""
     svc, spath = defs.service, defs.service_path
-    chk = _Checker()
-    spine_schema = chk.add(SPINE, svc.spine.source, spath)
-    for c in svc.spine.columns:
-        chk.require(SPINE, c, spath, "spine")
+    chk = _Checker(days, source_lookbacks(defs))
+    chk.add(SPINE, svc.spine.source, spath, chk.lookbacks[SPINE])
+    spine_types = {c: chk.require(SPINE, c, spath, "spine") for c in svc.spine.columns}
 
     ops: list[Operator] = []
     columns: list[Column] = [Column(name="event_timestamp", type=at.to_str(at.UTC_TS))]
     spine_cols: list[Column] = []
     for c in svc.spine.columns:
-        spine_cols.append(Column(name=c, type=_type_str(spine_schema.field(c).type, spath, f"spine column {c!r}")))
+        spine_cols.append(Column(name=c, type=_type_str(spine_types[c], spath, f"spine column {c!r}")))
         if c == svc.spine.session_field:
             spine_cols.append(Column(name="qid", type="int64"))
     sources: dict[str, SourceSpec] = {}
-    spine_lookback = 0
     ops.append(Operator(
         name="spine", kind="spine", engine="sql", inputs=[f"source:{SPINE}"],
         params={"source": SPINE, "entities": list(svc.spine.entities), "session_field": svc.spine.session_field,
@@ -167,7 +211,7 @@ def build_plan(defs: Definitions) -> tuple[Plan, dict[str, SourceFiles], list[Pa
     for ref in svc.refs:
         view, vpath = defs.views[ref.view], defs.view_paths[ref.view]
         sid = view_source_id(view.name)
-        schema = chk.add(sid, view.source, vpath)
+        chk.add(sid, view.source, vpath, chk.lookbacks[sid])
         for e in view.entities:
             if e not in svc.spine.entities:
                 raise DaedalusError(vpath, f"entities: {e!r} is not an entity of the spine of service {svc.name!r} "
@@ -185,9 +229,13 @@ def build_plan(defs: Definitions) -> tuple[Plan, dict[str, SourceFiles], list[Pa
         udfs: list[Operator] = []
         for f in view.features:  # check every feature of the view, not only the chosen ones
             if f.kind == "column":
-                chk.require(sid, f.source_column, vpath, f"feature {f.name!r}: column")
+                ctype = chk.require(sid, f.source_column, vpath, f"feature {f.name!r}: column")
+                takes = at.readable_as(ctype, f.dtype)
+                if takes is not None:
+                    raise DaedalusError(vpath, f"feature {f.name!r}: column {f.source_column!r} is {at.to_str(ctype)}, "
+                                        f"which is not read as dtype {f.dtype} (a {f.dtype} feature reads {takes} columns)")
             elif f.kind == "expr":
-                _check_expr(view, f.name, f.expr or "", f.dtype, schema, vpath)
+                _check_expr(view, f.name, f.expr or "", f.dtype, chk, sid, vpath)
             else:
                 for c in f.inputs or []:
                     chk.require(sid, c, vpath, f"feature {f.name!r}: inputs")
@@ -213,9 +261,7 @@ def build_plan(defs: Definitions) -> tuple[Plan, dict[str, SourceFiles], list[Pa
                     params={"view": view.name, "output": out, "dtype": f.dtype, "function": f.udf, "inputs": list(f.inputs or [])},
                     outputs=[Column(name=out, type=at.to_str(at.DTYPE_ARROW[f.dtype]))],
                 ))
-        ttl_days = lookback_days(parse_duration(view.ttl)) if view.ttl else None
-        sources[sid] = SourceSpec(path=view.source.path, timestamp_field=view.source.timestamp_field,
-                                  created_timestamp_field=view.source.created_timestamp_field, lookback_days=ttl_days)
+        sources[sid] = chk.spec(sid, view.source)
         feature_ops.append(Operator(
             name=f"pit_join.{view.name}", kind="pit_join", engine="sql", inputs=["spine", f"source:{sid}"],
             params={"view": view.name, "source": sid, "entities": list(view.entities), "ttl": view.ttl, "columns": needed},
@@ -235,30 +281,25 @@ def build_plan(defs: Definitions) -> tuple[Plan, dict[str, SourceFiles], list[Pa
         agg = aggs[name]
         sid = agg_source_id(agg)
         if agg.source != "spine":
-            chk.add(sid, agg.source, agg_path)
+            chk.add(sid, agg.source, agg_path, chk.lookbacks[sid])
         for g in agg.group_by:
-            if g not in spine_schema.names:
+            if not chk.has(SPINE, g):
                 raise DaedalusError(agg_path, f"aggregation {name!r}: group_by: {g!r} is not a column of the spine "
                                     f"source {svc.spine.source.path!r}")
             chk.require(sid, g, agg_path, f"aggregation {name!r}: group_by")
         feats: list[dict] = []
-        max_days = 0
         for f in agg.features:
             ctype = chk.require(sid, f.column, agg_path, f"aggregation {name!r}: feature {f.name!r}: column") if f.column else None
             if f.function in ("sum", "mean") and not at.is_numeric_or_bool(ctype):
                 raise DaedalusError(agg_path, f"aggregation {name!r}: feature {f.name!r}: {f.function} needs a numeric "
-                                    f"or bool column, {f.column!r} is {ctype}")
+                                    f"or bool column, {f.column!r} is {at.to_str(ctype) if ctype else ctype}")
             out_type = _agg_type(f.function, ctype, agg_path, f"aggregation {name!r}: feature {f.name!r}")
             for w in agg.windows_of(f):
                 out = f"{name}__{f.name}_{w}"
-                max_days = max(max_days, lookback_days(parse_duration(w)))
                 feats.append({"output": out, "function": f.function, "column": f.column, "window": w, "k": f.k})
                 columns.append(Column(name=out, type=at.to_str(out_type)))
-        if agg.source == "spine":
-            spine_lookback = max(spine_lookback, max_days)
-        else:
-            sources[sid] = SourceSpec(path=agg.source.path, timestamp_field=agg.source.timestamp_field,
-                                      created_timestamp_field=agg.source.created_timestamp_field, lookback_days=max_days)
+        if agg.source != "spine":
+            sources[sid] = chk.spec(sid, agg.source)
         feature_ops.append(Operator(
             name=f"window_agg.{name}", kind="window_agg", engine="sql", inputs=["spine", f"source:{sid}"],
             params={"aggregation": name, "source": sid, "group_by": list(agg.group_by), "features": feats},
@@ -273,12 +314,11 @@ def build_plan(defs: Definitions) -> tuple[Plan, dict[str, SourceFiles], list[Pa
     ops.append(Operator(name="write_parts", kind="write_parts", engine="sql",
                         inputs=[o.name for o in ops if o.kind != "pit_join"],
                         params={}, outputs=columns))
-    sources = {SPINE: SourceSpec(path=svc.spine.source.path, timestamp_field=svc.spine.source.timestamp_field,
-                                 created_timestamp_field=svc.spine.source.created_timestamp_field,
-                                 lookback_days=spine_lookback), **sources}
+    # Last: `source: spine` aggregations add spine columns the plan reads.
+    sources = {SPINE: chk.spec(SPINE, svc.spine.source), **sources}
     ops.extend(_embed_operators(defs, columns))
     plan = Plan(service=svc.name, sources=sources, operators=ops)
-    return plan, chk.files, udf_files
+    return plan, chk, udf_files
 
 
 def _agg_type(function: str, ctype: pa.DataType | None, where: Path, what: str) -> pa.DataType:
@@ -381,33 +421,40 @@ def write_if_changed(path: Path, text: str) -> bool:
     return True
 
 
-def _check_files_readable(plan: Plan, files: dict[str, SourceFiles], days: list[dt.date]) -> None:
-    """Every file the run's days will read has a parquet footer with the columns used.
+def bind_sources(plan: Plan, chk: _Checker, where: Path) -> None:
+    """Check a hand-edited plan's sources against the files the run reads.
 
-    Footers only (cheap), so a corrupt or truncated partition fails here with its name
-    rather than inside a day job after Snakemake has removed that day's old output.
+    Each source's `columns` must exist in the data with a type of the same kind (the plan
+    keeps its own width or unit); a column list the data no longer matches is a compile
+    error here rather than a failure inside a day job.
     """
-    lo, hi = min(days), max(days)
     for sid, spec in plan.sources.items():
-        sf = files.get(sid)
-        if sf is None:
-            continue
-        if sf.partitioned:
-            first = None if spec.lookback_days is None else lo - dt.timedelta(days=spec.lookback_days)
-            needed = [f for f, d in zip(sf.files, sf.days) if d is not None and d <= hi and (first is None or d >= first)]
-        else:
-            needed = list(sf.files)
-        reference, ref_file = None, None
-        for f, columns in footer_columns(needed):
-            if reference is None:
-                reference, ref_file = columns, f
-                continue
-            if spec.timestamp_field not in columns:
-                raise DaedalusError(f, f"column {spec.timestamp_field!r} is missing (source {spec.path!r})")
-            for name, (kind, type_) in columns.items():
-                if name in reference and kind != reference[name][0]:
-                    raise DaedalusError(f, f"column {name!r} has type {type_} here but "
-                                        f"{reference[name][1]} in {ref_file} (source {spec.path!r})")
+        if sid not in chk.schemas or chk.files[sid].path != spec.path or chk.lookbacks.get(sid) != spec.lookback_days:
+            chk.add(sid, spec, where, spec.lookback_days)
+        types = chk.schemas[sid].types
+        if not spec.columns:
+            raise DaedalusError(where, f"sources.{sid}.columns: missing (the columns the plan reads and their types; "
+                                "copy them from the generated plan)")
+        for c, text in spec.columns.items():
+            field = f"sources.{sid}.columns.{c}"
+            if c not in types:
+                raise DaedalusError(where, f"{field}: column {c!r} not found in source {spec.path!r} "
+                                    f"(columns: {', '.join(types)})")
+            have, want = types[c], at.from_str(text)
+            if have is None or at.kind(have) != at.kind(want):
+                shown = at.to_str(have) if have is not None else "a type Daedalus cannot read"
+                raise DaedalusError(where, f"{field}: the plan says {text} but source {spec.path!r} holds {shown}; "
+                                    "recompile and copy the new types from the generated plan")
+
+
+def run_days(runtime: RuntimeConfig, runtime_path: Path, target_date: dt.date | None) -> list[dt.date]:
+    days = day_range(runtime.start_date, runtime.end_date)
+    if target_date is None:
+        return days
+    if target_date not in days:
+        raise DaedalusError("--target-date", f"{target_date} is outside the configured range "
+                            f"{days[0]}..{days[-1]} ({runtime_path})")
+    return [target_date]
 
 
 def override_path(service: str) -> Path:
@@ -418,15 +465,9 @@ def compile_service(service: str, paths: DefinitionPaths, *, output_dir: Path | 
                     output_root: str | None = None, target_date: dt.date | None = None) -> Compiled:
     """Validate the definitions, build the plan, and (unless output_dir is None) write it."""
     defs = load_definitions(service, paths)
-    plan, files, udf_files = build_plan(defs)
+    days = run_days(defs.runtime, paths.runtime_config_path, target_date)
+    plan, chk, udf_files = build_plan(defs, days)
     generated = plan.to_yaml()
-    days = day_range(defs.runtime.start_date, defs.runtime.end_date)
-    if target_date is not None:
-        if target_date not in days:
-            raise DaedalusError("--target-date", f"{target_date} is outside the configured range "
-                                f"{days[0]}..{days[-1]} ({paths.runtime_config_path})")
-        days = [target_date]
-    _check_files_readable(plan, files, days)
     plan_path = (output_dir or Path("config/pipelines")) / f"{service}.generated.yaml"
     effective = plan
     ov = override_path(service)
@@ -436,9 +477,7 @@ def compile_service(service: str, paths: DefinitionPaths, *, output_dir: Path | 
         if effective.service != service:
             raise DaedalusError(ov, f"service: {effective.service!r} does not match {service!r}")
         plan_path = ov
-        for sid, spec in effective.sources.items():
-            if sid not in files:
-                files[sid] = SourceFiles.scan(spec.path)
+        bind_sources(effective, chk, ov)
     if output_dir is not None:
         write_if_changed(output_dir / f"{service}.generated.yaml", generated)
         root = output_root or defs.runtime.output_root
@@ -450,4 +489,14 @@ def compile_service(service: str, paths: DefinitionPaths, *, output_dir: Path | 
             "targets": {"skeleton": [f"{root}/dt={d.isoformat()}" for d in days]},
         }
         write_if_changed(output_dir / f"{service}.targets.yaml", yaml.safe_dump(targets, sort_keys=False))
-    return Compiled(defs, effective, plan_path, generated, digest_of(effective, udf_files), days, files)
+    return Compiled(defs, effective, plan_path, generated, digest_of(effective, udf_files), days, chk.files,
+                    warnings=_skipped_warning(chk))
+
+
+def _skipped_warning(chk: _Checker) -> list[str]:
+    """At most one line for unreadable files the run does not need (never an error)."""
+    if not chk.skipped:
+        return []
+    f, problem = chk.skipped[0]
+    more = f" and {len(chk.skipped) - 1} more" if len(chk.skipped) > 1 else ""
+    return [f"{f}: skipped{more} while looking for a schema outside the run's days: {problem}"]

@@ -53,14 +53,7 @@ def _same_path(a: str, b: str) -> bool:
 
 def run_files(compiled: Compiled, sid: str, spec: SourceSpec) -> list[str]:
     """The files of a source that the run's days read (their look-back included)."""
-    sf = compiled.sources.get(sid)
-    if sf is None:
-        return []
-    if not sf.partitioned:
-        return list(sf.files)
-    lo, hi = min(compiled.days), max(compiled.days)
-    first = None if spec.lookback_days is None else lo - dt.timedelta(days=spec.lookback_days)
-    return [f for f, d in zip(sf.files, sf.days) if d is not None and d <= hi and (first is None or d >= first)]
+    return compiled.run_files(sid)
 
 
 def _ts(con: duckdb.DuckDBPyConnection, rel: str, column: str, where: str) -> str:

@@ -8,16 +8,30 @@ typed parameter model and a set of engines that implement it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
+from daedalus import arrowtypes as at
+from daedalus.definitions import DType
 from daedalus.errors import DaedalusError
 from daedalus.loading import format_validation_error, read_yaml
 
 Engine = Literal["sql", "sql_arrow_udf", "pythonic"]
-PLAN_FORMAT = 1
+# 2: sources carry the columns the plan reads, with their types.
+PLAN_FORMAT = 2
+
+
+def _arrow_type(text: str) -> str:
+    try:
+        at.from_str(text)
+    except ValueError:
+        raise ValueError(f"unknown type {text!r} (types: {at.TYPE_FORMS})") from None
+    return text
+
+
+ArrowType = Annotated[str, AfterValidator(_arrow_type)]
 
 
 class Model(BaseModel):
@@ -26,16 +40,21 @@ class Model(BaseModel):
 
 class Column(Model):
     name: str
-    type: str  # daedalus.arrowtypes string form
+    type: ArrowType  # daedalus.arrowtypes string form
 
 
 class SourceSpec(Model):
-    """A source as a day job reads it; `lookback_days` None means every earlier partition."""
+    """A source as a day job reads it; `lookback_days` None means every earlier partition.
+
+    `columns` are the source columns the plan reads, with their (logical) types: a day job
+    whose look-back holds no file of the source computes on an empty table of them.
+    """
 
     path: str
     timestamp_field: str
     created_timestamp_field: str | None = None
-    lookback_days: int | None = 0
+    lookback_days: int | None = Field(default=0, ge=0)
+    columns: dict[str, ArrowType] = Field(default_factory=dict)
 
 
 class SpineParams(Model):
@@ -56,7 +75,7 @@ class PitJoinParams(Model):
 
 class DerivedFeature(Model):
     output: str
-    dtype: str
+    dtype: DType
     column: str | None = None
     expr: str | None = None
 
@@ -69,7 +88,7 @@ class DeriveParams(Model):
 class UdfParams(Model):
     view: str
     output: str
-    dtype: str
+    dtype: DType
     function: str
     inputs: list[str]
 

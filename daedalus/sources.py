@@ -7,13 +7,14 @@ import glob
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from daedalus import arrowtypes as at
 from daedalus.errors import DaedalusError
 
 _DT_PART = re.compile(r"(?:^|/)dt=(\d{4}-\d{2}-\d{2})(?:/|$)")
@@ -72,53 +73,59 @@ class SourceFiles:
     def partitioned(self) -> bool:
         return bool(self.files) and self.days[0] is not None
 
+    def select(self, days: list[dt.date], lookback: int | None) -> list[str]:
+        """The files jobs for `days` (a contiguous range) read: partitions from the first day
+        minus `lookback` (None: every earlier one) to the last day; every file when the
+        source is not partitioned by day. The one place that decides what a run reads."""
+        if not self.partitioned:
+            return list(self.files)
+        hi = max(days)
+        lo = None if lookback is None else min(days) - dt.timedelta(days=lookback)
+        return [f for f, d in zip(self.files, self.days)
+                if d is not None and d <= hi and (lo is None or d >= lo)]
+
     def for_day(self, day: dt.date, lookback: int | None) -> list[str]:
         """Files a day-`day` job reads: partitions day-lookback..day (None: every earlier one)."""
-        if not self.partitioned:
-            return list(self.files)
-        lo = None if lookback is None else day - dt.timedelta(days=lookback)
-        return [f for f, d in zip(self.files, self.days) if d <= day and (lo is None or d >= lo)]
+        return self.select([day], lookback)
 
-    def for_days(self, days: list[dt.date]) -> list[str]:
-        if not self.partitioned:
-            return list(self.files)
-        wanted = set(days)
-        return [f for f, d in zip(self.files, self.days) if d in wanted]
+    def nearest(self, days: list[dt.date]) -> list[str]:
+        """Every file, nearest to the range first (the latest before it, then the earliest after)."""
+        lo = min(days)
+        before = sorted((f for f, d in zip(self.files, self.days) if d is not None and d < lo), reverse=True)
+        after = [f for f, d in zip(self.files, self.days) if d is None or d >= lo]
+        return before + after
 
 
-def read_schema(path: str, files: list[str] | tuple[str, ...], where: str) -> pa.Schema:
-    """The schema of a source (its first file); errors name the file."""
-    if not files:
-        raise DaedalusError(where, f"source {path!r} has no parquet files")
-    try:
-        return pq.read_schema(files[0])
-    except Exception as e:  # pyarrow raises several types for a bad file
-        raise DaedalusError(files[0], f"unreadable parquet: {e}") from None
+def select_files(files: list[str], day: dt.date, lookback: int | None) -> list[str]:
+    """Of a job's files, those of partitions day-lookback..day (all unpartitioned ones)."""
+    lo = None if lookback is None else day - dt.timedelta(days=lookback)
+    out = []
+    for f in files:
+        d = partition_day(f)
+        if d is None or (d <= day and (lo is None or d >= lo)):
+            out.append(f)
+    return out
 
 
 # Footers already read fine, by (path, size, mtime): a rerun with nothing changed then reads
 # none, which keeps compile (run by `daeda` and again by every Snakemake invocation) cheap.
-FOOTER_CACHE = Path(".daedalus_tmp/footers.json")
+FOOTER_CACHE = Path(".daedalus_tmp/footer-types.json")
+UNSUPPORTED = "?"  # prefix of a column type Daedalus has no logical type for (a struct, a map)
 
 
-def type_kind(t: pa.DataType) -> str:
-    """A type up to what reading files together reconciles (integer widths, timestamp units)."""
-    if pa.types.is_integer(t):
-        return "integer"
-    if pa.types.is_floating(t):
-        return "floating"
-    if pa.types.is_timestamp(t):
-        return "timestamp"
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
-        return "string"
-    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
-        return f"list<{type_kind(t.value_type)}>"
-    return str(t)
+def _type_text(t: pa.DataType) -> str:
+    lt = at.logical(t)
+    return at.to_str(lt) if at.supported(lt) else UNSUPPORTED + str(t)
 
 
-def footer_columns(files: list[str]) -> Iterator[tuple[str, dict[str, tuple[str, str]]]]:
-    """(file, {column: (type kind, type)} of its parquet footer) for each file, in column
-    order; an unreadable footer is an error."""
+def column_type(text: str) -> pa.DataType | None:
+    """A footer type text back as an Arrow type (None for an unsupported one)."""
+    return None if text.startswith(UNSUPPORTED) else at.from_str(text)
+
+
+def footer_columns(files: list[str]) -> Iterator[tuple[str, dict[str, str]]]:
+    """(file, {column: logical type text} of its parquet footer) for each file, in column
+    order; an unreadable footer is an error that names the file."""
     try:
         cache = json.loads(FOOTER_CACHE.read_text())
     except (OSError, ValueError):
@@ -126,17 +133,22 @@ def footer_columns(files: list[str]) -> Iterator[tuple[str, dict[str, tuple[str,
     fresh = {}
     try:
         for f in files:
-            st = os.stat(f)
+            try:
+                st = os.stat(f)
+            except OSError as e:
+                raise DaedalusError(f, f"cannot read: {e.strerror}") from None
             key = f"{os.path.abspath(f)}\t{st.st_size}\t{st.st_mtime_ns}"
             columns = cache.get(key)
             if not isinstance(columns, dict):
+                if st.st_size == 0:
+                    raise DaedalusError(f, "unreadable parquet: the file is empty (0 bytes)")
                 try:
                     schema = pq.read_schema(f)
                 except Exception as e:  # pyarrow raises several types for a bad file
                     raise DaedalusError(f, f"unreadable parquet: {' '.join(str(e).split())}") from None
-                columns = {fld.name: (type_kind(fld.type), str(fld.type)) for fld in schema}
+                columns = {fld.name: _type_text(fld.type) for fld in schema}
                 fresh[key] = columns
-            yield f, {name: tuple(kt) for name, kt in columns.items()}
+            yield f, columns
     finally:
         if fresh:
             try:
@@ -147,6 +159,63 @@ def footer_columns(files: list[str]) -> Iterator[tuple[str, dict[str, tuple[str,
                 os.replace(tmp, FOOTER_CACHE)
             except OSError:
                 pass  # the cache only saves time
+
+
+def _kind_of(text: str) -> str:
+    t = column_type(text)
+    return text if t is None else at.kind(t)
+
+
+@dataclass
+class SourceSchema:
+    """A source's columns as the run's files hold them, checked file by file."""
+
+    types: dict[str, pa.DataType | None]      # column -> logical type over the files (None: unsupported)
+    first_file: str                           # where each column's type was first seen
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # unreadable files outside the run, and why
+
+
+def source_schema(sf: SourceFiles, needed: list[str], days: list[dt.date], timestamp_field: str) -> SourceSchema:
+    """The schema of the files a run reads (`needed`), or of the nearest readable file when
+    the run reads none of the source's partitions.
+
+    Every needed file must be readable, hold the timestamp field, and give each column a
+    type of the same kind (integer widths, decimal scales, timestamp units and zones and
+    string encodings may differ; the result holds them all). Files the run does not read
+    are never opened, except to find a schema for a source the run reads nothing of: an
+    unreadable one of those is skipped (and reported in `skipped`), not an error.
+    """
+    if needed:
+        seen: dict[str, tuple[str, str]] = {}          # column -> (kind, file)
+        texts: dict[str, list[str]] = {}
+        first = needed[0]
+        for f, columns in footer_columns(needed):
+            if timestamp_field not in columns:
+                raise DaedalusError(f, f"column {timestamp_field!r} is missing (source {sf.path!r})")
+            for name, text in columns.items():
+                k = _kind_of(text)
+                if name not in seen:
+                    seen[name] = (k, f)
+                elif seen[name][0] != k:
+                    ref = texts[name][0]
+                    raise DaedalusError(f, f"column {name!r} has type {text.lstrip(UNSUPPORTED)} here but "
+                                        f"{ref.lstrip(UNSUPPORTED)} in {seen[name][1]} (source {sf.path!r})")
+                texts.setdefault(name, []).append(text)
+        types: dict[str, pa.DataType | None] = {}
+        for name, ts in texts.items():
+            parsed = [column_type(x) for x in dict.fromkeys(ts)]
+            types[name] = None if any(p is None for p in parsed) else at.unify([p for p in parsed if p is not None])
+        return SourceSchema(types, first)
+    skipped: list[tuple[str, str]] = []
+    for f in sf.nearest(days):
+        try:
+            _, columns = next(footer_columns([f]))
+        except DaedalusError as e:
+            skipped.append((f, e.problem))
+            continue
+        return SourceSchema({n: column_type(x) for n, x in columns.items()}, f, skipped)
+    f, problem = skipped[0]
+    raise DaedalusError(f, f"{problem} (and no other file of source {sf.path!r} is readable)")
 
 
 def sql_str(text: str) -> str:
@@ -172,17 +241,23 @@ def read_parquet_sql(files: list[str]) -> str:
     )
 
 
+# DuckDB's names of the types a parquet timestamp or date column reads as.
+_NS_TYPES = ("TIMESTAMP_NS", "TIMESTAMPTZ_NS", "TIMESTAMP_NS WITH TIME ZONE")
+_CASTABLE = ("TIMESTAMP", "TIMESTAMP_MS", "TIMESTAMP_S", "TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ", "DATE")
+
+
 def timestamp_sql(column: str, duckdb_type: str, where: str) -> str:
     """SQL giving a UTC `TIMESTAMP` (microseconds) from a source timestamp of any unit/zone.
 
-    Casting TIMESTAMP_NS to TIMESTAMP rounds; the contract truncates, hence epoch_ns.
-    The session time zone is UTC, so a TIMESTAMPTZ cast gives the UTC wall clock.
+    Casting a nanosecond timestamp to TIMESTAMP rounds; the contract truncates, hence
+    epoch_ns (which DuckDB has for TIMESTAMP_NS and TIMESTAMPTZ_NS alike). The session time
+    zone is UTC, so a TIMESTAMPTZ cast gives the UTC wall clock; a DATE is its midnight.
     """
     c = sql_ident(column)
     t = duckdb_type.upper()
-    if t == "TIMESTAMP_NS":
+    if t in _NS_TYPES:
         ns = f"epoch_ns({c})"
         return f"make_timestamp(({ns} - (({ns} % 1000) + 1000) % 1000) // 1000)"
-    if t in ("TIMESTAMP", "TIMESTAMP_MS", "TIMESTAMP_S", "TIMESTAMP WITH TIME ZONE", "DATE"):
+    if t in _CASTABLE:
         return f"CAST({c} AS TIMESTAMP)"
-    raise DaedalusError(where, f"column {column!r} has type {duckdb_type}, expected a timestamp")
+    raise DaedalusError(where, f"column {column!r} has type {duckdb_type}, expected a timestamp or a date")

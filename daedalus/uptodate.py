@@ -67,12 +67,7 @@ def source_files(wf: "Workflow") -> list[str]:  # noqa: F821 (daedalus.workflow.
     days = [dt.date.fromisoformat(d) for d in wf.days]
     files: set[str] = set()
     for sid, spec in wf.compiled.plan.sources.items():
-        scan = wf.scan(sid)
-        if not scan.partitioned:
-            files.update(scan.files)
-            continue
-        lo = None if spec.lookback_days is None else days[0] - dt.timedelta(days=spec.lookback_days)
-        files.update(f for f, d in zip(scan.files, scan.days) if d <= days[-1] and (lo is None or d >= lo))
+        files.update(wf.scan(sid).select(days, spec.lookback_days))
     return sorted(files)
 
 

@@ -35,6 +35,7 @@ the partitions D-L..D (the look-back is a performance detail, not a semantic one
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import glob
 import hashlib
 import importlib.util
@@ -121,8 +122,26 @@ def column_values(arr: pa.Array | pa.ChunkedArray) -> list:
 
 
 def normalize_type(t: pa.DataType) -> pa.DataType:
-    """The type a value of source type `t` has once normalised (timestamps -> us UTC)."""
-    return UTC_US if pa.types.is_timestamp(t) else t
+    """The type a value of source type `t` has in an output (docs/concepts.md, "Types"):
+    timestamps -> us UTC; one type per kind of value, whatever the writer's encoding:
+    dictionaries (pandas categoricals) -> their values, large/view strings -> string,
+    date64 -> date32."""
+    if pa.types.is_timestamp(t):
+        return UTC_US
+    if pa.types.is_dictionary(t):
+        return normalize_type(t.value_type)
+    if pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return pa.string()
+    if pa.types.is_date64(t):
+        return pa.date32()
+    return t
+
+
+def time_us(v: Any) -> int | None:
+    """A time-role value (timestamp micros, or a date: its midnight UTC) as UTC micros."""
+    if isinstance(v, dt.date) and not isinstance(v, dt.datetime):
+        return (v - dt.date(1970, 1, 1)).days * DAY_US
+    return v
 
 
 def to_f32(v: float) -> float:
@@ -151,6 +170,7 @@ def cast_value(v: Any, dtype: str) -> Any:
         assert isinstance(v, dt.date)
         return v
     if dtype == "timestamp":
+        v = time_us(v)  # a date column declared timestamp: its midnight UTC
         assert isinstance(v, int) and not isinstance(v, bool), v  # already UTC micros
         return v
     raise ValueError(dtype)
@@ -199,8 +219,8 @@ def read_source(src: dict, workdir: Path, cache: dict | None = None) -> Source:
         cols = {name: column_values(table.column(name)) for name in table.column_names}
         for i in range(table.num_rows):  # row position inside the file
             r = {name: cols[name][i] for name in table.column_names}
-            r["_ts"] = r[tsf]
-            r["_cts"] = r[ctsf] if ctsf else None
+            r["_ts"] = time_us(r[tsf])
+            r["_cts"] = time_us(r[ctsf]) if ctsf else None
             r["_ord"] = order
             r["_file"] = f
             order += 1
@@ -265,7 +285,7 @@ def _agg_out_type(function: str, col_type: pa.DataType | None) -> pa.DataType:
     if function in ("count", "count_distinct"):
         return pa.int64()
     if function == "sum":
-        if pa.types.is_floating(col_type):
+        if pa.types.is_floating(col_type) or pa.types.is_decimal(col_type):
             return pa.float64()
         assert pa.types.is_integer(col_type) or pa.types.is_boolean(col_type), col_type
         return pa.int64()
@@ -286,12 +306,12 @@ def output_columns(defs: Defs, service_name: str, cache: dict | None = None) -> 
     spine_schema = read_source(spine["source"], defs.workdir, cache).schema
     cols: list[tuple[str, pa.DataType]] = [("event_timestamp", UTC_US)]
     for e in spine["entities"]:
-        cols.append((e, spine_schema.field(e).type))
+        cols.append((e, normalize_type(spine_schema.field(e).type)))
     if spine.get("session_field"):
-        cols.append((spine["session_field"], spine_schema.field(spine["session_field"]).type))
+        cols.append((spine["session_field"], normalize_type(spine_schema.field(spine["session_field"]).type)))
         cols.append(("qid", pa.int64()))
     for c in list(spine.get("labels") or []) + list(spine.get("passthrough") or []):
-        cols.append((c, spine_schema.field(c).type))
+        cols.append((c, normalize_type(spine_schema.field(c).type)))
     for view_name, f in _service_view_features(service, defs.views):
         cols.append((f"{view_name}__{f['name']}", DTYPES[f["dtype"]]))
     for agg_name in service.get("aggregations") or []:
@@ -374,6 +394,8 @@ def view_feature_value(defs: Defs, view: dict, f: dict, chosen: dict | None, src
 # --------------------------------------------------------------------------- windows
 
 def _numeric(v):
+    if isinstance(v, decimal.Decimal):  # decimals aggregate as float64 (docs/concepts.md)
+        return float(v)
     return int(v) if isinstance(v, bool) else v
 
 
@@ -388,8 +410,8 @@ def aggregate(function: str, events: list[dict], column: str | None, k: int | No
         return len({e[column] for e in vals})
     if function == "sum":
         if not vals:
-            return 0.0 if pa.types.is_floating(col_type) else 0
-        total = 0.0 if pa.types.is_floating(col_type) else 0
+            return 0.0 if (pa.types.is_floating(col_type) or pa.types.is_decimal(col_type)) else 0
+        total = 0.0 if (pa.types.is_floating(col_type) or pa.types.is_decimal(col_type)) else 0
         for e in vals:
             total += _numeric(e[column])
         return total

@@ -147,14 +147,6 @@ def garbage_parquet(pick: Callable[[list[Path]], Path]) -> Callable[[Path], None
     return mutate
 
 
-def first_file_of(source: str) -> Callable[[list[Path]], Path]:
-    def pick(files: list[Path]) -> Path:
-        own = sorted(f for f in files if f"/sources/{source}/" in f.as_posix())
-        assert own, source
-        return own[0]
-    return pick
-
-
 def file_of(source: str, day: str) -> Callable[[list[Path]], Path]:
     def pick(files: list[Path]) -> Path:
         own = sorted(f for f in files if f"/sources/{source}/dt={day}/" in f.as_posix())
@@ -322,9 +314,12 @@ CASES: list[Case] = [
     Case("view_source_path_missing",
          edit_yaml(UP, lambda v: v["source"].update(path="data/demo/sources/no_such_source")),
          ("user_profile.yaml", "no_such_source")),
-    Case("unreadable_parquet_first_file_of_feed",
-         garbage_parquet(first_file_of("feed")),
-         ("feed/dt=", "dssm_ranking.yaml")),
+    # The oldest partition the run reads: the spine's look-back (its longest `source: spine`
+    # window, 30d) reaches 2026-03-02 from 2026-04-01. Older ones are not read at all
+    # (tests/test_partitions.py).
+    Case("unreadable_parquet_oldest_needed_partition_of_feed",
+         garbage_parquet(file_of("feed", "2026-03-02")),
+         ("feed/dt=2026-03-02",), contains=("unreadable parquet",)),
     Case("unreadable_parquet_in_range_user_profile",
          garbage_parquet(file_of("user_profile", "2026-04-01")),
          ("user_profile/dt=2026-04-01", "user_profile.yaml")),

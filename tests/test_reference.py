@@ -125,7 +125,7 @@ def qid_map_problems(ds, defs, expected: dict | None) -> list[str]:
     if t.column_names != [sf, "qid"]:
         problems.append(f"qid_map columns: expected {[sf, 'qid']}, got {t.column_names}")
         return problems
-    spine_type = R.read_source(defs.services[ds.service]["spine"]["source"], ds.root).schema.field(sf).type
+    spine_type = R.normalize_type(R.read_source(defs.services[ds.service]["spine"]["source"], ds.root).schema.field(sf).type)
     if t.schema.field(sf).type != spine_type:
         problems.append(f"qid_map {sf} type {t.schema.field(sf).type}, expected {spine_type}")
     if t.schema.field("qid").type != pa.int64():

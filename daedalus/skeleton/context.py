@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
+from daedalus import arrowtypes as at
 from daedalus.plan import Plan
-from daedalus.sources import partition_day, read_parquet_sql, sql_ident, sql_str, timestamp_sql
+from daedalus.sources import read_parquet_sql, select_files, sql_ident, sql_str, timestamp_sql
 
 
 def lock_down(con: duckdb.DuckDBPyConnection, readable: Iterable[str | Path], temp_directory: str | Path) -> None:
@@ -48,10 +50,10 @@ class DayContext:
     plan: Plan
     day: dt.date
     files: dict[str, list[str]]          # per source id: the files this day job may read
-    schema_files: dict[str, str]         # per source id: any file of the source (types when a day has none)
     output_root: Path
     run_days: list[dt.date] = field(default_factory=list)
     _types: dict[tuple[str, ...], dict[str, str]] = field(default_factory=dict)
+    _empty: set[str] = field(default_factory=set)
 
     @property
     def start(self) -> dt.datetime:
@@ -63,18 +65,23 @@ class DayContext:
 
     def source_files(self, sid: str, lookback_days: int | None) -> list[str]:
         """The subset of the job's files for partitions day-lookback..day (all when unpartitioned)."""
-        out = []
-        for f in self.files.get(sid, []):
-            d = partition_day(f)
-            if d is None or (d <= self.day and (lookback_days is None or d >= self.day - dt.timedelta(days=lookback_days))):
-                out.append(f)
-        return out
+        return select_files(self.files.get(sid, []), self.day, lookback_days)
 
     def relation(self, sid: str, files: list[str]) -> tuple[str, bool]:
-        """SQL for reading `files` (or an empty relation of the source's schema) and whether it is empty."""
+        """SQL for reading `files` (or an empty relation of the source's schema) and whether it is empty.
+
+        The empty relation is a table of the plan's column types, so a day whose look-back has
+        no file of a source opens no file outside its own inputs.
+        """
         if files:
             return read_parquet_sql(files), False
-        return read_parquet_sql([self.schema_files[sid]]), True
+        name = f"__empty:{sid}"
+        if name not in self._empty:
+            cols = [pa.field(c, at.from_str(t)) for c, t in self.plan.sources[sid].columns.items()]
+            schema = pa.schema(cols + [pa.field("filename", pa.string()), pa.field("file_row_number", pa.int64())])
+            self.con.register(name, schema.empty_table())
+            self._empty.add(name)
+        return sql_ident(name), True
 
     def column_types(self, relation: str) -> dict[str, str]:
         key = (relation,)

@@ -128,7 +128,7 @@ def qid_sql(ctx: DayContext, op: Operator) -> None:
     if _join_registry(ctx, op, p.session_field) == 0:
         return
     spine_src = ctx.plan.op("spine").typed_params().source
-    files = SourceFiles.scan(ctx.plan.sources[spine_src].path).for_days(ctx.run_days or [ctx.day])
+    files = SourceFiles.scan(ctx.plan.sources[spine_src].path).select(ctx.run_days or [ctx.day], 0)
     assign_qids(ctx.plan, ctx.run_days or [ctx.day], files, ctx.output_root)
     missing = _join_registry(ctx, op, p.session_field)
     if missing:

@@ -13,7 +13,8 @@ def spine_sql(ctx: DayContext, op: Operator) -> None:
     rel, empty = ctx.relation(p.source, ctx.source_files(p.source, 0))
     ts = ctx.ts_expr(rel, spec.timestamp_field, spec.path)
     cols = list(p.entities) + ([p.session_field] if p.session_field else []) + p.labels + p.passthrough
-    select = ", ".join(sql_ident(c) for c in cols)
+    # Spine columns keep their logical type: a timestamp passthrough is UTC microseconds too.
+    select = ", ".join(f"{ctx.value_expr(rel, c)} AS {sql_ident(c)}" for c in cols)
     where = "false" if empty else f"__ts >= {ts_literal(ctx.start)} AND __ts < {ts_literal(ctx.end)}"
     ctx.con.execute(f"""
         CREATE TEMP TABLE {table(op.name)} AS

@@ -78,17 +78,12 @@ def run_skeleton_stage(plan: Plan, day: dt.date, output_root: Path | str, *, chu
     output_root = Path(output_root)
     if files is None:
         files = day_files(plan, day)
-    schema_files = {}
-    for sid, spec in plan.sources.items():
-        all_files = SourceFiles.scan(spec.path).files
-        if all_files:
-            schema_files[sid] = all_files[0]
     settings = duckdb_settings or DuckDBSettings()
     con = connect(settings, threads)
     try:
-        lock_down(con, [f for fs in files.values() for f in fs] + list(schema_files.values())
-                  + [registry_path(output_root).as_posix()], settings.temp_directory)
-        ctx = DayContext(con=con, plan=plan, day=day, files=files, schema_files=schema_files, output_root=output_root,
+        lock_down(con, [f for fs in files.values() for f in fs] + [registry_path(output_root).as_posix()],
+                  settings.temp_directory)
+        ctx = DayContext(con=con, plan=plan, day=day, files=files, output_root=output_root,
                          run_days=run_days or [day])
         write_op = None
         timings: dict[str, float] = {}

@@ -41,6 +41,8 @@ def _to_numeric(arr: pa.Array) -> tuple[np.ndarray, pa.DataType] | None:
         return arr.cast(pa.int64()).fill_null(0).to_numpy(), t
     if pa.types.is_integer(t) or pa.types.is_floating(t):
         return arr.fill_null(0).to_numpy(zero_copy_only=False), t
+    if pa.types.is_decimal(t):  # summed as float64, as the SQL engine sums decimals
+        return arr.cast(pa.float64()).fill_null(0).to_numpy(zero_copy_only=False), pa.float64()
     if pa.types.is_timestamp(t) or pa.types.is_date(t):
         return arr.cast(pa.int64() if pa.types.is_timestamp(t) or t == pa.date64() else pa.int32()).fill_null(0).to_numpy(), t
     return None
