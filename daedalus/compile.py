@@ -9,6 +9,7 @@ so recompiling an unchanged definition never makes Snakemake rerun anything.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import hashlib
 import os
 import sys
@@ -106,8 +107,9 @@ class _Checker:
     def require(self, sid: str, column: str, where: Path | str, field: str) -> pa.DataType:
         types = self.schemas[sid].types
         if column not in types:
-            raise DaedalusError(where, f"{field}: column {column!r} not found in source "
-                                f"{self.files[sid].path!r} (columns: {', '.join(types)})")
+            hint = difflib.get_close_matches(column, list(types), n=1)
+            raise DaedalusError(where, f"{field}: column {column!r} not found in source {self.files[sid].path!r}"
+                                + (f" (did you mean {hint[0]!r}?" if hint else " (") + f" columns: {', '.join(types)})")
         t = types[column]
         if t is None:
             raise DaedalusError(where, f"{field}: column {column!r} of source {self.files[sid].path!r} has a type "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,6 +17,17 @@ from daedalus.errors import DaedalusError
 M = TypeVar("M", bound=BaseModel)
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML without implicit dates: `feed_start: 2026-13-01` stays the text the user wrote, so
+    the model's validator can name it (PyYAML would fail inside its own date constructor)."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 def read_yaml(path: Path) -> Any:
     if not path.exists():
         raise DaedalusError(path, "file not found")
@@ -26,7 +38,7 @@ def read_yaml(path: Path) -> Any:
     except (OSError, UnicodeDecodeError) as e:
         raise DaedalusError(path, f"cannot read: {e}") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -64,19 +76,71 @@ def _fields_of(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     return list(getattr(cur, "model_fields", {}))
 
 
+# Errors of a union branch the input does not even have the shape of ('spine' or a mapping).
+_SHAPE = {"literal_error", "string_type", "model_type", "model_attributes_type", "dict_type", "list_type",
+          "int_type", "int_parsing", "bool_type", "bool_parsing", "float_type", "float_parsing", "enum"}
+_PLAIN = {
+    "string_type": "expected a string",
+    "list_type": "expected a list",
+    "dict_type": "expected a mapping",
+    "model_type": "expected a mapping",
+    "model_attributes_type": "expected a mapping",
+    "int_type": "expected an integer",
+    "int_parsing": "expected an integer",
+    "int_from_float": "expected a whole number",
+    "float_type": "expected a number",
+    "float_parsing": "expected a number",
+    "bool_type": "expected true or false",
+    "bool_parsing": "expected true or false",
+}
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _pick(errors: list[Any]) -> Any:
+    """The error to show: for a union, the one of the branch the input is shaped like."""
+    first = errors[0]
+    base = _loc(tuple(first["loc"]))
+    same = [e for e in errors if _loc(tuple(e["loc"])).startswith(base)]
+    if isinstance(first.get("input"), dict):
+        deeper = [e for e in same if e["type"] not in _SHAPE or _loc(tuple(e["loc"])) != base]
+        return deeper[0] if deeper else first
+    literal = [e for e in same if e["type"] == "literal_error" and _loc(tuple(e["loc"])) == base]
+    return literal[0] if literal else first
+
+
 def format_validation_error(model: type[BaseModel], err: ValidationError) -> str:
-    # The first error is the one to fix; pydantic lists union alternatives after it.
-    e = err.errors(include_url=False)[0]
+    """One line: the field, what is wrong, the value given and, for a choice, the choices."""
+    errors = err.errors(include_url=False)
+    e = _pick(errors)
     loc = _loc(tuple(e["loc"]))
+    value = e.get("input")
     if e["type"] == "extra_forbidden":
         key = str(e["loc"][-1])
         hint = difflib.get_close_matches(key, _fields_of(model, tuple(e["loc"])), n=1)
-        return f"{loc}: unknown key" + (f" (did you mean {hint[0]!r}?)" if hint else "")
-    msg = e["msg"]
-    for prefix in ("Value error, ", "Assertion failed, "):
-        msg = msg.removeprefix(prefix)
+        return f"{loc}: unknown key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
     if e["type"] == "missing":
         msg = "required key is missing"
+    elif e["type"] == "literal_error":
+        choices = re.findall(r"'((?:[^'\\]|\\.)*)'", str((e.get("ctx") or {}).get("expected", "")))
+        union = any(x is not e and _loc(tuple(x["loc"])) == loc and x["type"] in ("model_type", "dict_type")
+                    for x in errors)
+        msg = f"{_shown(value)} is not one of: {', '.join(choices)}" + (", or a mapping" if union else "")
+        hint = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.5)
+        if hint:
+            msg += f" (did you mean {hint[0]!r}?)"
+    elif e["type"] in _PLAIN:
+        msg = f"{_PLAIN[e['type']]}, got {_shown(value)}"
+    else:
+        msg = e["msg"]
+        for prefix in ("Value error, ", "Assertion failed, "):
+            msg = msg.removeprefix(prefix)
+        msg = msg.replace("Input should be", "must be")
+        if not isinstance(value, (dict, list)) and repr(value) not in msg and str(value) not in msg:
+            msg += f", got {_shown(value)}"
     return f"{loc}: {msg}" if loc else msg
 
 

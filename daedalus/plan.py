@@ -194,7 +194,14 @@ def validate_plan(data: Any, path: Path | str) -> Plan:
     try:
         plan = Plan.model_validate(data)
     except ValidationError as e:
-        raise DaedalusError(path, format_validation_error(Plan, e)) from None
+        msg = format_validation_error(Plan, e)
+        loc = e.errors()[0]["loc"]
+        ops = data.get("operators")
+        if len(loc) > 1 and loc[0] == "operators" and isinstance(loc[1], int) and isinstance(ops, list) \
+                and loc[1] < len(ops) and isinstance(ops[loc[1]], dict) and ops[loc[1]].get("name"):
+            # Name the operator, not only its position in the list.
+            msg = msg.replace(f"operators[{loc[1]}]", f"operators[{loc[1]}] ({ops[loc[1]]['name']})", 1)
+        raise DaedalusError(path, msg) from None
     if plan.format != PLAN_FORMAT:
         raise DaedalusError(path, f"format: {plan.format} is not supported (expected {PLAN_FORMAT}); recompile")
     names: set[str] = set()

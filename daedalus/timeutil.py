@@ -38,13 +38,18 @@ def parse_month_or_day(text: str, *, end: bool) -> dt.date:
     s = str(text).strip()
     if re.fullmatch(r"\d{4}-\d{2}", s):
         year, month = int(s[:4]), int(s[5:7])
+        if not 1 <= month <= 12:
+            raise ValueError(f"invalid date {text!r}: month must be in 1..12")
         first = dt.date(year, month, 1)
         if not end:
             return first
         nxt = dt.date(year + (month == 12), month % 12 + 1, 1)
         return nxt - DAY
     if re.fullmatch(r"\d{4}-\d{2}-\d{2}", s):
-        return dt.date.fromisoformat(s)
+        try:
+            return dt.date.fromisoformat(s)
+        except ValueError as e:
+            raise ValueError(f"invalid date {text!r}: {e}") from None
     raise ValueError(f"invalid date {text!r}: expected YYYY-MM or YYYY-MM-DD")
 
 
