@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
 import shutil
 import uuid
@@ -26,12 +28,37 @@ def write_parquet(table: pa.Table, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE); False where the system
+    or the file system cannot (another OS, an old kernel, some network file systems)."""
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
 def publish_dir(tmp: Path, final: Path) -> None:
     """Move a finished directory into place, replacing any old one.
 
-    Renaming the old directory aside first means the day is, at every instant, either
-    the complete old one, absent, or the complete new one.
+    The new directory and the old one are exchanged in one step where Linux allows it, so
+    at every instant a reader sees the complete old day or the complete new one. Elsewhere
+    the old one is renamed aside first: then, for an instant, the day is absent (never partial).
     """
+    if final.exists() and _exchange(tmp, final):
+        shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the old day
+        return
     old = None
     if final.exists():
         old = temp_sibling(final, "old")

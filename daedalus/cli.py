@@ -131,13 +131,16 @@ def train_cmd(
     workers = day_workers or runtime.day_workers
     stage = "skeleton" if skeleton_only else "enrich" if enrich_only else "all"
     has_embeddings = bool(compiled.plan.ops("embed"))
+    from daedalus.layout import Layout
+
+    layout = Layout.of(root)
     if enrich_only:
         if not has_embeddings:
             raise DaedalusError("--enrich-only", f"service {service!r} has no embeddings to enrich")
-        missing = [d for d in compiled.days if not (Path(root) / f"dt={d.isoformat()}").is_dir()]
+        missing = [d for d in compiled.days if not layout.published("skeleton", d.isoformat())]
         if missing:
-            raise DaedalusError("--enrich-only", f"no skeleton output for {len(missing)} day(s) (first: "
-                                f"{Path(root) / ('dt=' + missing[0].isoformat())}); run the skeleton stage first")
+            raise DaedalusError("--enrich-only", f"no finished skeleton output for {len(missing)} day(s) (first: "
+                                f"{layout.day_dir('skeleton', missing[0].isoformat())}); run the skeleton stage first")
     config = workflow_config(service, paths, root, target_date=day.isoformat() if day else None, stage=stage,
                              day_workers=workers, ray_num_cpus=ray_num_cpus)
     if strict:  # a --strict failure comes before the lock, so it creates nothing
@@ -148,11 +151,11 @@ def train_cmd(
     from daedalus.runlock import acquire_train_lock
 
     lock = acquire_train_lock(root, "--output-root" if output_root else str(runtime_config_path))
-    head_record = Path(root) / ".daedalus" / "ray-head.json"
+    head_record = layout.ray_head_record
     stop_recorded_head(head_record)  # a head left running by a killed run on this root
     from daedalus.atomic import remove_stale_temps
 
-    for r in (Path(root), Path(root.rstrip("/") + "_enriched")):
+    for r in (Path(layout.root), Path(layout.enriched_root)):
         remove_stale_temps(r, "")  # hidden half-written days of a killed run: no run can own them now
     if not strict:  # warnings after every check of the input and the lock: a refused run prints one line
         _lint(compiled, strict)

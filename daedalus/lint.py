@@ -102,7 +102,10 @@ def _cached(check: str, files: list[str], spec: SourceSpec, compute):
         cache = {}
     if key in cache:
         return cache[key]
-    value = compute()
+    try:
+        value = compute()
+    except duckdb.Error as e:
+        raise _unreadable(files, e) from None
     if len(cache) >= 256:  # answers for file sets long gone
         cache = {}
     cache[key] = value
@@ -113,6 +116,20 @@ def _cached(check: str, files: list[str], spec: SourceSpec, compute):
     except OSError:
         pass
     return value
+
+
+def _unreadable(files: list[str], error: duckdb.Error) -> DaedalusError:
+    """The file a failed scan of many failed on (DuckDB's message does not name it)."""
+    con = duckdb.connect()
+    try:
+        for f in files:
+            try:
+                con.execute(f"SELECT * FROM {read_parquet_sql([f])}").fetchall()
+            except duckdb.Error as e:
+                return DaedalusError(f, f"unreadable parquet data: {' '.join(str(e).split())}")
+    finally:
+        con.close()
+    return DaedalusError(files[0] if files else "lint", f"unreadable parquet data: {' '.join(str(error).split())}")
 
 
 def _human(seconds: float) -> str:

@@ -13,12 +13,18 @@ each reason maps to what changed:
 | input files updated by another job, updated input files (enrich) | skeleton changed |
 | incomplete output files | interrupted run |
 
+Snakemake's output of a day job is the day's published record (daedalus.layout): a day whose
+record is missing while its directory is there was left by a run that failed or was killed
+before the day's new version was complete (the previous version is still what readers see),
+and is shown as stale (interrupted run) rather than missing.
+
 A day no job is planned for is done.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -26,6 +32,7 @@ from rich.console import Console
 from rich.table import Table
 
 from daedalus.errors import DaedalusError
+from daedalus.layout import Layout
 from daedalus.runner import SnakemakeRun, job_blocks
 
 # Exit code when some day is stale or missing (0: everything done; 2: invalid input).
@@ -117,8 +124,17 @@ def status_from_dry_run(text: str, service: str, root: str, days: list[str], sta
         rule = str(job["rule"])
         stage = DAY_RULES.get(rule, rule)
         planned[(stage, job["day"])] = job["reason"]
-    table = {d: {s: (classify(s, planned[(s, d)]) if (s, d) in planned else StageStatus("done")) for s in stages}
-             for d in days}
+    layout = Layout.of(root)
+
+    def day_status(stage: str, day: str) -> StageStatus:
+        if (stage, day) not in planned:
+            return StageStatus("done")
+        st = classify(stage, planned[(stage, day)])
+        if st.state == "missing" and Path(layout.day_dir(stage, day)).is_dir():
+            return StageStatus("stale", ["interrupted run"], st.snakemake_reason)
+        return st
+
+    table = {d: {s: day_status(s, d) for s in stages} for d in days}
     qid = None
     if has_qid_map:
         qid = classify("qid_map", planned[("qid_map", None)]) if ("qid_map", None) in planned else StageStatus("done")

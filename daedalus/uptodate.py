@@ -12,7 +12,8 @@ in `.daedalus_tmp/uptodate/<hash of the output root's path>.json` of the working
 - the compiled plan's digest (definitions, runtime settings, hand-edited plan) and, when the
   enrich stage is included, the embedding digest (store and its version);
 - name, size and mtime of every source file any day of the range declares as input;
-- mtime of every output the run targets (each day directory, qid_map.parquet);
+- mtime of every output the run targets (each day's published record and directory,
+  qid_map.parquet and its record);
 - name, size and mtime of the workflow's own files (Snakefile, rules, scripts, profiles) and
   of the Daedalus package (so a code change is seen even where Snakemake's code trigger,
   which looks only at the rule's script, would not see it).
@@ -74,14 +75,17 @@ def source_files(wf: "Workflow") -> list[str]:  # noqa: F821 (daedalus.workflow.
 def fingerprint(wf: "Workflow", command: list[str], workflow_dir: Path) -> str | None:  # noqa: F821
     """The state a no-op decision depends on, hashed; None when an output is missing."""
     stage = wf.stage
+    layout = wf.layout
+    # Each day's published record and directory (daedalus.layout), qid_map's record and file.
     outputs: list[str] = []
-    if stage != "enrich":
-        outputs += wf.skeleton_targets + wf.qid_map_targets
-    else:  # --enrich-only reads the skeleton days as inputs
-        outputs += wf.skeleton_targets
+    for d in wf.days:  # with --enrich-only the skeleton days are inputs: they count all the same
+        outputs += [layout.record("skeleton", d), layout.day_dir("skeleton", d)]
+    if stage != "enrich" and wf.has_sessions:
+        outputs += [layout.qid_map_record, layout.qid_map]
     with_enrich = stage != "skeleton" and wf.has_embeddings
     if with_enrich:
-        outputs += wf.enrich_targets
+        for d in wf.days:
+            outputs += [layout.record("enrich", d), layout.day_dir("enrich", d)]
     lines = ["command\t" + json.dumps(command), "snakemake\t" + metadata.version("snakemake"),
              "plan\t" + wf.compiled.digest]
     if with_enrich:

@@ -21,6 +21,7 @@ from typing import Any
 from daedalus.compile import Compiled, compile_service
 from daedalus.definitions import RuntimeConfig
 from daedalus.errors import DaedalusError
+from daedalus.layout import Layout, write_record
 from daedalus.loading import DefinitionPaths, load_model
 from daedalus.sizes import size_mb
 from daedalus.skeleton.qid import registry_path
@@ -74,12 +75,16 @@ class Workflow:
     _scans: dict[str, SourceFiles] = field(default_factory=dict)
 
     @property
+    def layout(self) -> Layout:
+        return Layout.of(self.config.output_root or self.runtime.output_root)
+
+    @property
     def root(self) -> str:
-        return (self.config.output_root or self.runtime.output_root).rstrip("/")
+        return self.layout.root
 
     @property
     def enriched_root(self) -> str:
-        return self.root + "_enriched"
+        return self.layout.enriched_root
 
     @property
     def days(self) -> list[str]:
@@ -109,7 +114,7 @@ class Workflow:
 
     @property
     def state_dir(self) -> str:
-        return f"{self.root}/.daedalus"
+        return self.layout.state_dir
 
     def scan(self, sid: str) -> SourceFiles:
         if sid not in self._scans:
@@ -127,11 +132,12 @@ class Workflow:
 
     @cached_property
     def skeleton_targets(self) -> list[str]:
-        return [f"{self.root}/dt={d}" for d in self.days]
+        """The published records of the skeleton days (what Snakemake tracks; daedalus.layout)."""
+        return [self.layout.record("skeleton", d) for d in self.days]
 
     @property
     def qid_map_targets(self) -> list[str]:
-        return [f"{self.root}/qid_map.parquet"] if self.has_sessions else []
+        return [self.layout.qid_map_record] if self.has_sessions else []
 
     @property
     def stage(self) -> str:
@@ -143,7 +149,7 @@ class Workflow:
 
     @property
     def enrich_targets(self) -> list[str]:
-        return [f"{self.enriched_root}/dt={d}" for d in self.days] if self.has_embeddings else []
+        return [self.layout.record("enrich", d) for d in self.days] if self.has_embeddings else []
 
     @cached_property
     def enrich_digest(self) -> str:
@@ -162,7 +168,11 @@ def load_workflow(config: dict[str, Any]) -> Workflow:
     target = dt.date.fromisoformat(wc.target_date) if wc.target_date else None
     compiled = compile_service(wc.service, wc.paths, output_root=wc.output_root, target_date=target)
     runtime = load_model(RuntimeConfig, wc.paths.runtime_config_path)
-    return Workflow(wc, compiled, runtime)
+    wf = Workflow(wc, compiled, runtime)
+    # A day directory removed (or changed) by hand since its job recorded it: forget the
+    # record, so that Snakemake sees the day's output missing and does it again.
+    wf.layout.forget_unpublished(wf.days)
+    return wf
 
 
 def object_store_bytes(runtime: RuntimeConfig) -> int | None:
@@ -243,6 +253,7 @@ def skeleton_job(smk: Any) -> None:
     settings = runtime.duckdb.model_copy(update={"memory_limit": f"{max(64, size_mb(runtime.duckdb.memory_limit) // workers)}MB"})
     res = run_skeleton_stage(plan, day, Path(smk.params.root), chunk_rows=runtime.skeleton.chunk_rows,
                              duckdb_settings=settings, threads=smk.threads, files=files, run_days=run_days)
+    write_record(smk.output[0], Layout.of(smk.params.root).day_dir("skeleton", day.isoformat()), digest=smk.params.digest)
     log.info("skeleton dt=%s rows=%d parts=%d seconds=%.2f", day, res.rows, res.parts, res.seconds)
     log.info("operator seconds: %s", json.dumps({k: round(v, 3) for k, v in res.operator_seconds.items()}))
 
@@ -259,15 +270,19 @@ def enrich_job(smk: Any) -> None:
     embeds = [op.typed_params() for op in plan.ops("embed")]
     first = embeds[0]
     address = os.environ.get("RAY_ADDRESS") or wc.ray_address or runtime.ray.address
+    layout = Layout.of(smk.params.root)
+    day = smk.wildcards.day
+    skeleton_dir, out_dir = Path(layout.day_dir("skeleton", day)), Path(layout.day_dir("enrich", day))
     summary = run_enrich_stage(
-        Path(smk.input.skeleton), Path(smk.output[0]),
+        skeleton_dir, out_dir,
         store_uri=first.store_uri, key=first.key, vector=first.vector,
         embeddings=[(e.embedding, e.ids) for e in embeds],
         shard_rows=runtime.enrich.shard_rows, batch_rows=runtime.enrich.batch_rows,
         ray_address=address, num_cpus=wc.ray_num_cpus or runtime.ray.num_cpus or smk.threads,
         object_store_memory=object_store_bytes(runtime),
-        stats_path=stats_path(Path(smk.input.skeleton).parent, "enrich", smk.wildcards.day),
+        stats_path=stats_path(layout.root, "enrich", day),
     )
+    write_record(smk.output[0], out_dir, digest=smk.params.digest)
     log.info("enrich dt=%s ray_address=%s %s", smk.wildcards.day, address or "local", json.dumps(summary, default=str))
 
 
@@ -276,6 +291,7 @@ def qid_map_job(smk: Any) -> None:
 
     log = _job_logger(smk.log[0] if smk.log else None)
     n = publish_qid_map(Path(smk.params.root), smk.params.session_field)
+    write_record(smk.output[0], Layout.of(smk.params.root).qid_map)
     log.info("qid_map.parquet: %d sessions", n)
 
 

@@ -3,10 +3,12 @@
 
 rule enrich_day:
     input:
-        skeleton=f"{ROOT}/dt={{day}}",
+        skeleton=WF.layout.record("skeleton", "{day}"),
     output:
-        directory(f"{EROOT}/dt={{day}}"),
+        # The day's published record; the job swaps <root>_enriched/dt=<day>/ in place.
+        WF.layout.record("enrich", "{day}"),
     params:
+        root=ROOT,
         plan=WF.plan_path,
         digest=WF.enrich_digest,  # embeddings, store and store version (params trigger)
         runtime=WF.config.runtime_config_path,

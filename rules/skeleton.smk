@@ -17,7 +17,7 @@ if WF.has_sessions:
         input:
             WF.skeleton_targets,
         output:
-            f"{ROOT}/qid_map.parquet",
+            WF.layout.qid_map_record,
         params:
             root=ROOT,
             session_field=WF.compiled.plan.op("spine").typed_params().session_field,
@@ -33,7 +33,8 @@ rule skeleton_day:
     input:
         unpack(skeleton_inputs),
     output:
-        directory(f"{ROOT}/dt={{day}}"),
+        # The day's published record; the job swaps <root>/dt=<day>/ in place (daedalus.layout).
+        WF.layout.record("skeleton", "{day}"),
     params:
         plan=WF.plan_path,
         digest=WF.compiled.digest,  # a definition change reruns the days (params trigger)

@@ -163,6 +163,14 @@ def truncate_parquet(pick: Callable[[list[Path]], Path]) -> Callable[[Path], Non
     return mutate
 
 
+def _corrupt_pages(target: Path) -> None:
+    """Garbage between the magic bytes and the footer: the footer (and so compile) reads fine."""
+    data = bytearray(target.read_bytes())
+    footer_start = len(data) - 8 - int.from_bytes(data[-8:-4], "little")
+    data[4:footer_start] = b"\xab" * (footer_start - 4)
+    target.write_bytes(bytes(data))
+
+
 def retype_column(pick: Callable[[list[Path]], Path], column: str, to: pa.DataType) -> Callable[[Path], None]:
     """Rewrite one partition with `column` of another type (a producer that changed its schema)."""
     def mutate(d: Path) -> None:
@@ -454,6 +462,9 @@ CASES: list[Case] = [
     Case("empty_parquet_file_in_range",
          lambda d: file_of("user_profile", "2026-04-02")(sorted((d / "data/demo/sources").rglob("*.parquet"))).write_bytes(b""),
          ("user_profile/dt=2026-04-02",), contains=("empty", "0 bytes")),
+    Case("corrupt_pages_behind_a_good_footer",  # found by the lint's read of the timestamps
+         lambda d: _corrupt_pages(file_of("user_profile", "2026-04-02")(sorted((d / "data/demo/sources").rglob("*.parquet")))),
+         ("user_profile/dt=2026-04-02",), contains=("unreadable parquet data",)),
     Case("hand_plan_engine_typo",
          hand_plan(lambda p: operator(p, "window_agg.user_engagement").update(engine="sqll")),
          ("pipelines/dssm_ranking.yaml",), contains=("engine", "'sqll'", "pythonic", "did you mean 'sql'")),

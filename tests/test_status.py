@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import re
 
 import pyarrow.parquet as pq
@@ -45,12 +46,10 @@ def test_source_code_and_missing(trained):
     t = pq.read_table(part)
     pq.write_table(t.slice(0, t.num_rows - 1), part)
     # The day is older than the job's script: Snakemake's "code changed".
-    for p in (trained / ROOT / "dt=2026-04-01", trained / ROOT / "dt=2026-04-01/.snakemake_timestamp"):
-        os.utime(p, (1e9, 1e9))
-    # An enriched day removed.
-    (trained / f"{ROOT}_enriched/dt=2026-04-01/part-00000.parquet").unlink()
-    (trained / f"{ROOT}_enriched/dt=2026-04-01/.snakemake_timestamp").unlink()
-    (trained / f"{ROOT}_enriched/dt=2026-04-01").rmdir()
+    # (Snakemake's output of a day job is the day's published record, daedalus.layout.)
+    os.utime(trained / ROOT / ".daedalus/published/skeleton/dt=2026-04-01.json", (1e9, 1e9))
+    # An enriched day removed by hand.
+    shutil.rmtree(trained / f"{ROOT}_enriched/dt=2026-04-01")
     rc, table, data = status(trained)
     assert rc == EXIT_NOT_UP_TO_DATE and not data["up_to_date"]
     assert table["2026-04-01"] == ("stale", ["code changed"], "missing", [])
