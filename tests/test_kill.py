@@ -110,7 +110,16 @@ def our_processes(project: Path, sessions: set[int]) -> list[psutil.Process]:
                 found.append(p)
         except (psutil.Error, OSError):
             continue
-    return [p for p in found if p.pid != os.getpid()]
+    # A zombie has exited already; reaping it is its parent's (or init's) business, and this
+    # machine's init reaps late.
+    return [p for p in found if p.pid != os.getpid() and _alive(p)]
+
+
+def _alive(p: psutil.Process) -> bool:
+    try:
+        return p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def pending(project: Path, stage: str) -> bool:
