@@ -182,28 +182,35 @@ def train_cmd(
         return
     uptodate.clear(root)
     head = None
-    attach = os.environ.get("RAY_ADDRESS") or runtime.ray.address
-    if prof and prof.remote and stage != "skeleton" and has_embeddings and not attach:
-        console.print(f"[dim]executor {prof.executor}: each enrich job starts a Ray on its node "
-                      "(set ray.address in runtime.yaml to use a Ray cluster)[/dim]")
-    elif stage != "skeleton" and has_embeddings and not attach:
-        # One local Ray head for the whole run: each day job attaches instead of paying
-        # Ray's start-up (seconds) per day. Only when some enrich job will run.
-        if run.jobs_to_run().get("enrich_day"):
-            from daedalus.enrich.cluster import start_local_head
-
-            # This head is ours alone and listens on loopback: no token auth, and Ray must
-            # not swap 127.0.0.1 for the machine's external address when jobs attach.
-            local = {"RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-            os.environ.update(local)
-            from daedalus.workflow import object_store_bytes
-
-            head = start_local_head(ray_num_cpus or runtime.ray.num_cpus, None, record=head_record,
-                                    object_store_memory=object_store_bytes(runtime))
-            run.env.update(local)
-            run.env["RAY_ADDRESS"] = head
-            console.print(f"[dim]ray head for this run: {head}[/dim]")
+    worker = None
     try:
+        if not (prof and prof.remote):
+            # One warm process for the run's small days (daedalus.worker): it warms up while
+            # Snakemake starts, and every small day job after that costs milliseconds.
+            from daedalus import worker as warm
+
+            worker = warm.start(layout.log("worker"))
+            run.env.update(worker.env)
+        attach = os.environ.get("RAY_ADDRESS") or runtime.ray.address
+        if prof and prof.remote and stage != "skeleton" and has_embeddings and not attach:
+            console.print(f"[dim]executor {prof.executor}: each enrich job starts a Ray on its node "
+                          "(set ray.address in runtime.yaml to use a Ray cluster)[/dim]")
+        elif stage != "skeleton" and has_embeddings and not attach and _has_big_day(compiled, runtime):
+            # One local Ray head for the whole run: each big day's job attaches instead of paying
+            # Ray's start-up (seconds) per day. Only when some enrich job will run; small days
+            # are enriched without Ray.
+            if run.jobs_to_run().get("enrich_day"):
+                from daedalus.enrich.cluster import start_local_head
+
+                # This head is ours alone and listens on loopback: no token auth, and Ray must
+                # not swap 127.0.0.1 for the machine's external address when jobs attach.
+                local = {"RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+                os.environ.update(local)
+                head = start_local_head(ray_num_cpus or runtime.ray.num_cpus, None, record=head_record,
+                                        object_store_memory=runtime.ray.object_store_bytes)
+                run.env.update(local)
+                run.env["RAY_ADDRESS"] = head
+                console.print(f"[dim]ray head for this run: {head}[/dim]")
         rc = run.run(console)
         if rc == 0 and run.nothing_to_do and fp is not None and uptodate.fingerprint(wf, command, wf_dir) == fp:
             uptodate.record(root, fp)  # Snakemake found nothing to do in exactly this state
@@ -212,11 +219,32 @@ def train_cmd(
             from daedalus.enrich.cluster import stop_head
 
             stop_head()
+        if worker is not None:
+            worker.stop()
         lock.release()
     if rc != 0:
         raise DaedalusError("train", f"snakemake failed (exit {rc}); its log: {run.log_path or '.snakemake/log/'}; "
                             f"job logs: {root}/.daedalus/logs/")
     console.print(f"[green]done[/green]: {root}")
+
+
+def _has_big_day(compiled, runtime) -> bool:
+    """Whether some day of the run has more spine rows than `small_day_rows` (from the spine's
+    parquet footers; an unpartitioned spine counts as one day)."""
+    import pyarrow.parquet as pq
+
+    sf = compiled.sources.get("spine")
+    if sf is None:
+        return True
+    limit = runtime.small_day_rows
+    files = compiled.run_files("spine")
+    if not sf.partitioned:
+        return sum(pq.ParquetFile(f).metadata.num_rows for f in files) > limit
+    per_day: dict = {}
+    for f, d in zip(sf.files, sf.days):
+        if d in compiled.days:
+            per_day[d] = per_day.get(d, 0) + pq.ParquetFile(f).metadata.num_rows
+    return any(n > limit for n in per_day.values())
 
 
 @pipeline.command("status")

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from daedalus.sizes import check_size
+from daedalus.sizes import check_size, size_mb
 from daedalus.timeutil import IDENTIFIER, parse_duration, parse_month_or_day
 
 DTYPES = ("bool", "int32", "int64", "float32", "float64", "string", "date", "timestamp")
@@ -246,12 +246,18 @@ class RaySettings(Model):
     num_cpus: int | None = Field(default=None, ge=1)
     object_store_memory: Annotated[str | None, AfterValidator(check_size)] = None
 
+    @property
+    def object_store_bytes(self) -> int | None:
+        """object_store_memory in bytes (None: Ray's default as Daedalus sets it)."""
+        return size_mb(self.object_store_memory) * 1024 * 1024 if self.object_store_memory else None
+
 
 class RuntimeConfig(Model):
     feed_start: str
     feed_end: str
     output_root: str = "data/training_output"
     day_workers: int = Field(default=1, ge=1)
+    small_day_rows: int = Field(default=200_000, ge=0)
     skeleton: SkeletonSettings = SkeletonSettings()
     enrich: EnrichSettings = EnrichSettings()
     duckdb: DuckDBSettings = DuckDBSettings()

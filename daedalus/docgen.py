@@ -95,6 +95,10 @@ FIELDS: dict[str, str] = {
     "RuntimeConfig.output_root": "Skeleton days go to `<output_root>/dt=D/`, enriched days to "
                                  "`<output_root>_enriched/dt=D/`.",
     "RuntimeConfig.day_workers": "Days computed at once (DuckDB threads and memory are shared among them).",
+    "RuntimeConfig.small_day_rows": "Days with at most this many spine rows are small: under `daeda pipeline train` "
+    "their jobs run in the run's warm worker process (no process start or imports per job), and their enrich step "
+    "pools embeddings without Ray Data. Bigger days run each in a process of their own, enrich through Ray Data. "
+    "Both give the same bytes; 0 makes every day big.",
     "RuntimeConfig.skeleton": "Skeleton stage settings.",
     "RuntimeConfig.enrich": "Enrich stage settings.",
     "RuntimeConfig.duckdb": "DuckDB settings of the skeleton stage.",

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import sys
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -127,8 +128,19 @@ class Workflow:
         return {_key(sid): self.scan(sid).for_day(d, spec.lookback_days)
                 for sid, spec in self.compiled.plan.sources.items()}
 
-    def source_keys(self) -> dict[str, str]:
-        return {_key(sid): sid for sid in self.compiled.plan.sources}
+    def job_command(self, workflow_dir: str) -> str:
+        """The command of every rule: this Python running scripts/job.py (daedalus.job)."""
+        return f"{shlex.quote(sys.executable)} {shlex.quote(os.path.join(workflow_dir, 'scripts', 'job.py'))}"
+
+    @property
+    def job_options(self) -> str:
+        """The run's settings a job needs beyond its rule's params (shell-quoted)."""
+        opts = []
+        for flag, value in (("--day-workers", self.config.day_workers), ("--target-date", self.config.target_date),
+                            ("--ray-num-cpus", self.config.ray_num_cpus), ("--ray-address", self.config.ray_address)):
+            if value not in (None, ""):
+                opts += [flag, shlex.quote(str(value))]
+        return " ".join(opts)
 
     @cached_property
     def skeleton_targets(self) -> list[str]:
@@ -177,123 +189,7 @@ def load_workflow(config: dict[str, Any]) -> Workflow:
 
 def object_store_bytes(runtime: RuntimeConfig) -> int | None:
     """runtime.yaml's ray.object_store_memory in bytes (None: Ray's default as Daedalus sets it)."""
-    mem = runtime.ray.object_store_memory
-    return size_mb(mem) * 1024 * 1024 if mem else None
+    return runtime.ray.object_store_bytes
 
 
-def run_days_of(runtime: RuntimeConfig, target_date: str | None) -> list[dt.date]:
-    from daedalus.timeutil import day_range
-
-    if target_date:
-        return [dt.date.fromisoformat(target_date)]
-    return day_range(runtime.start_date, runtime.end_date)
-
-
-# ---- job entry points (called by scripts/*.py with Snakemake's `snakemake` object) ----
-
-def _job_logger(log_path: str | None) -> logging.Logger:
-    logger = logging.getLogger("daedalus.job")
-    logger.setLevel(logging.INFO)
-    handler: logging.Handler = logging.FileHandler(log_path, mode="a") if log_path else logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-    logger.handlers = [handler]
-    return logger
-
-
-def run_job(fn: Any, smk: Any) -> None:
-    """Run a job entry point with its output in the rule's log file.
-
-    Library noise (DuckDB, Ray) and a failure's traceback go to the log; stderr gets one
-    line naming the log, so a failed day is easy to find.
-    """
-    log_path = smk.log[0] if smk.log else None
-    if log_path:
-        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(log_path).write_text("")
-        fd = os.open(log_path, os.O_WRONLY | os.O_APPEND)
-        saved_out, saved_err = os.dup(1), os.dup(2)
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-    try:
-        fn(smk)
-    except BaseException as e:
-        import traceback
-
-        traceback.print_exc()
-        sys.stderr.flush()
-        if log_path:
-            os.dup2(saved_err, 2)
-        msg = e.problem if isinstance(e, DaedalusError) else f"{type(e).__name__}: {e}"
-        print(f"daedalus job {smk.rule} failed: {' '.join(str(msg).split())} (log: {log_path})", file=sys.stderr)
-        raise SystemExit(1) from None
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        if log_path:
-            os.dup2(saved_out, 1)
-            os.dup2(saved_err, 2)
-
-
-def skeleton_job(smk: Any) -> None:
-    from daedalus.plan import load_plan
-    from daedalus.skeleton import run_skeleton_stage
-
-    log = _job_logger(smk.log[0] if smk.log else None)
-    plan = load_plan(Path(smk.params.plan))
-    runtime = load_model(RuntimeConfig, Path(smk.params.runtime))
-    keys: dict[str, str] = smk.params.source_keys
-    files = {sid: list(smk.input[key]) if key in smk.input.keys() else [] for key, sid in keys.items()}
-    day = dt.date.fromisoformat(smk.wildcards.day)
-    # The run's days come from the config, not from params: extending the range must not
-    # change the params (and so rerun) of the days already written.
-    wc = WorkflowConfig.from_mapping(dict(smk.config))
-    run_days = run_days_of(runtime, wc.target_date)
-    # Concurrent days share DuckDB's memory limit as they share its threads.
-    workers = wc.day_workers or runtime.day_workers
-    settings = runtime.duckdb.model_copy(update={"memory_limit": f"{max(64, size_mb(runtime.duckdb.memory_limit) // workers)}MB"})
-    res = run_skeleton_stage(plan, day, Path(smk.params.root), chunk_rows=runtime.skeleton.chunk_rows,
-                             duckdb_settings=settings, threads=smk.threads, files=files, run_days=run_days)
-    write_record(smk.output[0], Layout.of(smk.params.root).day_dir("skeleton", day.isoformat()), digest=smk.params.digest)
-    log.info("skeleton dt=%s rows=%d parts=%d seconds=%.2f", day, res.rows, res.parts, res.seconds)
-    log.info("operator seconds: %s", json.dumps({k: round(v, 3) for k, v in res.operator_seconds.items()}))
-
-
-def enrich_job(smk: Any) -> None:
-    from daedalus.enrich.stage import run_enrich_stage
-    from daedalus.plan import load_plan
-    from daedalus.quality import stats_path
-
-    log = _job_logger(smk.log[0] if smk.log else None)
-    plan = load_plan(Path(smk.params.plan))
-    runtime = load_model(RuntimeConfig, Path(smk.params.runtime))
-    wc = WorkflowConfig.from_mapping(dict(smk.config))
-    embeds = [op.typed_params() for op in plan.ops("embed")]
-    first = embeds[0]
-    address = os.environ.get("RAY_ADDRESS") or wc.ray_address or runtime.ray.address
-    layout = Layout.of(smk.params.root)
-    day = smk.wildcards.day
-    skeleton_dir, out_dir = Path(layout.day_dir("skeleton", day)), Path(layout.day_dir("enrich", day))
-    summary = run_enrich_stage(
-        skeleton_dir, out_dir,
-        store_uri=first.store_uri, key=first.key, vector=first.vector,
-        embeddings=[(e.embedding, e.ids) for e in embeds],
-        shard_rows=runtime.enrich.shard_rows, batch_rows=runtime.enrich.batch_rows,
-        ray_address=address, num_cpus=wc.ray_num_cpus or runtime.ray.num_cpus or smk.threads,
-        object_store_memory=object_store_bytes(runtime),
-        stats_path=stats_path(layout.root, "enrich", day),
-    )
-    write_record(smk.output[0], out_dir, digest=smk.params.digest)
-    log.info("enrich dt=%s ray_address=%s %s", smk.wildcards.day, address or "local", json.dumps(summary, default=str))
-
-
-def qid_map_job(smk: Any) -> None:
-    from daedalus.skeleton.qid import publish_qid_map
-
-    log = _job_logger(smk.log[0] if smk.log else None)
-    n = publish_qid_map(Path(smk.params.root), smk.params.session_field)
-    write_record(smk.output[0], Layout.of(smk.params.root).qid_map)
-    log.info("qid_map.parquet: %d sessions", n)
-
-
-__all__ = ["Workflow", "WorkflowConfig", "load_workflow", "skeleton_job", "enrich_job", "qid_map_job",
-           "registry_path", "STAGES"]
+__all__ = ["Workflow", "WorkflowConfig", "load_workflow", "registry_path", "STAGES"]

@@ -5,6 +5,8 @@ WF = load_workflow(config)
 ROOT = WF.root
 EROOT = WF.enriched_root
 STATE = WF.state_dir
+# What every day job runs: scripts/job.py (daedalus.job), with this Snakemake's Python.
+JOB = WF.job_command(workflow.basedir)
 
 
 wildcard_constraints:

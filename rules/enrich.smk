@@ -19,8 +19,10 @@ rule enrich_day:
         f"{STATE}/logs/enrich/dt={{day}}.log",
     benchmark:
         f"{STATE}/benchmarks/enrich/dt={{day}}.tsv"
-    script:
-        "../scripts/enrich.py"
+    shell:
+        "{JOB} enrich --day {wildcards.day} --plan {params.plan:q} --runtime {params.runtime:q} "
+        "--root {params.root:q} --digest {params.digest} --record {output:q} --log {log:q} "
+        "--threads {threads} {WF.job_options}"
 
 
 rule enrich_all:

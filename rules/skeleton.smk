@@ -25,8 +25,9 @@ if WF.has_sessions:
             f"{STATE}/logs/qid_map.log",
         benchmark:
             f"{STATE}/benchmarks/qid_map.tsv"
-        script:
-            "../scripts/qid_map.py"
+        shell:
+            "{JOB} qid_map --root {params.root:q} --session-field {params.session_field:q} --record {output:q} "
+            "--log {log:q}"
 
 
 rule skeleton_day:
@@ -40,7 +41,6 @@ rule skeleton_day:
         digest=WF.compiled.digest,  # a definition change reruns the days (params trigger)
         runtime=WF.config.runtime_config_path,
         root=ROOT,
-        source_keys=WF.source_keys(),
     threads: WF.job_threads
     resources:
         mem_mb=WF.job_mem_mb,
@@ -48,8 +48,12 @@ rule skeleton_day:
         f"{STATE}/logs/skeleton/dt={{day}}.log",
     benchmark:
         f"{STATE}/benchmarks/skeleton/dt={{day}}.tsv"
-    script:
-        "../scripts/skeleton.py"
+    # The run's days and day workers come from the config (WF.job_options), not from params:
+    # extending the range must not change the params (and so rerun) of the days written.
+    shell:
+        "{JOB} skeleton --day {wildcards.day} --plan {params.plan:q} --runtime {params.runtime:q} "
+        "--root {params.root:q} --digest {params.digest} --record {output:q} --log {log:q} "
+        "--threads {threads} {WF.job_options}"
 
 
 rule skeleton_all:

@@ -326,6 +326,18 @@ def test_rerun_is_byte_identical(ray_local, world, tmp_path):
     assert sorted(os.listdir(out_day.parent)) == [DAY]
 
 
+def test_small_day_path_gives_the_ray_paths_bytes(ray_local, world, tmp_path):
+    """A day of at most `direct_max_rows` rows is pooled in-process without Ray Data: the same
+    shards, byte for byte, whatever the batch size of either path."""
+    ray_day, direct_day = tmp_path / "ray" / DAY, tmp_path / "direct" / DAY
+    res_ray = run(world, ray_day, batch_rows=5)
+    res_direct = run(world, direct_day, batch_rows=13, direct_max_rows=71)
+    assert (res_ray["ray"], res_direct["ray"]) == ("reused", "direct")
+    assert file_bytes(direct_day) == file_bytes(ray_day)
+    check_against_reference(read_day(direct_day)[0], world["skel"], world["d"])
+    assert run(world, tmp_path / "big" / DAY, direct_max_rows=70)["ray"] == "reused"  # one row over: Ray
+
+
 def test_zero_row_day(ray_local, world, tmp_path):
     skel_day = tmp_path / "skeleton" / DAY
     empty = write_day(skel_day, {0: 0})

@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 
 from daedalus.atomic import publish_dir, remove_stale_temps, temp_sibling
 from daedalus.enrich.pooling import EmbeddingSpec, enrich_table, ids_kind, output_fields
-from daedalus.enrich.store import EmbeddingStore, StoreRef, pin_store
+from daedalus.enrich.store import EmbeddingStore, StoreRef, load_cached, pin_store
 from daedalus.errors import DaedalusError
 from daedalus.quality import EnrichStats
 
@@ -308,12 +308,15 @@ def run_enrich_stage(
     actor_num_cpus: float = 1.0,
     object_store_memory: int | None = None,
     stats_path: Path | None = None,
+    direct_max_rows: int = -1,
 ) -> dict:
     """Enrich one day; returns a summary dict.
 
     Summary keys: rows, shards, seconds, ray_init_seconds, store_uri, store_version, dim,
     ray (how `ensure_ray` connected: "started", "attached", "reused"; "skipped" for a
-    zero-row day, which needs no Ray).
+    zero-row day, which needs no Ray; "direct" for a day of at most `direct_max_rows` rows,
+    pooled in this process without Ray Data: the same batches through the same pooling and
+    the same shard writer, so the same bytes, without Ray's seconds of fixed cost).
 
     Validation errors (missing store, bad store types, missing/ill-typed ids column, no
     skeleton parts) raise `DaedalusError` before anything is written. A Ray started by this
@@ -328,7 +331,9 @@ def run_enrich_stage(
             raise DaedalusError("enrich", f"shard_rows and batch_rows must be >= 1 (got {shard_rows}, {batch_rows})")
     parts = skeleton_parts(skeleton_day_dir)
     skel_schema, total_rows = _skeleton_schema(parts)
+    tp = time.perf_counter()
     ref = pin_store(store_uri, key, vector, version=store_version)
+    pin_s = time.perf_counter() - tp
     schema = plan_output_schema(skel_schema, specs, ref.dim, skeleton_day_dir)
     digits = max(SHARD_DIGITS, len(str(max(0, -(-total_rows // shard_rows) - 1))))
 
@@ -336,27 +341,36 @@ def run_enrich_stage(
     remove_stale_temps(out_day_dir.parent, out_day_dir.name)
     tmp = temp_sibling(out_day_dir)
     tmp.mkdir()
-    ray_mode, init_s = "skipped", 0.0
+    ray_mode, init_s, first_s = "skipped", 0.0, 0.0
     try:
         writer = ShardWriter(tmp, schema, shard_rows, digits)
         stats = EnrichStats([s.name for s in specs])
-        if total_rows > 0:
+        if 0 < total_rows <= direct_max_rows:
+            ray_mode = "direct"
+            stream = _direct_stream(parts, ref, specs, batch_rows)
+        elif total_rows > 0:
             ti = time.perf_counter()
             ray_mode = ensure_ray(ray_address, num_cpus, object_store_memory)
             init_s = time.perf_counter() - ti
             stream = _stream(parts, ref, specs, batch_rows, actor_num_cpus)
+        if total_rows > 0:
+            tf = time.perf_counter()
             try:
                 for batch in stream:
+                    if not first_s:  # planning, actor start and store load (Ray), or store load
+                        first_s = time.perf_counter() - tf
                     writer.add(batch)
                     stats.add(batch)
             finally:
                 stream.close()  # on an error: stops the Ray Data executor and its actor now
+        tw = time.perf_counter()
         shards = writer.close()
         if writer.rows != total_rows:
             raise RuntimeError(f"enrich wrote {writer.rows} rows, the skeleton has {total_rows}")
         publish_dir(tmp, out_day_dir)
         if stats_path is not None:  # data-quality sidecar (daedalus.quality)
             stats.write(Path(stats_path), out_day_dir.name.removeprefix("dt="))
+        write_s = time.perf_counter() - tw
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -369,11 +383,22 @@ def run_enrich_stage(
         "shards": shards,
         "seconds": round(time.perf_counter() - t0, 3),
         "ray_init_seconds": round(init_s, 3),
+        "pin_seconds": round(pin_s, 3),
+        "first_batch_seconds": round(first_s, 3),
+        "close_publish_seconds": round(write_s, 3),
         "ray": ray_mode,
         "store_uri": ref.uri,
         "store_version": ref.version,
         "dim": ref.dim,
     }
+
+
+def _direct_stream(parts: list[Path], ref: StoreRef, specs: list[EmbeddingSpec], batch_rows: int):
+    """The skeleton rows in order, `batch_rows` at a time, pooled in this process."""
+    store = load_cached(ref)
+    for p in parts:
+        for batch in pq.ParquetFile(p).iter_batches(batch_size=batch_rows):
+            yield enrich_table(pa.Table.from_batches([batch]), store, specs)
 
 
 def _store_bytes(ref: StoreRef) -> int:

@@ -29,6 +29,7 @@ Rules for odd stores (documented in the project docs):
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -245,3 +246,20 @@ def _copy_vectors(a: pa.Array, dim: int, out: np.ndarray, usable: np.ndarray) ->
         child = child.fill_null(0)
     flat = child.to_numpy(zero_copy_only=False)[start : start + n * dim]
     out[:] = flat.reshape(n, dim)
+
+
+_LOADED: dict[StoreRef, EmbeddingStore] = {}
+_LOADED_LOCK = threading.Lock()
+_KEEP = 2  # pinned versions kept in memory by a long-lived process (the run's worker)
+
+
+def load_cached(ref: StoreRef) -> EmbeddingStore:
+    """`EmbeddingStore.load(ref)`, once per pinned version for the life of the process."""
+    with _LOADED_LOCK:
+        store = _LOADED.get(ref)
+        if store is None:
+            store = EmbeddingStore.load(ref)
+            while len(_LOADED) >= _KEEP:
+                _LOADED.pop(next(iter(_LOADED)))
+            _LOADED[ref] = store
+        return store

@@ -54,6 +54,7 @@ class DayContext:
     run_days: list[dt.date] = field(default_factory=list)
     _types: dict[tuple[str, ...], dict[str, str]] = field(default_factory=dict)
     _empty: set[str] = field(default_factory=set)
+    no_rows: bool = False  # the day's spine is empty: every operator computes on empty sources
 
     @property
     def start(self) -> dt.datetime:
@@ -73,7 +74,7 @@ class DayContext:
         The empty relation is a table of the plan's column types, so a day whose look-back has
         no file of a source opens no file outside its own inputs.
         """
-        if files:
+        if files and not self.no_rows:
             return read_parquet_sql(files), False
         name = f"__empty:{sid}"
         if name not in self._empty:

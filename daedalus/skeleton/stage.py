@@ -12,7 +12,7 @@ import duckdb
 
 from daedalus.definitions import DuckDBSettings
 from daedalus.plan import Operator, Plan
-from daedalus.skeleton.context import DayContext, lock_down
+from daedalus.skeleton.context import DayContext, lock_down, table
 from daedalus.skeleton.derive import derive_sql, udf_arrow
 from daedalus.skeleton.pit import pit_join_pythonic, pit_join_sql
 from daedalus.skeleton.qid import qid_sql, registry_path
@@ -94,6 +94,9 @@ def run_skeleton_stage(plan: Plan, day: dt.date, output_root: Path | str, *, chu
             t_op = time.perf_counter()
             IMPLEMENTATIONS[(op.kind, op.engine)](ctx, op)
             timings[op.name] = time.perf_counter() - t_op
+            if op.kind == "spine":
+                # No row, no value: reading the look-back of the sources would change nothing.
+                ctx.no_rows = con.execute(f"SELECT count(*) FROM {table(op.name)}").fetchall()[0][0] == 0
         assert write_op is not None
         stats = SkeletonStats(plan)
         rows, parts = write_parts(ctx, write_op, chunk_rows, on_part=stats.add)

@@ -1,0 +1,119 @@
+"""The command every rule runs (`scripts/job.py KIND ...`): one day job, as cheaply as possible.
+
+Only the standard library is imported here. When `daeda pipeline train` runs a local workflow
+it starts one warm worker process for the run (daedalus.worker) and names its socket in
+`DAEDALUS_WORKER`: a job then costs a connection and a JSON line, and the worker, which has
+DuckDB, pyarrow, Lance and the embedding store loaded already, computes a small day in a
+thread. Everywhere else (plain `snakemake`, a Slurm node, a worker that is gone, a day too big
+for the worker) the job runs in this process (daedalus.jobs.run_here). Both run the same code
+and give the same bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+
+KINDS = ("skeleton", "enrich", "qid_map")
+RULES = {"skeleton": "skeleton_day", "enrich": "enrich_day", "qid_map": "qid_map"}
+WORKER_ENV = "DAEDALUS_WORKER"          # the worker's socket
+WORKER_PID_ENV = "DAEDALUS_WORKER_PID"  # its process, to stop waiting when it is gone
+WAIT_FOR_WORKER_S = 60.0                # it binds its socket once warm (a few seconds)
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """One job, as its rule's command line gives it."""
+
+    kind: str
+    root: str
+    record: str
+    log: str | None = None
+    day: str | None = None
+    plan: str | None = None
+    runtime: str | None = None
+    digest: str = ""
+    threads: int = 1
+    day_workers: int | None = None
+    target_date: str | None = None
+    ray_num_cpus: int | None = None
+    ray_address: str | None = None
+    session_field: str | None = None
+
+    @property
+    def rule(self) -> str:
+        return RULES[self.kind]
+
+
+def parse(argv: list[str]) -> JobRequest:
+    p = argparse.ArgumentParser(prog="job.py", description="Run one Daedalus day job (what the rules run).")
+    p.add_argument("kind", choices=KINDS)
+    p.add_argument("--day")
+    for name in ("root", "record"):
+        p.add_argument(f"--{name}", required=True)
+    for name in ("log", "plan", "runtime", "target-date", "ray-address", "session-field"):
+        p.add_argument(f"--{name}")
+    p.add_argument("--digest", default="")
+    for name in ("threads", "day-workers", "ray-num-cpus"):
+        p.add_argument(f"--{name}", type=int)
+    a = vars(p.parse_args(argv))
+    known = {f.name for f in fields(JobRequest)}
+    values = {k: v for k, v in a.items() if k in known and v not in (None, "")}
+    return JobRequest(**values)
+
+
+def _worker_alive() -> bool:
+    pid = os.environ.get(WORKER_PID_ENV)
+    if not pid:
+        return True
+    try:
+        os.kill(int(pid), 0)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def ask_worker(path: str, req: JobRequest) -> dict | None:
+    """The worker's answer for this job, or None: run it here (no worker, or it declined)."""
+    deadline = time.monotonic() + WAIT_FOR_WORKER_S
+    while not os.path.exists(path):
+        if time.monotonic() > deadline or not _worker_alive():
+            return None
+        time.sleep(0.02)
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(path)
+            s.sendall((json.dumps(asdict(req)) + "\n").encode())
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    return None  # the worker went away mid-job: the job is atomic, do it here
+                data += chunk
+    except OSError:
+        return None
+    answer = json.loads(data)
+    return None if answer.get("run_here") else answer
+
+
+def main(argv: list[str] | None = None) -> int:
+    req = parse(sys.argv[1:] if argv is None else argv)
+    path = os.environ.get(WORKER_ENV)
+    if path:
+        answer = ask_worker(path, req)
+        if answer is not None:
+            if answer.get("message"):
+                print(answer["message"], file=sys.stderr)
+            return int(answer["rc"])
+    from daedalus.jobs import run_here
+
+    return run_here(req)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
