@@ -263,7 +263,7 @@ def status_cmd(
     The answer is Snakemake's: a dry run of the workflow `train` would run, each planned job
     with its reason. Reasons: source changed (a file the day reads changed, or the set of
     files did), definition changed (the compiled plan's digest), code changed (the rule's
-    script is newer than the day), skeleton changed (an enrich day whose skeleton day is or
+    command changed since the day was written), skeleton changed (an enrich day whose skeleton day is or
     will be rewritten), interrupted run. Exit status: 0 when every day is done, 3 otherwise,
     2 on invalid input.
     """

@@ -82,14 +82,13 @@ def serve(directory: str) -> None:
     os.replace(tmp, path)  # the socket appears only once the worker is warm
 
     def stop(*_: object) -> None:
-        shutil.rmtree(directory, ignore_errors=True)
-        os._exit(0)
+        try:
+            os.unlink(path)  # no new job reaches a worker on its way out
+        finally:
+            os._exit(0)
 
     signal.signal(signal.SIGTERM, stop)
-    try:
-        server.serve_forever()
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+    server.serve_forever()
 
 
 @dataclass
@@ -98,6 +97,7 @@ class Worker:
 
     process: subprocess.Popen
     directory: str
+    log_path: Path  # where the worker's own output goes, if it wrote any (kept out of no-op runs)
 
     @property
     def env(self) -> dict[str, str]:
@@ -111,6 +111,12 @@ class Worker:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        own = Path(self.directory) / "worker.log"
+        # Each job logs to its own file; the worker's output is library noise or a crash.
+        # Only that is kept, so a run with nothing to do writes nothing under the output root.
+        if own.exists() and own.stat().st_size:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(own, self.log_path)
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
@@ -130,12 +136,11 @@ def start(log_path: str | Path) -> Worker:
     """Start a worker; returns at once (jobs wait for its socket while it warms up)."""
     _remove_stale()
     directory = tempfile.mkdtemp(prefix=PREFIX)  # 0700: only this user can submit jobs
-    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w") as log:
+    with open(Path(directory) / "worker.log", "w") as log:
         proc = subprocess.Popen([sys.executable, "-m", "daedalus.worker", directory], stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
     (Path(directory) / "pid").write_text(str(proc.pid))
-    return Worker(proc, directory)
+    return Worker(proc, directory, Path(log_path))
 
 
 if __name__ == "__main__":

@@ -8,8 +8,9 @@ has started, sleeps a seeded random fraction of that stage's clean job duration,
 SIGKILLs the whole process group; the next trial resumes from whatever the kill left (when
 a stage has nothing left to do, its outputs are deleted first, so every trial kills a job). A reader thread lists `dt=` directories of both
 roots the whole time; every day it can read must be byte-identical to the clean one. No
-trial may need `--rerun-incomplete` or `--unlock`, and no process of any trial (Ray heads
-included) may outlive the test.
+trial may need `--rerun-incomplete` or `--unlock`, and no process of any trial (Ray heads and
+the run's warm worker included) may outlive the test. Enrich trials make every day big (Ray
+Data jobs); skeleton trials kill jobs running in the warm worker and in their own processes.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import csv
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -152,6 +154,12 @@ def wait_for_job(project: Path, stage: str, since: float, proc: subprocess.Popen
     return False
 
 
+def set_small_day_rows(project: Path, rows: int | None) -> None:
+    rt = project / "config/training/runtime.yaml"
+    text = re.sub(r"(?m)^small_day_rows:.*\n", "", rt.read_text())
+    rt.write_text(text + (f"small_day_rows: {rows}\n" if rows is not None else ""))
+
+
 def published(project: Path) -> dict[str, str]:
     return {f"{root}/{rel}": digest for root in ROOTS for rel, digest in data_files(project / root).items()}
 
@@ -180,6 +188,9 @@ def test_kill_9_anywhere_then_rerun_matches_a_clean_run(demo_template, trained_t
                     shutil.rmtree(project / root, ignore_errors=True)
             # A skeleton trial need not pay for the Ray head (and its dry run) it would not use.
             args = ["--skeleton-only"] if stage == "skeleton" else []
+            # Enrich trials kill Ray Data jobs (every day big); skeleton trials kill day jobs in
+            # the run's warm worker and, every other time, in a process of their own.
+            set_small_day_rows(project, 0 if stage == "enrich" or i % 4 == 2 else None)
             since = time.time()
             with (tmp_path / f"trial-{i}.log").open("w") as log:
                 proc = subprocess.Popen(DAEDA + ["pipeline", "train", "dssm_ranking", *args], cwd=project, env=env,
