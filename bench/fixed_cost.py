@@ -56,6 +56,8 @@ def before_env(ref: str) -> tuple[Path, Path]:
         sh([sys.executable, "-m", "venv", "--without-pip", str(venv)], REPO)
         site = Path(sh([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], REPO).stdout.strip())
         (site / "before.pth").write_text(f"{tree}\n{sysconfig.get_paths()['purelib']}\n")
+        for tool in ("ray", "snakemake"):  # commands the code runs next to its Python
+            (venv / "bin" / tool).symlink_to(Path(sys.executable).parent / tool)
     return py, tree
 
 

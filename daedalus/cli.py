@@ -185,11 +185,11 @@ def train_cmd(
     worker = None
     try:
         if not (prof and prof.remote):
-            # One warm process for the run's small days (daedalus.worker): it warms up while
-            # Snakemake starts, and every small day job after that costs milliseconds.
+            # One warm process per day worker for the run's small days (daedalus.worker): they
+            # warm up while Snakemake starts, and every small day job after that is cheap.
             from daedalus import worker as warm
 
-            worker = warm.start(layout.log("worker"))
+            worker = warm.start(workers, layout.log("worker"))
             run.env.update(worker.env)
         attach = os.environ.get("RAY_ADDRESS") or runtime.ray.address
         if prof and prof.remote and stage != "skeleton" and has_embeddings and not attach:

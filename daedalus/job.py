@@ -12,6 +12,7 @@ and give the same bytes.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import socket
@@ -21,9 +22,10 @@ from dataclasses import asdict, dataclass, fields
 
 KINDS = ("skeleton", "enrich", "qid_map")
 RULES = {"skeleton": "skeleton_day", "enrich": "enrich_day", "qid_map": "qid_map"}
-WORKER_ENV = "DAEDALUS_WORKER"          # the worker's socket
-WORKER_PID_ENV = "DAEDALUS_WORKER_PID"  # its process, to stop waiting when it is gone
-WAIT_FOR_WORKER_S = 60.0                # it binds its socket once warm (a few seconds)
+WORKER_ENV = "DAEDALUS_WORKER"             # the workers' directory (daedalus.worker)
+WORKER_COUNT_ENV = "DAEDALUS_WORKERS"      # how many there are
+WORKER_PID_ENV = "DAEDALUS_WORKER_PIDS"    # their processes, to stop waiting when they are gone
+WAIT_FOR_WORKER_S = 60.0                   # a worker binds its socket once warm (a few seconds)
 
 
 @dataclass(frozen=True)
@@ -67,27 +69,20 @@ def parse(argv: list[str]) -> JobRequest:
     return JobRequest(**values)
 
 
-def _worker_alive() -> bool:
-    pid = os.environ.get(WORKER_PID_ENV)
-    if not pid:
-        return True
-    try:
-        os.kill(int(pid), 0)
-        return True
-    except (OSError, ValueError):
-        return False
+def _alive(pids: list[str]) -> bool:
+    for pid in pids:
+        try:
+            os.kill(int(pid), 0)
+            return True
+        except (OSError, ValueError):
+            continue
+    return not pids
 
 
-def ask_worker(path: str, req: JobRequest) -> dict | None:
-    """The worker's answer for this job, or None: run it here (no worker, or it declined)."""
-    deadline = time.monotonic() + WAIT_FOR_WORKER_S
-    while not os.path.exists(path):
-        if time.monotonic() > deadline or not _worker_alive():
-            return None
-        time.sleep(0.02)
+def _talk(sock_path: str, req: JobRequest) -> dict | None:
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.connect(path)
+            s.connect(sock_path)
             s.sendall((json.dumps(asdict(req)) + "\n").encode())
             data = b""
             while not data.endswith(b"\n"):
@@ -99,6 +94,29 @@ def ask_worker(path: str, req: JobRequest) -> dict | None:
         return None
     answer = json.loads(data)
     return None if answer.get("run_here") else answer
+
+
+def ask_worker(directory: str, req: JobRequest) -> dict | None:
+    """A free worker's answer for this job, or None: run it here (no worker is warm and free,
+    or it declined the day)."""
+    count = int(os.environ.get(WORKER_COUNT_ENV) or 1)
+    pids = (os.environ.get(WORKER_PID_ENV) or "").split()
+    socks = [os.path.join(directory, f"worker-{i}.sock") for i in range(count)]
+    deadline = time.monotonic() + WAIT_FOR_WORKER_S
+    while not all(os.path.exists(s) for s in socks):
+        if time.monotonic() > deadline or not _alive(pids):
+            break
+        time.sleep(0.02)
+    for sock_path in socks:
+        if not os.path.exists(sock_path):
+            continue
+        with open(sock_path + ".lock", "a") as lock:
+            try:  # one job per worker at a time; the kernel frees it if this process is killed
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue
+            return _talk(sock_path, req)
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,17 +1,19 @@
-"""The run's warm worker: small day jobs without a process start, imports or Ray per job.
+"""The run's warm workers: small day jobs without a process start, imports or Ray per job.
 
-`daeda pipeline train` (local executor) starts one worker before Snakemake and stops it at
-the end; it is in train's process group, so a killed run takes it along. The worker imports
-DuckDB, pyarrow, Lance and the stages once, then listens on a Unix socket (in a private
-temporary directory, named in the jobs' environment as `DAEDALUS_WORKER`). Each rule's
-command (`scripts/job.py`, daedalus.job) sends its request as one JSON line; the worker
-answers `{"run_here": true}` for a day bigger than `small_day_rows` (that job then runs in
-its own process, and its enrich step through Ray Data), or computes the day in a thread and
-answers `{"rc": 0|1, "message": "..."}`. Plans, runtime configs and the pinned embedding
-store are read once per run and reused by every day.
+`daeda pipeline train` (local executor) starts one worker process per day worker before
+Snakemake and stops them at the end; they are in train's process group, so a killed run
+takes them along. A worker imports DuckDB, pyarrow, Lance and the stages once, then listens
+on its Unix socket `worker-<i>.sock` in a private temporary directory (named in the jobs'
+environment as `DAEDALUS_WORKER`). A job (daedalus.job) takes the first free worker (an
+flock on `worker-<i>.lock`, released by the kernel if the job is killed) and sends its
+request as one JSON line. The worker answers `{"run_here": true}` for a day bigger than
+`small_day_rows` (that job then runs in its own process, and its enrich step through Ray
+Data), or computes the day and answers `{"rc": 0|1, "message": "..."}`. One job at a time
+per worker, so concurrent days run in separate processes, as they would without workers.
+Plans, runtime configs and the pinned embedding store are read once per worker.
 
-Jobs in the worker are the same functions as in a job's own process (daedalus.jobs): the
-same day directory swapped in place, the same published record, the same bytes.
+Jobs in a worker are the same functions as in a job's own process (daedalus.jobs): the same
+day directory swapped in place, the same published record, the same bytes.
 """
 
 from __future__ import annotations
@@ -20,18 +22,16 @@ import json
 import os
 import shutil
 import signal
-import socket
 import socketserver
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from daedalus.job import WORKER_ENV, WORKER_PID_ENV, JobRequest
+from daedalus.job import WORKER_COUNT_ENV, WORKER_ENV, WORKER_PID_ENV, JobRequest
 
-SOCKET_NAME = "worker.sock"
 PREFIX = "daeda-worker-"
 
 
@@ -69,16 +69,12 @@ class _Handler(socketserver.StreamRequestHandler):
             pass  # the job's process is gone (killed): the day is published or not, whole
 
 
-class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
-
-
-def serve(directory: str) -> None:
-    """Warm up, then answer jobs on `<directory>/worker.sock` until terminated."""
+def serve(directory: str, index: int) -> None:
+    """Warm up, then answer jobs on `<directory>/worker-<index>.sock` until terminated."""
     _warm()
-    path = os.path.join(directory, SOCKET_NAME)
+    path = os.path.join(directory, f"worker-{index}.sock")
     tmp = path + ".tmp"
-    server = _Server(tmp, _Handler)
+    server = socketserver.UnixStreamServer(tmp, _Handler)
     os.replace(tmp, path)  # the socket appears only once the worker is warm
 
     def stop(*_: object) -> None:
@@ -92,56 +88,66 @@ def serve(directory: str) -> None:
 
 
 @dataclass
-class Worker:
-    """A running worker (in the caller's process group) and the environment jobs need."""
+class Workers:
+    """Running workers (in the caller's process group) and the environment jobs need."""
 
-    process: subprocess.Popen
+    processes: list[subprocess.Popen]
     directory: str
-    log_path: Path  # where the worker's own output goes, if it wrote any (kept out of no-op runs)
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {WORKER_ENV: os.path.join(self.directory, SOCKET_NAME), WORKER_PID_ENV: str(self.process.pid)}
+    log_path: Path  # where the workers' own output goes, if they wrote any (kept out of no-op runs)
+    env: dict[str, str] = field(default_factory=dict)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
+        for p in self.processes:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.processes:
             try:
-                self.process.wait(timeout=10)
+                p.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        own = Path(self.directory) / "worker.log"
-        # Each job logs to its own file; the worker's output is library noise or a crash.
+                p.kill()
+                p.wait()
+        # Each job logs to its own file; a worker's output is library noise or a crash.
         # Only that is kept, so a run with nothing to do writes nothing under the output root.
-        if own.exists() and own.stat().st_size:
+        text = "".join(f.read_text(errors="replace") for f in sorted(Path(self.directory).glob("worker-*.log")))
+        if text:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(own, self.log_path)
+            self.log_path.write_text(text)
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def _remove_stale() -> None:
-    """Directories of workers that were killed (their process is gone)."""
-    base = Path(tempfile.gettempdir())
-    for d in base.glob(PREFIX + "*"):
+    """Directories of workers that were killed (their processes are gone)."""
+    for d in Path(tempfile.gettempdir()).glob(PREFIX + "*"):
         try:
-            pid = int((d / "pid").read_text())
-            os.kill(pid, 0)
+            pids = [int(x) for x in (d / "pids").read_text().split()]
         except (OSError, ValueError):
-            if time.time() - d.stat().st_mtime > 60:  # not one being started right now
-                shutil.rmtree(d, ignore_errors=True)
+            pids = []
+        alive = False
+        for pid in pids:
+            try:
+                os.kill(pid, 0)
+                alive = True
+            except OSError:
+                pass
+        if not alive and time.time() - d.stat().st_mtime > 60:  # not one being started right now
+            shutil.rmtree(d, ignore_errors=True)
 
 
-def start(log_path: str | Path) -> Worker:
-    """Start a worker; returns at once (jobs wait for its socket while it warms up)."""
+def start(count: int, log_path: str | Path) -> Workers:
+    """Start `count` workers; returns at once (jobs wait for their sockets while they warm up)."""
     _remove_stale()
     directory = tempfile.mkdtemp(prefix=PREFIX)  # 0700: only this user can submit jobs
-    with open(Path(directory) / "worker.log", "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "daedalus.worker", directory], stdin=subprocess.DEVNULL,
-                                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    (Path(directory) / "pid").write_text(str(proc.pid))
-    return Worker(proc, directory, Path(log_path))
+    procs = []
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for i in range(max(1, count)):
+        with open(Path(directory) / f"worker-{i}.log", "w") as log:
+            procs.append(subprocess.Popen([sys.executable, "-m", "daedalus.worker", directory, str(i)],
+                                          stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env))
+    pids = " ".join(str(p.pid) for p in procs)
+    (Path(directory) / "pids").write_text(pids)
+    job_env = {WORKER_ENV: directory, WORKER_COUNT_ENV: str(len(procs)), WORKER_PID_ENV: pids}
+    return Workers(procs, directory, Path(log_path), job_env)
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1])
+    serve(sys.argv[1], int(sys.argv[2]))
