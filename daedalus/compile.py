@@ -25,7 +25,7 @@ from daedalus.definitions import Aggregation, FeatureView, RuntimeConfig, Source
 from daedalus.errors import DaedalusError
 from daedalus.expressions import ExprError, referenced_columns
 from daedalus.loading import DefinitionPaths, Definitions, load_definitions
-from daedalus.plan import Column, Operator, Plan, SourceSpec, load_plan, validate_plan
+from daedalus.plan import Column, Operator, Plan, SourceSpec, load_plan
 from daedalus.sources import SourceFiles, SourceSchema, source_schema
 from daedalus.udfs import import_udf
 from daedalus.timeutil import day_range, lookback_days, parse_duration
@@ -92,12 +92,12 @@ class _Checker:
         schema = source_schema(files, files.select(self.days, lookback), self.days, source.timestamp_field)
         self.files[sid], self.schemas[sid], self.used[sid] = files, schema, []
         self.skipped += schema.skipped
-        for field, col in (("source.timestamp_field", source.timestamp_field),
-                           ("source.created_timestamp_field", source.created_timestamp_field)):
+        for key, col in (("source.timestamp_field", source.timestamp_field),
+                         ("source.created_timestamp_field", source.created_timestamp_field)):
             if col:
-                t = self.require(sid, col, where, field)
+                t = self.require(sid, col, where, key)
                 if not (pa.types.is_timestamp(t) or pa.types.is_date(t)):
-                    raise DaedalusError(where, f"{field}: column {col!r} has type {at.to_str(t)}, "
+                    raise DaedalusError(where, f"{key}: column {col!r} has type {at.to_str(t)}, "
                                         "expected a timestamp or a date")
         return schema
 

@@ -8,8 +8,6 @@ inputs, and its scripts call `skeleton_job(snakemake)`. `daeda pipeline train` a
 from __future__ import annotations
 
 import datetime as dt
-import json
-import logging
 import os
 import re
 import shlex
@@ -21,8 +19,7 @@ from typing import Any
 
 from daedalus.compile import Compiled, compile_service
 from daedalus.definitions import RuntimeConfig
-from daedalus.errors import DaedalusError
-from daedalus.layout import Layout, write_record
+from daedalus.layout import Layout
 from daedalus.loading import DefinitionPaths, load_model
 from daedalus.sizes import size_mb
 from daedalus.skeleton.qid import registry_path

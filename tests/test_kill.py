@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 import psutil
-import pytest
 
 from daedalus.enrich.cluster import stop_recorded_head
 from projects import DAEDA, data_files, train
