@@ -21,6 +21,7 @@ import pyarrow as pa
 import yaml
 
 from daedalus import arrowtypes as at
+from daedalus import functions
 from daedalus.definitions import Aggregation, FeatureView, RuntimeConfig, Source
 from daedalus.errors import DaedalusError
 from daedalus.expressions import ExprError, referenced_columns
@@ -292,10 +293,12 @@ def build_plan(defs: Definitions, days: list[dt.date]) -> tuple[Plan, "_Checker"
         feats: list[dict] = []
         for f in agg.features:
             ctype = chk.require(sid, f.column, agg_path, f"aggregation {name!r}: feature {f.name!r}: column") if f.column else None
-            if f.function in ("sum", "mean") and not at.is_numeric_or_bool(ctype):
-                raise DaedalusError(agg_path, f"aggregation {name!r}: feature {f.name!r}: {f.function} needs a numeric "
-                                    f"or bool column, {f.column!r} is {at.to_str(ctype) if ctype else ctype}")
-            out_type = _agg_type(f.function, ctype, agg_path, f"aggregation {name!r}: feature {f.name!r}")
+            fn = functions.get(f.function)
+            if ctype is not None and not fn.accepts(ctype):
+                raise DaedalusError(agg_path, f"aggregation {name!r}: feature {f.name!r}: {f.function} needs "
+                                    f"{fn.accepts_text}, {f.column!r} is {at.to_str(ctype)}")
+            out_type = fn.output(ctype)
+            _type_str(out_type, agg_path, f"aggregation {name!r}: feature {f.name!r}")
             for w in agg.windows_of(f):
                 out = f"{name}__{f.name}_{w}"
                 feats.append({"output": out, "function": f.function, "column": f.column, "window": w, "k": f.k})
@@ -321,19 +324,6 @@ def build_plan(defs: Definitions, days: list[dt.date]) -> tuple[Plan, "_Checker"
     ops.extend(_embed_operators(defs, columns))
     plan = Plan(service=svc.name, sources=sources, operators=ops)
     return plan, chk, udf_files
-
-
-def _agg_type(function: str, ctype: pa.DataType | None, where: Path, what: str) -> pa.DataType:
-    if function in ("count", "count_distinct"):
-        return pa.int64()
-    assert ctype is not None
-    if function == "sum":
-        return at.sum_type(ctype)
-    if function == "mean":
-        return pa.float64()
-    base = at.normalize(ctype)
-    _type_str(base, where, what)
-    return pa.list_(base) if function == "last_k" else base
 
 
 def store_schema(uri: str, where: Path) -> tuple[pa.Schema, int]:

@@ -12,11 +12,12 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from daedalus import functions
 from daedalus.sizes import check_size, size_mb
 from daedalus.timeutil import IDENTIFIER, parse_duration, parse_month_or_day
 
 DTYPES = ("bool", "int32", "int64", "float32", "float64", "string", "date", "timestamp")
-FUNCTIONS = ("count", "count_distinct", "sum", "mean", "min", "max", "last", "last_k")
+FUNCTIONS = functions.NAMES
 
 
 def _identifier(value: str) -> str:
@@ -33,7 +34,7 @@ def _duration(value: str) -> str:
 Identifier = Annotated[str, AfterValidator(_identifier)]
 Duration = Annotated[str, AfterValidator(_duration)]
 DType = Literal["bool", "int32", "int64", "float32", "float64", "string", "date", "timestamp"]
-Function = Literal["count", "count_distinct", "sum", "mean", "min", "max", "last", "last_k"]
+Function = Literal[functions.NAMES]  # type: ignore[valid-type]  # the registry's names (daedalus.functions)
 
 
 class Model(BaseModel):
@@ -49,18 +50,18 @@ def _unique(names: list[str], what: str) -> None:
 
 
 class Source(Model):
-    path: str = Field(min_length=1)
-    timestamp_field: str = Field(min_length=1)
-    created_timestamp_field: str | None = None
+    path: str = Field(min_length=1, description='A parquet file, a directory (read recursively; `dt=YYYY-MM-DD/` partitions are read only for the days that need them) or a glob; relative to the working directory.')
+    timestamp_field: str = Field(min_length=1, description='The event time column (any parquet timestamp type or date; naive means UTC).')
+    created_timestamp_field: str | None = Field(default=None, description='Optional tie-breaker between rows with equal event times (the later created wins).')
 
 
 class Feature(Model):
-    name: Identifier
-    dtype: DType
-    column: str | None = None
-    expr: str | None = None
-    udf: str | None = None
-    inputs: list[str] | None = None
+    name: Identifier = Field(description='Feature name (identifier).')
+    dtype: DType = Field(description='Output type (`date` is Arrow date32, `timestamp` is timestamp[us, tz=UTC]).')
+    column: str | None = Field(default=None, description='The source column, when it is not named like the feature.')
+    expr: str | None = Field(default=None, description='A scalar DuckDB SQL expression over the source columns (engine `sql`).')
+    udf: str | None = Field(default=None, description='`module:function` importable from the working directory, called with pyarrow arrays (engine `sql_arrow_udf`).')
+    inputs: list[str] | None = Field(default=None, description='The source columns passed, in order, to the `udf`.')
 
     @model_validator(mode="after")
     def _one_kind(self) -> "Feature":
@@ -88,11 +89,11 @@ class Feature(Model):
 
 
 class FeatureView(Model):
-    name: Identifier
-    entities: list[Identifier] = Field(min_length=1)
-    source: Source
-    ttl: Duration | None = None
-    features: list[Feature] = Field(min_length=1)
+    name: Identifier = Field(description="The view's name; must equal the file stem. Output columns are `<view>__<feature>`.")
+    entities: list[Identifier] = Field(min_length=1, description='Join keys; each must be a spine column of the same name.')
+    source: Source = Field(description='Where the feature rows are.')
+    ttl: Duration | None = Field(default=None, description="How old a feature row may be at the spine row's time (inclusive); absent: any age.")
+    features: list[Feature] = Field(min_length=1, description="The view's features, in output order. Names are unique within the view.")
 
     @model_validator(mode="after")
     def _names(self) -> "FeatureView":
@@ -102,8 +103,8 @@ class FeatureView(Model):
 
 
 class FeatureRef(Model):
-    view: Identifier
-    features: list[Identifier] | None = None
+    view: Identifier = Field(description="The view's name.")
+    features: list[Identifier] | None = Field(default=None, description='The subset of its features, in output order.')
 
     @model_validator(mode="after")
     def _names(self) -> "FeatureRef":
@@ -115,11 +116,11 @@ class FeatureRef(Model):
 
 
 class Spine(Model):
-    source: Source
-    entities: list[Identifier] = Field(min_length=1)
-    session_field: str | None = None
-    labels: list[str] = Field(default_factory=list)
-    passthrough: list[str] = Field(default_factory=list)
+    source: Source = Field(description="The feed's source.")
+    entities: list[Identifier] = Field(min_length=1, description='Entity columns (kept in the output, joined on by views and aggregations).')
+    session_field: str | None = Field(default=None, description='Optional session column: turns on `qid` and `qid_map.parquet`.')
+    labels: list[str] = Field(default_factory=list, description='Label columns, copied to the output.')
+    passthrough: list[str] = Field(default_factory=list, description='Other spine columns copied to the output.')
 
     @model_validator(mode="after")
     def _names(self) -> "Spine":
@@ -137,11 +138,11 @@ class Spine(Model):
 
 
 class FeatureService(Model):
-    name: Identifier
-    spine: Spine
-    features: list[Identifier | FeatureRef] = Field(default_factory=list)
-    aggregations: list[Identifier] = Field(default_factory=list)
-    embeddings: list[Identifier] = Field(default_factory=list)
+    name: Identifier = Field(description="The service's name; must equal the file stem.")
+    spine: Spine = Field(description='The feed: one output row per spine row.')
+    features: list[Identifier | FeatureRef] = Field(default_factory=list, description='Views: a name (every feature of the view) or `{view, features}` (a subset, in the order listed).')
+    aggregations: list[Identifier] = Field(default_factory=list, description='Names of aggregations from aggregations.yaml, in output order.')
+    embeddings: list[Identifier] = Field(default_factory=list, description='Names of embeddings from aggregations.yaml (the enrich stage).')
 
     @model_validator(mode="after")
     def _names(self) -> "FeatureService":
@@ -160,20 +161,23 @@ class FeatureService(Model):
 
 
 class AggFeature(Model):
-    name: Identifier
-    function: Function
-    column: str | None = None
-    k: int | None = Field(default=None, ge=1)
-    windows: list[Duration] | None = None
+    name: Identifier = Field(description='Feature name (identifier).')
+    function: Function = Field(description='What to compute over the window (see docs/concepts.md for empty windows).')
+    column: str | None = Field(default=None, description='The aggregated column (not needed by `count`, which then counts events).')
+    k: int | None = Field(default=None, ge=1, description='How many values `last_k` keeps (most recent first).')
+    windows: list[Duration] | None = Field(default=None, description="Windows of this feature, overriding the aggregation's.")
 
     @model_validator(mode="after")
     def _args(self) -> "AggFeature":
-        if self.function not in ("count",) and self.column is None:
+        fn = functions.get(self.function)
+        if fn.column == "required" and self.column is None:
             raise ValueError(f"feature {self.name!r}: function {self.function} needs a 'column'")
-        if self.function == "last_k" and self.k is None:
-            raise ValueError(f"feature {self.name!r}: function last_k needs 'k'")
-        if self.function != "last_k" and self.k is not None:
-            raise ValueError(f"feature {self.name!r}: 'k' is only for last_k")
+        for param in ("k",):
+            takers = [f.name for f in functions.FUNCTIONS.values() if param in f.params]
+            if param in fn.params and getattr(self, param) is None:
+                raise ValueError(f"feature {self.name!r}: function {self.function} needs {param!r}")
+            if param not in fn.params and getattr(self, param) is not None:
+                raise ValueError(f"feature {self.name!r}: {param!r} is only for {', '.join(takers)}")
         if self.windows is not None:
             if not self.windows:
                 raise ValueError(f"feature {self.name!r}: 'windows' is empty")
@@ -182,11 +186,11 @@ class AggFeature(Model):
 
 
 class Aggregation(Model):
-    name: Identifier
-    source: Literal["spine"] | Source
-    group_by: list[Identifier] = Field(min_length=1)
-    windows: list[Duration] | None = None
-    features: list[AggFeature] = Field(min_length=1)
+    name: Identifier = Field(description='Output columns are `<aggregation>__<feature>_<window>`.')
+    source: Literal["spine"] | Source = Field(description='`spine` (the feed itself, look-back included) or a source mapping.')
+    group_by: list[Identifier] = Field(min_length=1, description='Group columns; each must be a spine column of the same name.')
+    windows: list[Duration] | None = Field(default=None, description='Default windows of its features; a window covers `[t - w, t)`, strictly before the row.')
+    features: list[AggFeature] = Field(min_length=1, description='The aggregated features.')
 
     @model_validator(mode="after")
     def _windows(self) -> "Aggregation":
@@ -204,20 +208,20 @@ class Aggregation(Model):
 
 
 class EmbeddingStore(Model):
-    uri: str = Field(min_length=1)
-    key: str = Field(min_length=1)
-    vector: str = Field(min_length=1)
+    uri: str = Field(min_length=1, description='Path of the Lance dataset.')
+    key: str = Field(min_length=1, description='Its int64 key column.')
+    vector: str = Field(min_length=1, description='Its `fixed_size_list<float32>[dim]` vector column.')
 
 
 class Embedding(Model):
-    name: Identifier
-    ids: str = Field(min_length=1)
+    name: Identifier = Field(description='Output column (`<name>` vector and `<name>_count`).')
+    ids: str = Field(min_length=1, description="A skeleton column of ids: scalar (that id's vector) or a list (the mean of the found vectors).")
 
 
 class AggregationsConfig(Model):
-    aggregations: list[Aggregation] = Field(default_factory=list)
-    embedding_store: EmbeddingStore | None = None
-    embeddings: list[Embedding] = Field(default_factory=list)
+    aggregations: list[Aggregation] = Field(default_factory=list, description='Rolling window aggregations.')
+    embedding_store: EmbeddingStore | None = Field(default=None, description='The Lance dataset the embeddings are looked up in.')
+    embeddings: list[Embedding] = Field(default_factory=list, description='Embedding columns appended by the enrich stage.')
 
     @model_validator(mode="after")
     def _names(self) -> "AggregationsConfig":
@@ -227,24 +231,24 @@ class AggregationsConfig(Model):
 
 
 class DuckDBSettings(Model):
-    threads: int = Field(default=2, ge=1)
-    memory_limit: Annotated[str, AfterValidator(check_size)] = "4GB"
-    temp_directory: str = ".daedalus_tmp/duckdb"
+    threads: int = Field(default=2, ge=1, description='DuckDB threads (shared by the day workers).')
+    memory_limit: Annotated[str, AfterValidator(check_size)] = Field(default="4GB", description='DuckDB memory limit (shared by the day workers), e.g. `4GB`.')
+    temp_directory: str = Field(default=".daedalus_tmp/duckdb", description='Where DuckDB spills.')
 
 
 class SkeletonSettings(Model):
-    chunk_rows: int = Field(default=500_000, ge=1)
+    chunk_rows: int = Field(default=500_000, ge=1, description='Maximum rows per `part-N-0.parquet`.')
 
 
 class EnrichSettings(Model):
-    shard_rows: int = Field(default=200_000, ge=1)
-    batch_rows: int = Field(default=131_072, ge=1)
+    shard_rows: int = Field(default=200_000, ge=1, description='Maximum rows per enriched shard.')
+    batch_rows: int = Field(default=131_072, ge=1, description='Rows per Ray Data batch.')
 
 
 class RaySettings(Model):
-    address: str | None = None
-    num_cpus: int | None = Field(default=None, ge=1)
-    object_store_memory: Annotated[str | None, AfterValidator(check_size)] = None
+    address: str | None = Field(default=None, description='An existing Ray cluster (or set `RAY_ADDRESS`); null starts a local one per run.')
+    num_cpus: int | None = Field(default=None, ge=1, description='Logical CPUs of a local Ray; null: all.')
+    object_store_memory: Annotated[str | None, AfterValidator(check_size)] = Field(default=None, description='Object store size of a local Ray, e.g. `2GB`; null: min(2 GB, 20% RAM).')
 
     @property
     def object_store_bytes(self) -> int | None:
@@ -253,15 +257,15 @@ class RaySettings(Model):
 
 
 class RuntimeConfig(Model):
-    feed_start: str
-    feed_end: str
-    output_root: str = "data/training_output"
-    day_workers: int = Field(default=1, ge=1)
-    small_day_rows: int = Field(default=200_000, ge=0)
-    skeleton: SkeletonSettings = SkeletonSettings()
-    enrich: EnrichSettings = EnrichSettings()
-    duckdb: DuckDBSettings = DuckDBSettings()
-    ray: RaySettings = RaySettings()
+    feed_start: str = Field(description='First day, `YYYY-MM` (its first day) or `YYYY-MM-DD`; inclusive.')
+    feed_end: str = Field(description='Last day, `YYYY-MM` (its last day) or `YYYY-MM-DD`; inclusive.')
+    output_root: str = Field(default="data/training_output", description='Skeleton days go to `<output_root>/dt=D/`, enriched days to `<output_root>_enriched/dt=D/`.')
+    day_workers: int = Field(default=1, ge=1, description='Days computed at once (DuckDB threads and memory are shared among them).')
+    small_day_rows: int = Field(default=200_000, ge=0, description="Days with at most this many spine rows are small: under `daeda pipeline train` their jobs run in the run's warm worker process (no process start or imports per job), and their enrich step pools embeddings without Ray Data. Bigger days run each in a process of their own, enrich through Ray Data. Both give the same bytes; 0 makes every day big.")
+    skeleton: SkeletonSettings = Field(default=SkeletonSettings(), description='Skeleton stage settings.')
+    enrich: EnrichSettings = Field(default=EnrichSettings(), description='Enrich stage settings.')
+    duckdb: DuckDBSettings = Field(default=DuckDBSettings(), description='DuckDB settings of the skeleton stage.')
+    ray: RaySettings = Field(default=RaySettings(), description='Ray settings of the enrich stage.')
 
     @field_validator("feed_start", "feed_end", mode="before")
     @classmethod

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from daedalus import definitions as d
+from daedalus import functions
 
 REPO = Path(__file__).resolve().parent.parent
 REFERENCE = REPO / "docs" / "reference.md"
@@ -39,80 +40,6 @@ FILES: list[tuple[str, str, type[BaseModel], str]] = [
      "Day range, output root and resources."),
 ]
 
-FIELDS: dict[str, str] = {
-    "FeatureView.name": "The view's name; must equal the file stem. Output columns are `<view>__<feature>`.",
-    "FeatureView.entities": "Join keys; each must be a spine column of the same name.",
-    "FeatureView.source": "Where the feature rows are.",
-    "FeatureView.ttl": "How old a feature row may be at the spine row's time (inclusive); absent: any age.",
-    "FeatureView.features": "The view's features, in output order. Names are unique within the view.",
-    "Source.path": "A parquet file, a directory (read recursively; `dt=YYYY-MM-DD/` partitions are read "
-                   "only for the days that need them) or a glob; relative to the working directory.",
-    "Source.timestamp_field": "The event time column (any parquet timestamp type or date; naive means UTC).",
-    "Source.created_timestamp_field": "Optional tie-breaker between rows with equal event times (the later "
-                                      "created wins).",
-    "Feature.name": "Feature name (identifier).",
-    "Feature.dtype": "Output type (`date` is Arrow date32, `timestamp` is timestamp[us, tz=UTC]).",
-    "Feature.column": "The source column, when it is not named like the feature.",
-    "Feature.expr": "A scalar DuckDB SQL expression over the source columns (engine `sql`).",
-    "Feature.udf": "`module:function` importable from the working directory, called with pyarrow arrays "
-                   "(engine `sql_arrow_udf`).",
-    "Feature.inputs": "The source columns passed, in order, to the `udf`.",
-    "FeatureService.name": "The service's name; must equal the file stem.",
-    "FeatureService.spine": "The feed: one output row per spine row.",
-    "FeatureService.features": "Views: a name (every feature of the view) or `{view, features}` (a subset, "
-                               "in the order listed).",
-    "FeatureService.aggregations": "Names of aggregations from aggregations.yaml, in output order.",
-    "FeatureService.embeddings": "Names of embeddings from aggregations.yaml (the enrich stage).",
-    "FeatureRef.view": "The view's name.",
-    "FeatureRef.features": "The subset of its features, in output order.",
-    "Spine.source": "The feed's source.",
-    "Spine.entities": "Entity columns (kept in the output, joined on by views and aggregations).",
-    "Spine.session_field": "Optional session column: turns on `qid` and `qid_map.parquet`.",
-    "Spine.labels": "Label columns, copied to the output.",
-    "Spine.passthrough": "Other spine columns copied to the output.",
-    "AggregationsConfig.aggregations": "Rolling window aggregations.",
-    "AggregationsConfig.embedding_store": "The Lance dataset the embeddings are looked up in.",
-    "AggregationsConfig.embeddings": "Embedding columns appended by the enrich stage.",
-    "Aggregation.name": "Output columns are `<aggregation>__<feature>_<window>`.",
-    "Aggregation.source": "`spine` (the feed itself, look-back included) or a source mapping.",
-    "Aggregation.group_by": "Group columns; each must be a spine column of the same name.",
-    "Aggregation.windows": "Default windows of its features; a window covers `[t - w, t)`, strictly before "
-                           "the row.",
-    "Aggregation.features": "The aggregated features.",
-    "AggFeature.name": "Feature name (identifier).",
-    "AggFeature.function": "What to compute over the window (see docs/concepts.md for empty windows).",
-    "AggFeature.column": "The aggregated column (not needed by `count`, which then counts events).",
-    "AggFeature.k": "How many values `last_k` keeps (most recent first).",
-    "AggFeature.windows": "Windows of this feature, overriding the aggregation's.",
-    "EmbeddingStore.uri": "Path of the Lance dataset.",
-    "EmbeddingStore.key": "Its int64 key column.",
-    "EmbeddingStore.vector": "Its `fixed_size_list<float32>[dim]` vector column.",
-    "Embedding.name": "Output column (`<name>` vector and `<name>_count`).",
-    "Embedding.ids": "A skeleton column of ids: scalar (that id's vector) or a list (the mean of the found "
-                     "vectors).",
-    "RuntimeConfig.feed_start": "First day, `YYYY-MM` (its first day) or `YYYY-MM-DD`; inclusive.",
-    "RuntimeConfig.feed_end": "Last day, `YYYY-MM` (its last day) or `YYYY-MM-DD`; inclusive.",
-    "RuntimeConfig.output_root": "Skeleton days go to `<output_root>/dt=D/`, enriched days to "
-                                 "`<output_root>_enriched/dt=D/`.",
-    "RuntimeConfig.day_workers": "Days computed at once (DuckDB threads and memory are shared among them).",
-    "RuntimeConfig.small_day_rows": "Days with at most this many spine rows are small: under `daeda pipeline train` "
-    "their jobs run in the run's warm worker process (no process start or imports per job), and their enrich step "
-    "pools embeddings without Ray Data. Bigger days run each in a process of their own, enrich through Ray Data. "
-    "Both give the same bytes; 0 makes every day big.",
-    "RuntimeConfig.skeleton": "Skeleton stage settings.",
-    "RuntimeConfig.enrich": "Enrich stage settings.",
-    "RuntimeConfig.duckdb": "DuckDB settings of the skeleton stage.",
-    "RuntimeConfig.ray": "Ray settings of the enrich stage.",
-    "SkeletonSettings.chunk_rows": "Maximum rows per `part-N-0.parquet`.",
-    "EnrichSettings.shard_rows": "Maximum rows per enriched shard.",
-    "EnrichSettings.batch_rows": "Rows per Ray Data batch.",
-    "DuckDBSettings.threads": "DuckDB threads (shared by the day workers).",
-    "DuckDBSettings.memory_limit": "DuckDB memory limit (shared by the day workers), e.g. `4GB`.",
-    "DuckDBSettings.temp_directory": "Where DuckDB spills.",
-    "RaySettings.address": "An existing Ray cluster (or set `RAY_ADDRESS`); null starts a local one per run.",
-    "RaySettings.num_cpus": "Logical CPUs of a local Ray; null: all.",
-    "RaySettings.object_store_memory": "Object store size of a local Ray, e.g. `2GB`; null: min(2 GB, 20% RAM).",
-}
 
 
 def _anchor(model: type) -> str:
@@ -162,11 +89,12 @@ def _default(field: Any) -> str:
 def _model_section(model: type[BaseModel], seen: list[type], heading: str) -> list[str]:
     lines = [f"{heading} {model.__name__}", "", "| key | type | default | meaning |", "|---|---|---|---|"]
     for name, field in model.model_fields.items():
-        key = f"{model.__name__}.{name}"
-        if key not in FIELDS:
-            raise KeyError(f"docgen: no description for {key}: add one to daedalus/docgen.py FIELDS")
+        if not field.description:
+            raise KeyError(f"docgen: {model.__name__}.{name} has no Field(description=...) in daedalus/definitions.py")
         ann = typing.Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
-        lines.append(f"| `{name}` | {type_text(ann, seen)} | {_default(field)} | {FIELDS[key]} |")
+        lines.append(f"| `{name}` | {type_text(ann, seen)} | {_default(field)} | {field.description} |")
+    if model is d.AggFeature:
+        lines += ["", "Aggregation functions (daedalus/functions.py):", "", functions.reference_table()]
     return lines + [""]
 
 
@@ -240,8 +168,27 @@ def render_cli() -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+SCHEMAS = REPO / "docs" / "schema"
+
+
+def render_schemas() -> dict[Path, str]:
+    """A JSON schema per YAML format, from the same models (editors validate definitions with it)."""
+    import json
+
+    from daedalus.plan import Plan
+
+    models = [(m, path) for path, _t, m, _w in FILES] + [(Plan, "config/pipelines/<service>.yaml")]
+    out = {}
+    for model, path in models:
+        schema = model.model_json_schema()
+        schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": f"{model.__name__} ({path})",
+                  **{k: v for k, v in schema.items() if k != "title"}}
+        out[SCHEMAS / f"{model.__name__}.schema.json"] = json.dumps(schema, indent=1, sort_keys=True) + "\n"
+    return out
+
+
 def outputs() -> dict[Path, str]:
-    return {REFERENCE: render_reference(), CLI: render_cli()}
+    return {REFERENCE: render_reference(), CLI: render_cli(), **render_schemas()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -254,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         if "--check" in args:
             stale.append(path)
         else:
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
             print(f"wrote {path.relative_to(REPO)}")
     for path in stale:

@@ -14,7 +14,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from daedalus import arrowtypes as at
-from daedalus.definitions import DType
+from daedalus.definitions import DType, Function
 from daedalus.errors import DaedalusError
 from daedalus.loading import format_validation_error, read_yaml
 
@@ -95,7 +95,7 @@ class UdfParams(Model):
 
 class WindowFeature(Model):
     output: str
-    function: Literal["count", "count_distinct", "sum", "mean", "min", "max", "last", "last_k"]
+    function: Function
     column: str | None = None
     window: str
     k: int | None = None

@@ -22,6 +22,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from daedalus import functions
 from daedalus.plan import Plan
 from daedalus.sources import sql_ident
 
@@ -81,7 +82,7 @@ class SkeletonStats:
         for op in plan.ops("window_agg"):
             p = op.typed_params()
             for f in p.features:
-                if _covers(f.function):
+                if functions.get(f.function).coverage:
                     self.windows.setdefault(f"{p.aggregation}_{f.window}", []).append((f.function, f.output))
         self.rows = 0
         self.nulls = dict.fromkeys(self.features, 0)
@@ -95,7 +96,7 @@ class SkeletonStats:
         for c in self.features:
             self.nulls[c] += part[c].null_count
         for w, fs in self.windows.items():
-            masks = [_coverage_mask(fn, part[col]) for fn, col in fs]
+            masks = [_coverage_mask(functions.get(fn).coverage, part[col]) for fn, col in fs]
             m = _or_all(masks)
             self.covered[w] += pc.sum(pc.cast(m, pa.int64())).as_py() or 0  # a null counts as not covered
         for label in self.sp.labels:
@@ -128,16 +129,12 @@ class SkeletonStats:
                 "null_rate": {c: _rate(n, rows) for c, n in self.nulls.items()}}
 
 
-def _covers(function: str) -> bool:
-    # A sum of 0 may be an empty window or values summing to 0: no coverage for sums.
-    return function in ("count", "count_distinct", "last_k", "mean", "min", "max", "last")
-
-
-def _coverage_mask(function: str, col: Any) -> Any:
-    """True when the window of this row held a value (the feature is not its empty value)."""
-    if function in ("count", "count_distinct"):  # never negative: nonzero is > 0
+def _coverage_mask(rule: str | None, col: Any) -> Any:
+    """True when the window of this row held a value (the feature is not its empty value);
+    the rule is the function's (daedalus.functions); a sum has none (0 may be either)."""
+    if rule == "nonzero":  # counts are never negative
         return pc.cast(col, pa.bool_())
-    if function == "last_k":
+    if rule == "nonempty":
         return pc.cast(pc.list_value_length(col), pa.bool_())
     return pc.is_valid(col)
 

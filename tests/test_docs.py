@@ -33,3 +33,29 @@ def test_readme_shows_the_dag():
     readme = (REPO / "README.md").read_text()
     assert "![" in readme and "docs/dag.svg" in readme
     assert (REPO / "docs/dag.svg").read_text().lstrip().startswith("<svg")
+
+
+def test_json_schemas_accept_the_shipped_definitions_and_refuse_a_bad_one():
+    """docs/schema/*.schema.json (generated from the models) validate what editors see."""
+    import json
+
+    import jsonschema
+    import yaml
+
+    def schema(name: str) -> dict:
+        return json.loads((REPO / "docs/schema" / f"{name}.schema.json").read_text())
+
+    pairs = [("FeatureView", p) for p in sorted((REPO / "feature_views").glob("*.yaml"))]
+    pairs += [("FeatureService", p) for p in sorted((REPO / "feature_services").glob("*.yaml"))]
+    pairs += [("AggregationsConfig", REPO / "config/training/aggregations.yaml"),
+              ("RuntimeConfig", REPO / "config/training/runtime.yaml")]
+    for name, path in pairs:
+        jsonschema.validate(yaml.safe_load(path.read_text()), schema(name))
+    view = yaml.safe_load((REPO / "feature_views/user_profile.yaml").read_text())
+    view["features"][0]["dtype"] = "int128"
+    try:
+        jsonschema.validate(view, schema("FeatureView"))
+    except jsonschema.ValidationError as e:
+        assert "int128" in e.message
+    else:
+        raise AssertionError("a dtype the models refuse passed the schema")

@@ -17,6 +17,7 @@ from daedalus.skeleton.derive import derive_sql, udf_arrow
 from daedalus.skeleton.pit import pit_join_pythonic, pit_join_sql
 from daedalus.skeleton.qid import qid_sql, registry_path
 from daedalus.skeleton.spine import spine_sql
+from daedalus.skeleton import windows, windows_py
 from daedalus.skeleton.windows import window_agg_sql
 from daedalus.skeleton.windows_py import window_agg_pythonic
 from daedalus.sources import SourceFiles
@@ -33,6 +34,14 @@ IMPLEMENTATIONS: dict[tuple[str, str], Impl] = {
     ("window_agg", "sql"): window_agg_sql,
     ("window_agg", "pythonic"): window_agg_pythonic,
     ("qid", "sql"): qid_sql,
+}
+
+
+# (operator kind, engine) -> the aggregation functions that implementation computes
+# (daedalus.functions); a plan asking an engine for another one is a compile error.
+FUNCTION_SUPPORT: dict[tuple[str, str], set[str]] = {
+    ("window_agg", "sql"): windows.SUPPORTED,
+    ("window_agg", "pythonic"): windows_py.SUPPORTED,
 }
 
 

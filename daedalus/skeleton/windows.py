@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 
+from collections.abc import Callable
+
+from daedalus import functions
 from daedalus.plan import Operator, WindowAggParams, WindowFeature
 from daedalus.skeleton.context import DayContext, interval_sql, table, ts_literal
 from daedalus.sources import partition_day, sql_ident
@@ -49,23 +52,29 @@ def events_sql(ctx: DayContext, p: WindowAggParams) -> tuple[str, list[str], dic
     return sql, value_cols, types
 
 
+def _is_float(ctype: str | None) -> bool:
+    return bool(ctype) and (ctype.upper() in ("FLOAT", "DOUBLE") or ctype.upper().startswith("DECIMAL"))
+
+
+# The SQL engine's window functions over a RANGE frame `over`: value SQL and DuckDB type in, SQL out.
+FRAME: dict[str, Callable[[str, str | None, str], str]] = {
+    "count": lambda v, t, over: f"count({v}) {over}",
+    "count_distinct": lambda v, t, over: f"count(DISTINCT {v}) {over}",
+    "sum": lambda v, t, over: (f"coalesce(sum(CAST({v} AS DOUBLE)) {over}, 0)" if _is_float(t)
+                               else f"CAST(coalesce(sum(CAST({v} AS BIGINT)) {over}, 0) AS BIGINT)"),
+    "mean": lambda v, t, over: f"avg(CAST({v} AS DOUBLE)) {over}",
+    "min": lambda v, t, over: f"min({v}) {over}",
+    "max": lambda v, t, over: f"max({v}) {over}",
+}
+# Functions the SQL engine computes by rank in the group's (ts, source order) order: how many
+# of the most recent values each takes (None: its `k`).
+RANKED: dict[str, int | None] = {"last": 1, "last_k": None}
+SUPPORTED = set(FRAME) | set(RANKED)
+
+
 def _agg_expr(f: WindowFeature, ctype: str | None, w: str) -> str:
     v = sql_ident("v:" + f.column) if f.column else "__ev"
-    over = f"OVER {w}"
-    fn = f.function
-    if fn == "count":
-        return f"count({v}) {over}"
-    if fn == "count_distinct":
-        return f"count(DISTINCT {v}) {over}"
-    if fn == "sum":
-        if ctype and (ctype.upper() in ("FLOAT", "DOUBLE") or ctype.upper().startswith("DECIMAL")):
-            return f"coalesce(sum(CAST({v} AS DOUBLE)) {over}, 0)"
-        return f"CAST(coalesce(sum(CAST({v} AS BIGINT)) {over}, 0) AS BIGINT)"
-    if fn == "mean":
-        return f"avg(CAST({v} AS DOUBLE)) {over}"
-    if fn in ("min", "max"):
-        return f"{fn}({v}) {over}"
-    raise ValueError(fn)
+    return FRAME[f.function](v, ctype, f"OVER {w}")
 
 
 # Integer-like types whose sums are exact, so partial sums give the same value as the raw events.
@@ -74,9 +83,8 @@ _EXACT = {"BOOLEAN", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "US
 
 def _mergeable(f: WindowFeature, ctype: str | None) -> bool:
     """Whether the feature's value over a window is exactly that over merged partial aggregates."""
-    if f.function in ("count", "min", "max"):
-        return True
-    return f.function in ("sum", "mean") and (ctype or "").upper() in _EXACT
+    fn = functions.get(f.function)
+    return fn.merge is not None and (not fn.merge_needs_exact or (ctype or "").upper() in _EXACT)
 
 
 def _collapsed_runs(ctx: DayContext, windows: list[int]) -> list[tuple[dt.datetime, dt.datetime]]:
@@ -125,12 +133,13 @@ def _merged_windows(ctx: DayContext, p: WindowAggParams, feats: list[WindowFeatu
         if not f.column:
             continue
         v = sql_ident("v:" + f.column)
-        if f.function in ("count", "mean"):
+        merge = functions.get(f.function).merge
+        if merge in ("count", "mean"):
             parts["n:" + f.column] = f"count({v})"
-        if f.function in ("sum", "mean"):
+        if merge in ("sum", "mean"):
             parts["s:" + f.column] = f"sum(CAST({v} AS BIGINT))"
-        if f.function in ("min", "max"):
-            parts[f"{f.function}:{f.column}"] = f"{f.function}({v})"
+        if merge in ("min", "max"):
+            parts[f"{merge}:{f.column}"] = f"{merge}({v})"
     aggs = ", ".join(f"{e} AS {sql_ident(k)}" for k, e in parts.items())
 
     def partials(subset: list[str], conds: list[str], ts_out: str, by: str) -> str:
@@ -160,15 +169,16 @@ def _merged_windows(ctx: DayContext, p: WindowAggParams, feats: list[WindowFeatu
     for f in feats:
         w = f"w{duration_micros(f.window)}"
         c = f.column or ""
-        if f.function == "count":
+        merge = functions.get(f.function).merge
+        if merge == "count":
             e = f"CAST(coalesce(sum({sql_ident('n:' + c) if f.column else '__n'}) OVER {w}, 0) AS BIGINT)"
-        elif f.function == "sum":
+        elif merge == "sum":
             e = f"CAST(coalesce(sum({sql_ident('s:' + c)}) OVER {w}, 0) AS BIGINT)"
-        elif f.function == "mean":
+        elif merge == "mean":
             e = (f"CAST(sum({sql_ident('s:' + c)}) OVER {w} AS DOUBLE) / "
                  f"nullif(CAST(sum({sql_ident('n:' + c)}) OVER {w} AS DOUBLE), 0)")
         else:
-            e = f"{f.function}({sql_ident(f'{f.function}:{c}')}) OVER {w}"
+            e = f"{merge}({sql_ident(f'{merge}:{c}')}) OVER {w}"
         exprs.append(f"{e} AS {sql_ident(f.output)}")
     nulls = "".join(f", NULL AS {sql_ident(k)}" for k in parts)
     frames = ", ".join(f"w{w} AS (PARTITION BY {gl} ORDER BY __ts RANGE BETWEEN {interval_sql(w)} PRECEDING "
@@ -226,7 +236,7 @@ def window_agg_sql(ctx: DayContext, op: Operator) -> None:
         temps.append(win)
         exprs = []
         for i, f in feats:
-            if f.function in ("last", "last_k"):
+            if f.function in RANKED:
                 v = sql_ident("v:" + (f.column or ""))
                 exprs.append(f"count({v}) OVER wall AS __hi{i}, count({v}) OVER w AS __n{i}")
             else:
@@ -247,7 +257,7 @@ def window_agg_sql(ctx: DayContext, op: Operator) -> None:
         alias = f"w{w}"
         joins.append(f"LEFT JOIN {win} {alias} ON " + " AND ".join(f"q.{g} = {alias}.{g}" for g in groups) + f" AND q.__ts = {alias}.__ts")
         for i, f in feats:
-            if f.function not in ("last", "last_k"):
+            if f.function not in RANKED:
                 select[f.output] = f"{alias}.{sql_ident(f.output)}"
                 continue
             v = sql_ident("v:" + (f.column or ""))
@@ -260,16 +270,17 @@ def window_agg_sql(ctx: DayContext, op: Operator) -> None:
                     FROM {ev} WHERE {v} IS NOT NULL AND __ts >= {lower}
                 """)
             on_g = " AND ".join(f"m.{g} = r.{g}" for g in groups)
-            if f.function == "last":
+            take = RANKED[f.function] or int(f.k or 0)
+            if take == 1 and f.function == "last":
                 sub = f"""SELECT m.{', m.'.join(groups)}, m.__ts, r.__v AS x FROM {win} m JOIN {rk} r
                           ON {on_g} AND r.__rank = m.__hi{i} WHERE m.__n{i} > 0"""
             else:
                 sub = f"""SELECT m.{', m.'.join(groups)}, m.__ts, list(r.__v ORDER BY r.__rank DESC) AS x FROM {win} m JOIN {rk} r
-                          ON {on_g} AND r.__rank > m.__hi{i} - least(m.__n{i}, {int(f.k or 0)}) AND r.__rank <= m.__hi{i}
+                          ON {on_g} AND r.__rank > m.__hi{i} - least(m.__n{i}, {take}) AND r.__rank <= m.__hi{i}
                           GROUP BY ALL"""
             la = f"l{i}"
             joins.append(f"LEFT JOIN ({sub}) {la} ON " + " AND ".join(f"q.{g} = {la}.{g}" for g in groups) + f" AND q.__ts = {la}.__ts")
-            select[f.output] = f"{la}.x" if f.function == "last" else f"coalesce({la}.x, [])"
+            select[f.output] = f"{la}.x" if f.function == "last" else f"coalesce({la}.x, {functions.get(f.function).empty_sql})"
     cols = ", ".join(f"{select[f.output]} AS {sql_ident(f.output)}" for f in p.features)
     ctx.con.execute(f"""
         CREATE TEMP TABLE {table(op.name)} AS

@@ -7,6 +7,9 @@ from prefix sums, `last`/`last_k` from the slice's end, min/max/count_distinct p
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 import pyarrow as pa
 
@@ -61,7 +64,6 @@ def window_agg_pythonic(ctx: DayContext, op: Operator) -> None:
     order = np.lexsort((frow, forder, ets, ecode))
     ev = ev.take(pa.array(order))
     ecode, ets = ecode[order], ets[order]
-    n_q = q.num_rows
 
     out: dict[str, pa.Array] = {g: q[g] for g in p.group_by}
     out["__ts"] = q["__ts"]
@@ -78,51 +80,86 @@ def window_agg_pythonic(ctx: DayContext, op: Operator) -> None:
         valid = col.is_valid().to_numpy(zero_copy_only=False)
         vpos = np.flatnonzero(valid)
         vlo, vhi = np.searchsorted(vpos, lo, "left"), np.searchsorted(vpos, hi, "left")
-        n = vhi - vlo
         vals = col.filter(pa.array(valid)) if len(col) else col
-        out[f.output] = _compute(f.function, f.k, vals, vlo, vhi, n, n_q)
+        out[f.output] = IMPLEMENTATIONS[f.function](Slices(vals, vlo, vhi, f.k))
     result = pa.table(out)
     ctx.con.register("__win_arrow", result)
     ctx.con.execute(f"CREATE TEMP TABLE {table(op.name)} AS SELECT * FROM __win_arrow")
     ctx.con.unregister("__win_arrow")
 
 
-def _compute(fn: str, k: int | None, vals: pa.Array, vlo: np.ndarray, vhi: np.ndarray, n: np.ndarray, n_q: int) -> pa.Array:
-    empty = n == 0
-    if fn == "count":
-        return pa.array(n, pa.int64())
-    if fn in ("sum", "mean"):
-        num = _to_numeric(vals)
-        assert num is not None
-        x, t = num
-        is_float = pa.types.is_floating(t)
-        if is_float:
-            # Summed slice by slice (not by prefix differences) to match SQL's rounding closely.
-            s = np.array([float(np.sum(x[a:b], dtype=np.float64)) for a, b in zip(vlo, vhi)], dtype=np.float64)
-        else:
-            prefix = np.concatenate([[0], np.cumsum(x.astype(np.int64))])
-            s = (prefix[vhi] - prefix[vlo]).astype(np.float64 if fn == "mean" else np.int64)
-        if fn == "sum":
-            return pa.array(s, pa.float64() if is_float else pa.int64())
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = s / np.where(empty, 1, n)
-        return pa.array(mean, pa.float64(), mask=empty)
-    if fn == "last":
-        idx = np.where(empty, 0, vhi - 1)
-        return vals.take(pa.array(idx, mask=empty)) if len(vals) else pa.nulls(n_q, vals.type)
-    if fn == "last_k":
-        lengths = np.minimum(n, int(k or 0))
-        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
-        total = int(offsets[-1])
-        within = np.arange(total) - np.repeat(offsets[:-1], lengths)
-        idx = np.repeat(vhi - 1, lengths) - within
-        return pa.ListArray.from_arrays(pa.array(offsets), vals.take(pa.array(idx, pa.int64())))
-    if fn == "count_distinct":
-        py = vals.to_pylist()
-        return pa.array([len(set(py[a:b])) for a, b in zip(vlo, vhi)], pa.int64())
-    if fn in ("min", "max"):
-        pick = min if fn == "min" else max
-        py = vals.to_pylist()
-        res = [pick(py[a:b]) if b > a else None for a, b in zip(vlo, vhi)]
-        return pa.array(res, vals.type)
-    raise ValueError(fn)
+@dataclass(frozen=True)
+class Slices:
+    """A feature's events per query point: the non-null values `vals` of its column in
+    (group, ts, source order) order, and for query i the slice vals[lo[i]:hi[i]] of its window."""
+
+    vals: pa.Array
+    lo: np.ndarray
+    hi: np.ndarray
+    k: int | None
+
+    @property
+    def n(self) -> np.ndarray:
+        return self.hi - self.lo
+
+
+def _count(s: Slices) -> pa.Array:
+    return pa.array(s.n, pa.int64())
+
+
+def _sums(s: Slices, mean: bool) -> pa.Array:
+    num = _to_numeric(s.vals)
+    assert num is not None
+    x, t = num
+    is_float = pa.types.is_floating(t)
+    if is_float:
+        # Summed slice by slice (not by prefix differences) to match SQL's rounding closely.
+        total = np.array([float(np.sum(x[a:b], dtype=np.float64)) for a, b in zip(s.lo, s.hi)], dtype=np.float64)
+    else:
+        prefix = np.concatenate([[0], np.cumsum(x.astype(np.int64))])
+        total = (prefix[s.hi] - prefix[s.lo]).astype(np.float64 if mean else np.int64)
+    if not mean:
+        return pa.array(total, pa.float64() if is_float else pa.int64())
+    empty = s.n == 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return pa.array(total / np.where(empty, 1, s.n), pa.float64(), mask=empty)
+
+
+def _last(s: Slices) -> pa.Array:
+    empty = s.n == 0
+    idx = np.where(empty, 0, s.hi - 1)
+    return s.vals.take(pa.array(idx, mask=empty)) if len(s.vals) else pa.nulls(len(s.n), s.vals.type)
+
+
+def _last_k(s: Slices) -> pa.Array:
+    lengths = np.minimum(s.n, int(s.k or 0))
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    within = np.arange(int(offsets[-1])) - np.repeat(offsets[:-1], lengths)
+    idx = np.repeat(s.hi - 1, lengths) - within
+    return pa.ListArray.from_arrays(pa.array(offsets), s.vals.take(pa.array(idx, pa.int64())))
+
+
+def _count_distinct(s: Slices) -> pa.Array:
+    py = s.vals.to_pylist()
+    return pa.array([len(set(py[a:b])) for a, b in zip(s.lo, s.hi)], pa.int64())
+
+
+def _pick(fn: Callable) -> Callable[[Slices], pa.Array]:
+    def compute(s: Slices) -> pa.Array:
+        py = s.vals.to_pylist()
+        return pa.array([fn(py[a:b]) if b > a else None for a, b in zip(s.lo, s.hi)], s.vals.type)
+    return compute
+
+
+# The pythonic engine's implementation of each aggregation function (daedalus.functions).
+IMPLEMENTATIONS: dict[str, Callable[[Slices], pa.Array]] = {
+    "count": _count,
+    "count_distinct": _count_distinct,
+    "sum": lambda s: _sums(s, mean=False),
+    "mean": lambda s: _sums(s, mean=True),
+    "min": _pick(min),
+    "max": _pick(max),
+    "last": _last,
+    "last_k": _last_k,
+}
+SUPPORTED = set(IMPLEMENTATIONS)

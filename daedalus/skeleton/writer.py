@@ -9,13 +9,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from daedalus import arrowtypes as at
+from daedalus import functions
 from daedalus.atomic import publish_dir, temp_sibling
 from daedalus.plan import Operator
 from daedalus.skeleton.context import DayContext, table
 from daedalus.sources import sql_ident
 
-# The value of an aggregation for a row whose group is null (no events can match).
-_EMPTY = {"count": "0", "count_distinct": "0", "sum": "0", "last_k": "[]"}
 
 
 def assemble_sql(ctx: DayContext, op: Operator) -> str:
@@ -42,7 +41,8 @@ def assemble_sql(ctx: DayContext, op: Operator) -> str:
             raise ValueError(f"write_parts cannot take a {src.kind} operator as input")
         on = " AND ".join([f"s.{sql_ident(k)} = {alias}.{sql_ident(k)}" for k in keys] + [f"s.__ts = {alias}.__ts"])
         joins.append(f"LEFT JOIN {table(name)} {alias} ON {on}")
-        defaults = {f.output: _EMPTY.get(f.function) for f in p.features} if src.kind == "window_agg" else {}
+        # A row whose group is null (no events can match) gets the empty-window value.
+        defaults = {f.output: functions.get(f.function).empty_sql for f in p.features} if src.kind == "window_agg" else {}
         for col in src.outputs:
             e = f"{alias}.{sql_ident(col.name)}"
             exprs[col.name] = f"coalesce({e}, {defaults[col.name]})" if defaults.get(col.name) else e
