@@ -279,7 +279,7 @@ def status_cmd(
     run = SnakemakeRun(config=config, targets=["all"], cores=1)
     status = pipeline_status(run, service=service, root=root, days=[d.isoformat() for d in compiled.days],
                              has_embeddings=bool(compiled.plan.ops("embed")),
-                             has_qid_map=bool(compiled.plan.op("spine").typed_params().session_field))
+                             has_qid_map=bool(compiled.plan.spine.params.session_field))
     if as_json:
         sys.stdout.write(status.to_json() + "\n")
     else:

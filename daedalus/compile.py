@@ -23,10 +23,11 @@ import yaml
 from daedalus import arrowtypes as at
 from daedalus import functions
 from daedalus.definitions import Aggregation, FeatureView, RuntimeConfig, Source
+from daedalus.binding import bind_plan
 from daedalus.errors import DaedalusError
 from daedalus.expressions import ExprError, referenced_columns
 from daedalus.loading import DefinitionPaths, Definitions, load_definitions
-from daedalus.plan import Column, Operator, Plan, SourceSpec, load_plan
+from daedalus.plan import Column, Operator, Plan, SourceSpec, load_plan, make_op
 from daedalus.sources import SourceFiles, SourceSchema, source_schema
 from daedalus.udfs import import_udf
 from daedalus.timeutil import day_range, lookback_days, parse_duration
@@ -167,7 +168,7 @@ def _check_plan_exprs(plan: Plan, where: Path) -> None:
     for i, op in enumerate(plan.operators):
         if op.kind != "derive":
             continue
-        for f in op.typed_params().features:
+        for f in op.params.features:
             if f.expr is None:
                 continue
             try:
@@ -201,7 +202,7 @@ def build_plan(defs: Definitions, days: list[dt.date]) -> tuple[Plan, "_Checker"
         if c == svc.spine.session_field:
             spine_cols.append(Column(name="qid", type="int64"))
     sources: dict[str, SourceSpec] = {}
-    ops.append(Operator(
+    ops.append(make_op(
         name="spine", kind="spine", engine="sql", inputs=[f"source:{SPINE}"],
         params={"source": SPINE, "entities": list(svc.spine.entities), "session_field": svc.spine.session_field,
                 "labels": list(svc.spine.labels), "passthrough": list(svc.spine.passthrough)},
@@ -258,20 +259,20 @@ def build_plan(defs: Definitions, days: list[dt.date]) -> tuple[Plan, "_Checker"
             else:
                 for c in f.inputs or []:
                     need(c)
-                udfs.append(Operator(
+                udfs.append(make_op(
                     name=f"udf.{view.name}.{f.name}", kind="udf", engine="sql_arrow_udf",
                     inputs=[f"pit_join.{view.name}"],
                     params={"view": view.name, "output": out, "dtype": f.dtype, "function": f.udf, "inputs": list(f.inputs or [])},
                     outputs=[Column(name=out, type=at.to_str(at.DTYPE_ARROW[f.dtype]))],
                 ))
         sources[sid] = chk.spec(sid, view.source)
-        feature_ops.append(Operator(
+        feature_ops.append(make_op(
             name=f"pit_join.{view.name}", kind="pit_join", engine="sql", inputs=["spine", f"source:{sid}"],
             params={"view": view.name, "source": sid, "entities": list(view.entities), "ttl": view.ttl, "columns": needed},
             outputs=[],
         ))
         if derived:
-            feature_ops.append(Operator(
+            feature_ops.append(make_op(
                 name=f"derive.{view.name}", kind="derive", engine="sql", inputs=[f"pit_join.{view.name}"],
                 params={"view": view.name, "features": derived},
                 outputs=[Column(name=d["output"], type=at.to_str(at.DTYPE_ARROW[d["dtype"]])) for d in derived],
@@ -305,7 +306,7 @@ def build_plan(defs: Definitions, days: list[dt.date]) -> tuple[Plan, "_Checker"
                 columns.append(Column(name=out, type=at.to_str(out_type)))
         if agg.source != "spine":
             sources[sid] = chk.spec(sid, agg.source)
-        feature_ops.append(Operator(
+        feature_ops.append(make_op(
             name=f"window_agg.{name}", kind="window_agg", engine="sql", inputs=["spine", f"source:{sid}"],
             params={"aggregation": name, "source": sid, "group_by": list(agg.group_by), "features": feats},
             outputs=[Column(name=f["output"], type=c.type) for f, c in zip(feats, columns[-len(feats):])],
@@ -313,10 +314,10 @@ def build_plan(defs: Definitions, days: list[dt.date]) -> tuple[Plan, "_Checker"
 
     ops.extend(feature_ops)
     if svc.spine.session_field:
-        ops.append(Operator(name="qid", kind="qid", engine="sql", inputs=["spine"],
+        ops.append(make_op(name="qid", kind="qid", engine="sql", inputs=["spine"],
                             params={"session_field": svc.spine.session_field},
                             outputs=[Column(name="qid", type="int64")]))
-    ops.append(Operator(name="write_parts", kind="write_parts", engine="sql",
+    ops.append(make_op(name="write_parts", kind="write_parts", engine="sql",
                         inputs=[o.name for o in ops if o.kind != "pit_join"],
                         params={}, outputs=columns))
     # Last: `source: spine` aggregations add spine columns the plan reads.
@@ -369,7 +370,7 @@ def _embed_operators(defs: Definitions, columns: list[Column]) -> list[Operator]
         if types[e.ids] not in ("int64", "list<int64>"):
             raise DaedalusError(where, f"embedding {name!r}: ids: column {e.ids!r} is {types[e.ids]}, "
                                 "expected int64 or list<int64>")
-        ops.append(Operator(
+        ops.append(make_op(
             name=f"embed.{name}", kind="embed", engine="pythonic", inputs=["write_parts"],
             params={"embedding": name, "ids": e.ids, "store_uri": store.uri, "key": store.key, "vector": store.vector},
             outputs=[Column(name=name, type=at.to_str(pa.list_(pa.float32(), vt.list_size))),
@@ -392,7 +393,7 @@ def enrich_digest_of(plan: Plan) -> str:
     h = hashlib.sha256()
     for op in plan.ops("embed"):
         h.update(op.model_dump_json().encode())
-        p = op.typed_params()
+        p = op.params
         if Path(p.store_uri).exists():
             h.update(str(store_schema(p.store_uri, Path(p.store_uri))[1]).encode())
     return h.hexdigest()[:16]
@@ -470,6 +471,8 @@ def compile_service(service: str, paths: DefinitionPaths, *, output_dir: Path | 
             raise DaedalusError(ov, f"service: {effective.service!r} does not match {service!r}")
         plan_path = ov
         bind_sources(effective, chk, ov)
+    digest = digest_of(effective, udf_files)
+    bind_plan(effective, plan_path, days[0], key=digest)
     if output_dir is not None:
         write_if_changed(output_dir / f"{service}.generated.yaml", generated)
         root = output_root or defs.runtime.output_root
@@ -481,8 +484,7 @@ def compile_service(service: str, paths: DefinitionPaths, *, output_dir: Path | 
             "targets": {"skeleton": [f"{root}/dt={d.isoformat()}" for d in days]},
         }
         write_if_changed(output_dir / f"{service}.targets.yaml", yaml.safe_dump(targets, sort_keys=False))
-    return Compiled(defs, effective, plan_path, generated, digest_of(effective, udf_files), days, chk.files,
-                    warnings=_skipped_warning(chk))
+    return Compiled(defs, effective, plan_path, generated, digest, days, chk.files, warnings=_skipped_warning(chk))
 
 
 def _skipped_warning(chk: _Checker) -> list[str]:

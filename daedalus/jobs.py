@@ -91,7 +91,7 @@ def day_rows(req: JobRequest) -> int | None:
         from daedalus.sources import SourceFiles
 
         plan = plan_of(req)
-        spec = plan.sources[plan.op("spine").typed_params().source]
+        spec = plan.sources[plan.spine.params.source]
         sf = SourceFiles.scan(spec.path)
         if not sf.partitioned:
             return None
@@ -137,7 +137,7 @@ def enrich(req: JobRequest, log: JobLog, *, direct: bool | None = None) -> None:
 
     plan, runtime = plan_of(req), runtime_of(req)
     assert req.day
-    embeds = [op.typed_params() for op in plan.ops("embed")]
+    embeds = [op.params for op in plan.ops("embed")]
     stores = {(e.store_uri, e.key, e.vector) for e in embeds}
     if len(stores) != 1:
         raise DaedalusError(req.plan, "embed operators over more than one embedding store are not supported")

@@ -132,6 +132,14 @@ def format_validation_error(model: type[BaseModel], err: ValidationError) -> str
         hint = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.5)
         if hint:
             msg += f" (did you mean {hint[0]!r}?)"
+    elif e["type"] == "union_tag_invalid":
+        ctx = e.get("ctx") or {}
+        choices = re.findall(r"'([^']*)'", str(ctx.get("expected_tags", "")))
+        key = str(ctx.get("discriminator", "")).strip("'")
+        msg = f"{key}: {ctx.get('tag')!r} is not one of: {', '.join(choices)}"
+        hint = difflib.get_close_matches(str(ctx.get("tag")), choices, n=1, cutoff=0.5)
+        if hint:
+            msg += f" (did you mean {hint[0]!r}?)"
     elif e["type"] in _PLAIN:
         msg = f"{_PLAIN[e['type']]}, got {_shown(value)}"
     else:

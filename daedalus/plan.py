@@ -7,13 +7,15 @@ typed parameter model and a set of engines that implement it.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from daedalus import arrowtypes as at
+from daedalus import functions
 from daedalus.definitions import DType, Function
 from daedalus.errors import DaedalusError
 from daedalus.loading import format_validation_error, read_yaml
@@ -124,38 +126,129 @@ class WriteParams(Model):
     sort: list[str] = ["event_timestamp", "source_order"]
 
 
-PARAMS: dict[str, type[Model]] = {
-    "spine": SpineParams,
-    "pit_join": PitJoinParams,
-    "derive": DeriveParams,
-    "udf": UdfParams,
-    "window_agg": WindowAggParams,
-    "qid": QidParams,
-    "write_parts": WriteParams,
-    "embed": EmbedParams,
-}
-ENGINES: dict[str, tuple[str, ...]] = {
-    "spine": ("sql",),
-    "pit_join": ("sql", "pythonic"),
-    "derive": ("sql",),
-    "udf": ("sql_arrow_udf",),
-    "window_agg": ("sql", "pythonic"),
-    "qid": ("sql",),
-    "write_parts": ("sql",),
-    "embed": ("pythonic",),
-}
+class _Op(Model):
+    """What every operator has; each kind below adds its typed `params`."""
 
-
-class Operator(Model):
     name: str
-    kind: Literal["spine", "pit_join", "derive", "udf", "window_agg", "qid", "write_parts", "embed"]
     engine: Engine
     inputs: list[str]
-    params: dict[str, Any] = Field(default_factory=dict)
     outputs: list[Column] = []
 
-    def typed_params(self) -> Any:
-        return PARAMS[self.kind].model_validate(self.params)
+    ENGINES: ClassVar[tuple[str, ...]] = ("sql",)
+    # The kinds of operator this one reads (each at most once, except for write_parts), and
+    # whether it reads a source (`source:<id>` among its inputs).
+    INPUT_KINDS: ClassVar[tuple[str, ...]] = ()
+    REQUIRED_INPUTS: ClassVar[tuple[str, ...]] = ()
+    READS_SOURCE: ClassVar[bool] = False
+
+    def keys(self, plan: "Plan") -> list[str]:
+        """The key columns of this operator's table, row-aligned with the spine by them."""
+        return []
+
+    def empty_values(self) -> dict[str, str | None]:
+        """SQL of each output's value for a spine row this operator has no row for."""
+        return {}
+
+    def source_input(self) -> str | None:
+        return next((i[7:] for i in self.inputs if i.startswith("source:")), None)
+
+
+class SpineOp(_Op):
+    kind: Literal["spine"]
+    params: SpineParams
+    READS_SOURCE: ClassVar[bool] = True
+
+    def keys(self, plan: "Plan") -> list[str]:
+        return ["__rid"]
+
+
+class PitJoinOp(_Op):
+    kind: Literal["pit_join"]
+    params: PitJoinParams
+    ENGINES: ClassVar[tuple[str, ...]] = ("sql", "pythonic")
+    INPUT_KINDS: ClassVar[tuple[str, ...]] = ("spine",)
+    REQUIRED_INPUTS: ClassVar[tuple[str, ...]] = ("spine",)
+    READS_SOURCE: ClassVar[bool] = True
+
+    def keys(self, plan: "Plan") -> list[str]:
+        return [*self.params.entities, "__ts"]
+
+
+class DeriveOp(_Op):
+    kind: Literal["derive"]
+    params: DeriveParams
+    INPUT_KINDS: ClassVar[tuple[str, ...]] = ("pit_join",)
+    REQUIRED_INPUTS: ClassVar[tuple[str, ...]] = ("pit_join",)
+
+    def keys(self, plan: "Plan") -> list[str]:
+        return plan.input_of(self, "pit_join").keys(plan)
+
+
+class UdfOp(_Op):
+    kind: Literal["udf"]
+    params: UdfParams
+    ENGINES: ClassVar[tuple[str, ...]] = ("sql_arrow_udf",)
+    INPUT_KINDS: ClassVar[tuple[str, ...]] = ("pit_join",)
+    REQUIRED_INPUTS: ClassVar[tuple[str, ...]] = ("pit_join",)
+
+    def keys(self, plan: "Plan") -> list[str]:
+        return plan.input_of(self, "pit_join").keys(plan)
+
+
+class WindowAggOp(_Op):
+    kind: Literal["window_agg"]
+    params: WindowAggParams
+    ENGINES: ClassVar[tuple[str, ...]] = ("sql", "pythonic")
+    INPUT_KINDS: ClassVar[tuple[str, ...]] = ("spine",)
+    REQUIRED_INPUTS: ClassVar[tuple[str, ...]] = ("spine",)
+    READS_SOURCE: ClassVar[bool] = True
+
+    def keys(self, plan: "Plan") -> list[str]:
+        return [*self.params.group_by, "__ts"]
+
+    def empty_values(self) -> dict[str, str | None]:
+        # A row whose group is null (no events can match) gets the empty-window value.
+        return {f.output: functions.get(f.function).empty_sql for f in self.params.features}
+
+
+class QidOp(_Op):
+    kind: Literal["qid"]
+    params: QidParams
+    INPUT_KINDS: ClassVar[tuple[str, ...]] = ("spine",)
+    REQUIRED_INPUTS: ClassVar[tuple[str, ...]] = ("spine",)
+
+    def keys(self, plan: "Plan") -> list[str]:
+        return ["__rid"]
+
+
+class WritePartsOp(_Op):
+    kind: Literal["write_parts"]
+    params: WriteParams = WriteParams()
+    INPUT_KINDS: ClassVar[tuple[str, ...]] = ("spine", "derive", "udf", "window_agg", "qid")
+    REQUIRED_INPUTS: ClassVar[tuple[str, ...]] = ("spine",)
+
+
+class EmbedOp(_Op):
+    kind: Literal["embed"]
+    params: EmbedParams
+    ENGINES: ClassVar[tuple[str, ...]] = ("pythonic",)
+    INPUT_KINDS: ClassVar[tuple[str, ...]] = ("write_parts",)
+    REQUIRED_INPUTS: ClassVar[tuple[str, ...]] = ("write_parts",)
+
+
+Operator = Annotated[
+    Union[SpineOp, PitJoinOp, DeriveOp, UdfOp, WindowAggOp, QidOp, WritePartsOp, EmbedOp],
+    Field(discriminator="kind"),
+]
+KINDS: dict[str, type[_Op]] = {c.model_fields["kind"].annotation.__args__[0]: c  # type: ignore[union-attr]
+                               for c in (SpineOp, PitJoinOp, DeriveOp, UdfOp, WindowAggOp, QidOp, WritePartsOp, EmbedOp)}
+ENGINES: dict[str, tuple[str, ...]] = {k: c.ENGINES for k, c in KINDS.items()}
+_OPERATOR = TypeAdapter(Operator)
+
+
+def make_op(**fields: Any) -> Any:
+    """An operator of the kind `fields["kind"]`, validated."""
+    return _OPERATOR.validate_python(fields)
 
 
 class Plan(Model):
@@ -164,14 +257,28 @@ class Plan(Model):
     sources: dict[str, SourceSpec]
     operators: list[Operator]
 
-    def op(self, name: str) -> Operator:
+    def op(self, name: str) -> Any:
         for o in self.operators:
             if o.name == name:
                 return o
         raise KeyError(name)
 
-    def ops(self, kind: str) -> list[Operator]:
+    def ops(self, kind: str) -> list[Any]:
         return [o for o in self.operators if o.kind == kind]
+
+    @property
+    def spine(self) -> Any:
+        """The plan's one spine operator (whatever its name)."""
+        return self.ops("spine")[0]
+
+    def input_of(self, op: Any, kind: str) -> Any:
+        """The operator of `kind` among `op`'s inputs (the plan was validated: there is one)."""
+        for name in op.inputs:
+            if not name.startswith("source:"):
+                other = self.op(name)
+                if other.kind == kind:
+                    return other
+        raise KeyError(f"{op.name} has no {kind} input")
 
     @property
     def skeleton_operators(self) -> list[Operator]:
@@ -187,41 +294,69 @@ class Plan(Model):
         return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100, allow_unicode=True)
 
 
+def _name_operator(msg: str, loc: tuple, data: dict) -> str:
+    """'operators[2].derive.params...' -> 'operators[2] (derive.user_profile).params...'."""
+    ops = data.get("operators")
+    if len(loc) < 2 or loc[0] != "operators" or not isinstance(loc[1], int) or not isinstance(ops, list) \
+            or loc[1] >= len(ops) or not isinstance(ops[loc[1]], dict):
+        return msg
+    i, raw = loc[1], ops[loc[1]]
+    named = f"operators[{i}] ({raw.get('name')})" if raw.get("name") else f"operators[{i}]"
+    if len(loc) > 2 and loc[2] == raw.get("kind"):  # the discriminated union's tag
+        return msg.replace(f"operators[{i}].{loc[2]}", named, 1)
+    return msg.replace(f"operators[{i}]", named, 1)
+
+
 def validate_plan(data: Any, path: Path | str) -> Plan:
-    """Parse a plan (generated or hand-edited) and check what an edit can break."""
+    """Parse a plan (generated or hand-edited) and check its shape and its edges: every input
+    is an earlier operator of a kind the operator reads, or a source of the plan."""
     if not isinstance(data, dict):
         raise DaedalusError(path, "expected a mapping with an 'operators:' list")
+    if data.get("format", PLAN_FORMAT) != PLAN_FORMAT:
+        raise DaedalusError(path, f"format: {data.get('format')!r} is not supported (expected {PLAN_FORMAT}); "
+                            "recompile and apply your edits to the new generated plan")
     try:
         plan = Plan.model_validate(data)
     except ValidationError as e:
         msg = format_validation_error(Plan, e)
-        loc = e.errors()[0]["loc"]
-        ops = data.get("operators")
-        if len(loc) > 1 and loc[0] == "operators" and isinstance(loc[1], int) and isinstance(ops, list) \
-                and loc[1] < len(ops) and isinstance(ops[loc[1]], dict) and ops[loc[1]].get("name"):
-            # Name the operator, not only its position in the list.
-            msg = msg.replace(f"operators[{loc[1]}]", f"operators[{loc[1]}] ({ops[loc[1]]['name']})", 1)
-        raise DaedalusError(path, msg) from None
-    if plan.format != PLAN_FORMAT:
-        raise DaedalusError(path, f"format: {plan.format} is not supported (expected {PLAN_FORMAT}); recompile")
-    names: set[str] = set()
+        raise DaedalusError(path, _name_operator(msg, tuple(e.errors()[0]["loc"]), data)) from None
+    kinds: dict[str, str] = {}
     for i, op in enumerate(plan.operators):
         where = f"operators[{i}] ({op.name})"
-        if op.name in names:
+        cls = KINDS[op.kind]
+        if op.name in kinds:
             raise DaedalusError(path, f"{where}: duplicate operator name")
+        seen: list[str] = []
         for inp in op.inputs:
-            if inp not in names and not inp.startswith("source:"):
-                raise DaedalusError(path, f"{where}: input {inp!r} is not an earlier operator or a source")
-            if inp.startswith("source:") and inp[7:] not in plan.sources:
-                raise DaedalusError(path, f"{where}: unknown source {inp[7:]!r}")
-        names.add(op.name)
-        if op.engine not in ENGINES[op.kind]:
+            if inp.startswith("source:"):
+                if inp[7:] not in plan.sources:
+                    raise DaedalusError(path, f"{where}: unknown source {inp[7:]!r} (sources: {', '.join(plan.sources)})")
+                continue
+            if inp not in kinds:
+                hint = difflib.get_close_matches(inp, list(kinds), n=1)
+                raise DaedalusError(path, f"{where}: input {inp!r} is not an earlier operator or a source"
+                                    + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+            if kinds[inp] not in cls.INPUT_KINDS:
+                raise DaedalusError(path, f"{where}: input {inp!r} is a {kinds[inp]} operator; a {op.kind} operator "
+                                    f"reads {', '.join(cls.INPUT_KINDS) or 'no operator'}")
+            if op.kind != "write_parts" and kinds[inp] in seen:
+                raise DaedalusError(path, f"{where}: more than one {kinds[inp]} input")
+            seen.append(kinds[inp])
+        for need in cls.REQUIRED_INPUTS:
+            if need not in seen:
+                raise DaedalusError(path, f"{where}: needs a {need} operator among its inputs")
+        sources = [x[7:] for x in op.inputs if x.startswith("source:")]
+        if cls.READS_SOURCE and len(sources) != 1:
+            raise DaedalusError(path, f"{where}: needs exactly one source input (source:<id>), has {len(sources)}")
+        if not cls.READS_SOURCE and sources:
+            raise DaedalusError(path, f"{where}: a {op.kind} operator reads no source (input source:{sources[0]})")
+        declared = getattr(op.params, "source", None)
+        if declared is not None and sources and declared != sources[0]:
+            raise DaedalusError(path, f"{where}: params.source is {declared!r} but its input is source:{sources[0]}")
+        if op.engine not in cls.ENGINES:
             raise DaedalusError(path, f"{where}: engine {op.engine!r} is not supported by a {op.kind} operator "
-                                f"(supported: {', '.join(ENGINES[op.kind])})")
-        try:
-            op.typed_params()
-        except ValidationError as e:
-            raise DaedalusError(path, f"{where}: params.{format_validation_error(PARAMS[op.kind], e)}") from None
+                                f"(supported: {', '.join(cls.ENGINES)})")
+        kinds[op.name] = op.kind
     for kind in ("spine", "write_parts"):
         if len(plan.ops(kind)) != 1:
             raise DaedalusError(path, f"operators: exactly one {kind} operator is required")

@@ -75,12 +75,12 @@ class SkeletonStats:
 
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
-        self.sp = plan.op("spine").typed_params()
+        self.sp = plan.spine.params
         produced = {c.name for o in plan.operators if o.kind in ("derive", "udf", "window_agg") for c in o.outputs}
         self.features = [c.name for c in plan.columns if c.name in produced]
         self.windows: dict[str, list[tuple[str, str]]] = {}
         for op in plan.ops("window_agg"):
-            p = op.typed_params()
+            p = op.params
             for f in p.features:
                 if functions.get(f.function).coverage:
                     self.windows.setdefault(f"{p.aggregation}_{f.window}", []).append((f.function, f.output))
@@ -115,10 +115,10 @@ class SkeletonStats:
                   for label, n in self.label_n.items()}
         hits: dict[str, float | None] = {}
         for op in self.plan.ops("pit_join"):
-            p = op.typed_params()
+            p = op.params
             on = " AND ".join(f"s.{sql_ident(e)} = j.{sql_ident(e)}" for e in p.entities)
             try:
-                n = con.execute(f"SELECT count(*) FILTER (WHERE j.__hit) FROM {table('spine')} s "
+                n = con.execute(f"SELECT count(*) FILTER (WHERE j.__hit) FROM {table(self.plan.spine.name)} s "
                                 f"LEFT JOIN {table(op.name)} j ON {on} AND s.__ts = j.__ts").fetchall()[0][0]
             except Exception:  # an engine that keeps no join table: no hit rate rather than no day
                 hits[p.view] = None

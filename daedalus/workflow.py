@@ -108,7 +108,7 @@ class Workflow:
 
     @property
     def has_sessions(self) -> bool:
-        return bool(self.compiled.plan.op("spine").typed_params().session_field)
+        return bool(self.compiled.plan.spine.params.session_field)
 
     @property
     def state_dir(self) -> str:

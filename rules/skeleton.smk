@@ -20,7 +20,7 @@ if WF.has_sessions:
             WF.layout.qid_map_record,
         params:
             root=ROOT,
-            session_field=WF.compiled.plan.op("spine").typed_params().session_field,
+            session_field=WF.compiled.plan.spine.params.session_field,
         log:
             f"{STATE}/logs/qid_map.log",
         benchmark:

@@ -16,20 +16,22 @@ from daedalus.skeleton.context import DayContext, table
 from daedalus.sources import sql_ident
 
 
-def _key_cols(ctx: DayContext, view: str) -> str:
-    p = ctx.plan.op(f"pit_join.{view}").typed_params()
-    return ", ".join(sql_ident(e) for e in p.entities) + ", __ts"
+def _joined(ctx: DayContext, op: Operator) -> tuple[str, str]:
+    """The operator's pit_join input: (its table, its key columns as SQL)."""
+    join = ctx.plan.input_of(op, "pit_join")
+    return table(join.name), ", ".join(sql_ident(k) for k in join.keys(ctx.plan))
 
 
 def derive_sql(ctx: DayContext, op: Operator) -> None:
-    p: DeriveParams = op.typed_params()
+    p: DeriveParams = op.params
+    src, keys = _joined(ctx, op)
     exprs = []
     for f in p.features:
         value = f"({f.expr})" if f.expr is not None else sql_ident(f.column or "")
         exprs.append(f"CASE WHEN __hit THEN CAST({value} AS {at.DTYPE_DUCKDB[f.dtype]}) END AS {sql_ident(f.output)}")
     ctx.con.execute(f"""
         CREATE TEMP TABLE {table(op.name)} AS
-        SELECT {_key_cols(ctx, p.view)}, {', '.join(exprs)} FROM {table('pit_join.' + p.view)}
+        SELECT {keys}, {', '.join(exprs)} FROM {src}
     """)
 
 
@@ -41,9 +43,9 @@ def load_udf(function: str):
 
 
 def udf_arrow(ctx: DayContext, op: Operator) -> None:
-    p: UdfParams = op.typed_params()
+    p: UdfParams = op.params
     fn = load_udf(p.function)
-    src = table("pit_join." + p.view)
+    src, keys = _joined(ctx, op)
     types = {r[0]: r[1] for r in ctx.con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()}
     name = "udf_" + hashlib.sha1(op.name.encode()).hexdigest()[:12]
     ctx.con.create_function(name, fn, [types[c] for c in p.inputs], at.DTYPE_DUCKDB[p.dtype],
@@ -51,7 +53,7 @@ def udf_arrow(ctx: DayContext, op: Operator) -> None:
     args = ", ".join(sql_ident(c) for c in p.inputs)
     ctx.con.execute(f"""
         CREATE TEMP TABLE {table(op.name)} AS
-        SELECT {_key_cols(ctx, p.view)},
+        SELECT {keys},
                CASE WHEN __hit THEN CAST({name}({args}) AS {at.DTYPE_DUCKDB[p.dtype]}) END AS {sql_ident(p.output)}
         FROM {src}
     """)

@@ -17,10 +17,12 @@ from daedalus.sources import sql_ident
 from daedalus.timeutil import duration_micros
 
 
-def _keys_sql(ctx: DayContext, entities: list[str]) -> str:
+def _keys_sql(ctx: DayContext, op: Operator) -> str:
+    """The distinct (entities, ts) of the operator's spine input with no null entity."""
+    entities = op.params.entities
     ents = ", ".join(sql_ident(e) for e in entities)
     not_null = " AND ".join(f"{sql_ident(e)} IS NOT NULL" for e in entities)
-    return f"SELECT DISTINCT {ents}, __ts FROM {table('spine')} WHERE {not_null}"
+    return f"SELECT DISTINCT {ents}, __ts FROM {table(ctx.plan.input_of(op, 'spine').name)} WHERE {not_null}"
 
 
 def _feature_rows_sql(ctx: DayContext, p: PitJoinParams) -> tuple[str, str]:
@@ -45,7 +47,7 @@ def _feature_rows_sql(ctx: DayContext, p: PitJoinParams) -> tuple[str, str]:
 
 
 def pit_join_sql(ctx: DayContext, op: Operator) -> None:
-    p: PitJoinParams = op.typed_params()
+    p: PitJoinParams = op.params
     ents = [sql_ident(e) for e in p.entities]
     rows, where = _feature_rows_sql(ctx, p)
     fv = table(op.name + ":rows")
@@ -64,7 +66,7 @@ def pit_join_sql(ctx: DayContext, op: Operator) -> None:
     ctx.con.execute(f"""
         CREATE TEMP TABLE {table(op.name)} AS
         SELECT {', '.join('k.' + e for e in ents)}, k.__ts, ({hit}) AS __hit{', ' + carried if carried else ''}
-        FROM ({_keys_sql(ctx, p.entities)}) k
+        FROM ({_keys_sql(ctx, op)}) k
         ASOF LEFT JOIN {fv} f ON {on} AND k.__ts >= f.__fts
     """)
     ctx.con.execute(f"DROP TABLE {fv}")
@@ -72,10 +74,10 @@ def pit_join_sql(ctx: DayContext, op: Operator) -> None:
 
 def pit_join_pythonic(ctx: DayContext, op: Operator) -> None:
     """The same join by sorting keys and feature rows together (numpy, no ASOF)."""
-    p: PitJoinParams = op.typed_params()
+    p: PitJoinParams = op.params
     rows, where = _feature_rows_sql(ctx, p)
     fv = ctx.con.sql(f"SELECT * FROM ({rows}) WHERE {where}").to_arrow_table()
-    keys = ctx.con.sql(_keys_sql(ctx, p.entities) + " ORDER BY ALL").to_arrow_table()
+    keys = ctx.con.sql(_keys_sql(ctx, op) + " ORDER BY ALL").to_arrow_table()
     n_k, n_f = keys.num_rows, fv.num_rows
     kcode, fcode = entity_codes([keys[e] for e in p.entities], [fv[e] for e in p.entities])
     kts, fts = micros(keys["__ts"]), micros(fv["__fts"])

@@ -57,7 +57,7 @@ def _spans(days: set[dt.date]) -> list[tuple[dt.datetime, dt.datetime]]:
 
 def assign_qids(plan: Plan, days: list[dt.date], spine_files: list[str], output_root: Path) -> dict:
     """Give every session with rows in `days` and no qid yet the next qids, by first row."""
-    sp: SpineParams = plan.op("spine").typed_params()
+    sp: SpineParams = plan.spine.params
     session = sp.session_field
     assert session
     spec = plan.sources[sp.source]
@@ -104,7 +104,7 @@ def _join_registry(ctx: DayContext, op: Operator, session_field: str) -> int:
     """(Re)build the day's qid table from the registry; returns rows whose session has no qid."""
     reg = registry_path(ctx.output_root)
     s = sql_ident(session_field)
-    spine = table("spine")
+    spine = table(ctx.plan.input_of(op, "spine").name)
     if reg.exists():
         src = f"read_parquet({sql_str(reg.as_posix())})"
     else:
@@ -124,10 +124,10 @@ def qid_sql(ctx: DayContext, op: Operator) -> None:
     Assigning every new session of the run's days at once, in first-row order, makes qids
     independent of which day job gets there first, so of day_workers and executor.
     """
-    p: QidParams = op.typed_params()
+    p: QidParams = op.params
     if _join_registry(ctx, op, p.session_field) == 0:
         return
-    spine_src = ctx.plan.op("spine").typed_params().source
+    spine_src = ctx.plan.input_of(op, "spine").params.source
     files = SourceFiles.scan(ctx.plan.sources[spine_src].path).select(ctx.run_days or [ctx.day], 0)
     assign_qids(ctx.plan, ctx.run_days or [ctx.day], files, ctx.output_root)
     missing = _join_registry(ctx, op, p.session_field)

@@ -8,7 +8,7 @@ from daedalus.sources import sql_ident
 
 
 def spine_sql(ctx: DayContext, op: Operator) -> None:
-    p: SpineParams = op.typed_params()
+    p: SpineParams = op.params
     spec = ctx.plan.sources[p.source]
     rel, empty = ctx.relation(p.source, ctx.source_files(p.source, 0))
     ts = ctx.ts_expr(rel, spec.timestamp_field, spec.path)

@@ -203,13 +203,14 @@ def window_agg_sql(ctx: DayContext, op: Operator) -> None:
     those inside the window; the answer is the events of rank hi, hi-1, ... (at most
     min(n, k)) in the group's (ts, source order) ranking of the non-null c events.
     """
-    p: WindowAggParams = op.typed_params()
+    p: WindowAggParams = op.params
     ev_sql, value_cols, types = events_sql(ctx, p)
     groups = [sql_ident(g) for g in p.group_by]
     gl = ", ".join(groups)
     not_null = " AND ".join(f"{g} IS NOT NULL" for g in groups)
     qp = table(op.name + ":queries")
-    ctx.con.execute(f"CREATE TEMP TABLE {qp} AS SELECT DISTINCT {gl}, __ts FROM {table('spine')} WHERE {not_null}")
+    spine = table(ctx.plan.input_of(op, "spine").name)
+    ctx.con.execute(f"CREATE TEMP TABLE {qp} AS SELECT DISTINCT {gl}, __ts FROM {spine} WHERE {not_null}")
     temps = [qp]
     select: dict[str, str] = {}
     joins: list[str] = []

@@ -52,12 +52,13 @@ def _to_numeric(arr: pa.Array) -> tuple[np.ndarray, pa.DataType] | None:
 
 
 def window_agg_pythonic(ctx: DayContext, op: Operator) -> None:
-    p: WindowAggParams = op.typed_params()
+    p: WindowAggParams = op.params
     ev_sql, value_cols, _ = events_sql(ctx, p)
     ev = ctx.con.sql(ev_sql).to_arrow_table()
     groups = [sql_ident(g) for g in p.group_by]
     not_null = " AND ".join(f"{g} IS NOT NULL" for g in groups)
-    q = ctx.con.sql(f"SELECT DISTINCT {', '.join(groups)}, __ts FROM {table('spine')} WHERE {not_null} ORDER BY ALL").to_arrow_table()
+    spine = table(ctx.plan.input_of(op, "spine").name)
+    q = ctx.con.sql(f"SELECT DISTINCT {', '.join(groups)}, __ts FROM {spine} WHERE {not_null} ORDER BY ALL").to_arrow_table()
     ecode, qcode = entity_codes([ev[g] for g in p.group_by], [q[g] for g in p.group_by])
     ets, qts = micros(ev["__ts"]), micros(q["__ts"])
     forder, frow = source_order(ev["__file"], ev["__row"])

@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from daedalus import arrowtypes as at
-from daedalus import functions
 from daedalus.atomic import publish_dir, temp_sibling
+from daedalus.errors import DaedalusError
 from daedalus.plan import Operator
 from daedalus.skeleton.context import DayContext, table
 from daedalus.sources import sql_ident
@@ -18,36 +18,28 @@ from daedalus.sources import sql_ident
 
 
 def assemble_sql(ctx: DayContext, op: Operator) -> str:
+    """The day's rows: the spine input, each other input joined on the keys it declares."""
+    spine = ctx.plan.input_of(op, "spine")
     exprs: dict[str, str] = {"event_timestamp": "CAST(s.__ts AS TIMESTAMPTZ)"}
-    sp = ctx.plan.op("spine").typed_params()
-    for c in list(sp.entities) + ([sp.session_field] if sp.session_field else []) + sp.labels + sp.passthrough:
-        exprs[c] = f"s.{sql_ident(c)}"
+    for c in spine.outputs[1:]:
+        exprs[c.name] = f"s.{sql_ident(c.name)}"
     joins = []
     for i, name in enumerate(op.inputs):
         src = ctx.plan.op(name)
+        if src is spine:
+            continue
         alias = f"j{i}"
-        if src.kind == "spine":
-            continue
-        if src.kind == "qid":
-            joins.append(f"LEFT JOIN {table(name)} {alias} ON s.__rid = {alias}.__rid")
-            exprs["qid"] = f"{alias}.qid"
-            continue
-        p = src.typed_params()
-        if src.kind in ("derive", "udf"):
-            keys = ctx.plan.op(f"pit_join.{p.view}").typed_params().entities
-        elif src.kind == "window_agg":
-            keys = p.group_by
-        else:
-            raise ValueError(f"write_parts cannot take a {src.kind} operator as input")
-        on = " AND ".join([f"s.{sql_ident(k)} = {alias}.{sql_ident(k)}" for k in keys] + [f"s.__ts = {alias}.__ts"])
+        on = " AND ".join(f"s.{sql_ident(k)} = {alias}.{sql_ident(k)}" for k in src.keys(ctx.plan))
         joins.append(f"LEFT JOIN {table(name)} {alias} ON {on}")
-        # A row whose group is null (no events can match) gets the empty-window value.
-        defaults = {f.output: functions.get(f.function).empty_sql for f in p.features} if src.kind == "window_agg" else {}
+        defaults = src.empty_values()
         for col in src.outputs:
             e = f"{alias}.{sql_ident(col.name)}"
             exprs[col.name] = f"coalesce({e}, {defaults[col.name]})" if defaults.get(col.name) else e
+    missing = [c.name for c in op.outputs if c.name not in exprs]
+    if missing:
+        raise DaedalusError(op.name, f"output columns no input makes: {', '.join(missing)}")
     select = ", ".join(f"{exprs[c.name]} AS {sql_ident(c.name)}" for c in op.outputs)
-    return f"SELECT {select} FROM {table('spine')} s {' '.join(joins)} ORDER BY s.__rid"
+    return f"SELECT {select} FROM {table(spine.name)} s {' '.join(joins)} ORDER BY s.__rid"
 
 
 def output_schema(op: Operator) -> pa.Schema:
