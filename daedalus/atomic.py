@@ -75,3 +75,21 @@ def remove_stale_temps(directory: Path, prefix: str) -> None:
     for p in directory.glob(f".{prefix}*"):
         if ".tmp-" in p.name or ".old-" in p.name:
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+
+
+def write_if_changed(path: Path, text: str) -> bool:
+    """Atomically write `text`; leave the file (and its mtime) alone when unchanged."""
+    data = text.encode()
+    try:
+        if path.read_bytes() == data:
+            return False
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_sibling(path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return True

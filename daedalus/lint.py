@@ -110,7 +110,7 @@ def _cached(check: str, files: list[str], spec: SourceSpec, compute):
         cache = {}
     cache[key] = value
     try:  # a cache only: a failed write costs a re-read next time, nothing else
-        from daedalus.compile import write_if_changed
+        from daedalus.atomic import write_if_changed
 
         write_if_changed(LINT_CACHE, json.dumps(cache, sort_keys=True))
     except OSError:

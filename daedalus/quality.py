@@ -44,7 +44,7 @@ def _rate(n: int | float, rows: int) -> float | None:
 
 
 def _write(path: Path, stats: dict[str, Any]) -> None:
-    from daedalus.compile import write_if_changed
+    from daedalus.atomic import write_if_changed
 
     write_if_changed(path, json.dumps(stats, indent=1) + "\n")
 
