@@ -60,11 +60,9 @@ def _parse_day(text: str | None, option: str) -> dt.date | None:
 
 
 def _lint(compiled, strict: bool) -> None:
-    from daedalus.lint import lint, report
+    from daedalus.session import lint
 
-    for line in compiled.warnings:  # about the input files, not leakage: --strict does not count them
-        print(f"daeda: warning: {line}", file=sys.stderr)
-    report(lint(compiled), strict=strict)
+    lint(compiled, strict)
 
 
 @pipeline.command("compile")
@@ -107,144 +105,21 @@ def train_cmd(
     strict: Strict = False,
 ) -> None:
     """Run the skeleton (and enrich) stage over the configured days through Snakemake."""
-    from daedalus.compile import compile_service
-    from daedalus.runner import SnakemakeRun, resolve_profile, workflow_config
+    from daedalus.session import TrainOptions, TrainSession
 
     if skeleton_only and enrich_only:
         raise DaedalusError("--skeleton-only", "cannot be combined with --enrich-only")
-    if day_workers is not None and day_workers < 1:
-        raise DaedalusError("--day-workers", f"must be at least 1, got {day_workers}")
-    if ray_num_cpus is not None and ray_num_cpus < 1:
-        raise DaedalusError("--ray-num-cpus", f"must be at least 1, got {ray_num_cpus}")
-    if cores is not None and cores < 1:
-        raise DaedalusError("--cores", f"must be at least 1, got {cores}")
-    day = _parse_day(target_date, "--target-date")
-    prof = resolve_profile(profile) if profile else None
+    for flag, value in (("--day-workers", day_workers), ("--ray-num-cpus", ray_num_cpus), ("--cores", cores)):
+        if value is not None and value < 1:
+            raise DaedalusError(flag, f"must be at least 1, got {value}")
+    options = TrainOptions(
+        output_root=str(output_root) if output_root else None, target_date=_parse_day(target_date, "--target-date"),
+        day_workers=day_workers, stage="skeleton" if skeleton_only else "enrich" if enrich_only else "all",
+        ray_num_cpus=ray_num_cpus, profile=profile, cores=cores, verbose=verbose,
+        snakemake_args=list(snakemake_args or []), strict=strict,
+        root_option="--output-root" if output_root else str(runtime_config_path))
     paths = _paths(feature_views_dir, feature_services_dir, runtime_config_path, aggregation_config_path)
-    # Everything compile checks, before Snakemake starts or any output is touched.
-    # (No plan files written here: the Snakefile writes them, and only once the lock below
-    # is held and the output root is known to be writable.)
-    compiled = compile_service(service, paths, output_dir=None, output_root=str(output_root) if output_root else None,
-                               target_date=day)
-    runtime = compiled.definitions.runtime
-    root = str(output_root) if output_root else runtime.output_root
-    workers = day_workers or runtime.day_workers
-    stage = "skeleton" if skeleton_only else "enrich" if enrich_only else "all"
-    has_embeddings = bool(compiled.plan.ops("embed"))
-    from daedalus.layout import Layout
-
-    layout = Layout.of(root)
-    if enrich_only:
-        if not has_embeddings:
-            raise DaedalusError("--enrich-only", f"service {service!r} has no embeddings to enrich")
-        missing = [d for d in compiled.days if not layout.published("skeleton", d.isoformat())]
-        if missing:
-            raise DaedalusError("--enrich-only", f"no finished skeleton output for {len(missing)} day(s) (first: "
-                                f"{layout.day_dir('skeleton', missing[0].isoformat())}); run the skeleton stage first")
-    config = workflow_config(service, paths, root, target_date=day.isoformat() if day else None, stage=stage,
-                             day_workers=workers, ray_num_cpus=ray_num_cpus)
-    if strict:  # a --strict failure comes before the lock, so it creates nothing
-        _lint(compiled, strict)
-    # One train per root (released by the kernel even on SIGKILL), so Snakemake's own lock,
-    # which a kill leaves behind, is not needed: --nolock.
-    from daedalus.enrich.cluster import stop_recorded_head
-    from daedalus.runlock import acquire_train_lock
-
-    lock = acquire_train_lock(root, "--output-root" if output_root else str(runtime_config_path))
-    head_record = layout.ray_head_record
-    stop_recorded_head(head_record)  # a head left running by a killed run on this root
-    from daedalus.atomic import remove_stale_temps
-
-    for r in (Path(layout.root), Path(layout.enriched_root)):
-        remove_stale_temps(r, "")  # hidden half-written days of a killed run: no run can own them now
-    if not strict:  # warnings after every check of the input and the lock: a refused run prints one line
-        _lint(compiled, strict)
-    n_cores = cores or max(workers, runtime.duckdb.threads)
-    console.print(f"[bold]{service}[/bold]: {len(compiled.days)} day(s) "
-                  f"{compiled.days[0]}..{compiled.days[-1]} -> {root} ({stage}, "
-                  + (f"executor {prof.executor} ({prof.path.name} profile))" if prof and prof.remote
-                     else f"{workers} day worker(s), {n_cores} cores)"))
-    extra = ["--nolock", *(["--profile", str(prof.path)] if prof else []), *(snakemake_args or [])]
-    run = SnakemakeRun(config=config, targets=["all"], cores=n_cores, verbose=verbose, extra_args=extra)
-    # Nothing changed since Snakemake last found nothing to do: skip it (daedalus/uptodate.py).
-    from daedalus import uptodate
-    from daedalus.runner import workflow_dir
-    from daedalus.workflow import Workflow, WorkflowConfig
-
-    wf = Workflow(WorkflowConfig.from_mapping(config), compiled, runtime)
-    command, wf_dir = run.command(), workflow_dir()
-    fp = uptodate.fingerprint(wf, command, wf_dir)
-    if uptodate.matches(root, fp):
-        lock.release()
-        console.print("[dim]nothing to do: every output is up to date (nothing changed since "
-                      "Snakemake last checked)[/dim]")
-        console.print(f"[green]done[/green]: {root}")
-        return
-    uptodate.clear(root)
-    head = None
-    worker = None
-    try:
-        if not (prof and prof.remote):
-            # One warm process per day worker for the run's small days (daedalus.worker): they
-            # warm up while Snakemake starts, and every small day job after that is cheap.
-            from daedalus import worker as warm
-
-            worker = warm.start(workers, layout.log("worker"))
-            run.env.update(worker.env)
-        attach = os.environ.get("RAY_ADDRESS") or runtime.ray.address
-        if prof and prof.remote and stage != "skeleton" and has_embeddings and not attach:
-            console.print(f"[dim]executor {prof.executor}: each enrich job starts a Ray on its node "
-                          "(set ray.address in runtime.yaml to use a Ray cluster)[/dim]")
-        elif stage != "skeleton" and has_embeddings and not attach and _has_big_day(compiled, runtime):
-            # One local Ray head for the whole run: each big day's job attaches instead of paying
-            # Ray's start-up (seconds) per day. Only when some enrich job will run; small days
-            # are enriched without Ray.
-            if run.jobs_to_run().get("enrich_day"):
-                from daedalus.enrich.cluster import start_local_head
-
-                # This head is ours alone and listens on loopback: no token auth, and Ray must
-                # not swap 127.0.0.1 for the machine's external address when jobs attach.
-                local = {"RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-                os.environ.update(local)
-                head = start_local_head(ray_num_cpus or runtime.ray.num_cpus, None, record=head_record,
-                                        object_store_memory=runtime.ray.object_store_bytes)
-                run.env.update(local)
-                run.env["RAY_ADDRESS"] = head
-                console.print(f"[dim]ray head for this run: {head}[/dim]")
-        rc = run.run(console)
-        if rc == 0 and run.nothing_to_do and fp is not None and uptodate.fingerprint(wf, command, wf_dir) == fp:
-            uptodate.record(root, fp)  # Snakemake found nothing to do in exactly this state
-    finally:
-        if head is not None:
-            from daedalus.enrich.cluster import stop_head
-
-            stop_head()
-        if worker is not None:
-            worker.stop()
-        lock.release()
-    if rc != 0:
-        raise DaedalusError("train", f"snakemake failed (exit {rc}); its log: {run.log_path or '.snakemake/log/'}; "
-                            f"job logs: {root}/.daedalus/logs/")
-    console.print(f"[green]done[/green]: {root}")
-
-
-def _has_big_day(compiled, runtime) -> bool:
-    """Whether some day of the run has more spine rows than `small_day_rows` (from the spine's
-    parquet footers; an unpartitioned spine counts as one day)."""
-    import pyarrow.parquet as pq
-
-    sf = compiled.sources.get("spine")
-    if sf is None:
-        return True
-    limit = runtime.small_day_rows
-    files = compiled.run_files("spine")
-    if not sf.partitioned:
-        return sum(pq.ParquetFile(f).metadata.num_rows for f in files) > limit
-    per_day: dict = {}
-    for f, d in zip(sf.files, sf.days):
-        if d in compiled.days:
-            per_day[d] = per_day.get(d, 0) + pq.ParquetFile(f).metadata.num_rows
-    return any(n > limit for n in per_day.values())
+    TrainSession(service, paths, options, console).run()
 
 
 @pipeline.command("status")
