@@ -63,7 +63,9 @@ def generate(work: Path, a: argparse.Namespace) -> dict:
     for i in range(0, a.store_rows, step):
         k = keys[i : i + step]
         vec = rng.standard_normal((len(k), a.dim), dtype=np.float32)
-        t = pa.table({"artwork_id": k, "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vec.reshape(-1)), a.dim)})
+        t = pa.table(
+            {"artwork_id": k, "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vec.reshape(-1)), a.dim)}
+        )
         lance.write_dataset(t, str(store_uri), mode="create" if i == 0 else "append")
     day = work / "skeleton" / DAY
     if day.exists():
@@ -77,19 +79,28 @@ def generate(work: Path, a: argparse.Namespace) -> dict:
         offsets = np.zeros(n + 1, dtype=np.int32)
         np.cumsum(lengths, out=offsets[1:])
         hist = rng.integers(0, key_space, int(offsets[-1]), dtype=np.int64)
-        t = pa.table({
-            "event_timestamp": pa.array(ts0 + np.sort(rng.integers(0, 86_400_000_000, n)), pa.timestamp("us", tz="UTC")),
-            "user_id": pa.array(rng.integers(0, 2_000_000, n, dtype=np.int64)),
-            "artwork_id": pa.array(rng.integers(0, key_space, n, dtype=np.int64)),
-            "clicked": pa.array(rng.random(n) < 0.1),
-            "position": pa.array(rng.integers(0, 50, n, dtype=np.int64)),
-            "user_engagement__recent_artworks_30d": pa.ListArray.from_arrays(pa.array(offsets), pa.array(hist)),
-        })
+        t = pa.table(
+            {
+                "event_timestamp": pa.array(
+                    ts0 + np.sort(rng.integers(0, 86_400_000_000, n)), pa.timestamp("us", tz="UTC")
+                ),
+                "user_id": pa.array(rng.integers(0, 2_000_000, n, dtype=np.int64)),
+                "artwork_id": pa.array(rng.integers(0, key_space, n, dtype=np.int64)),
+                "clicked": pa.array(rng.random(n) < 0.1),
+                "position": pa.array(rng.integers(0, 50, n, dtype=np.int64)),
+                "user_engagement__recent_artworks_30d": pa.ListArray.from_arrays(pa.array(offsets), pa.array(hist)),
+            }
+        )
         pq.write_table(t, day / f"part-{p}-0.parquet", compression="zstd")
         n_parts += 1
     size = sum(f.stat().st_size for f in day.iterdir())
-    return {"store_uri": str(store_uri), "skeleton_day": str(day), "parts": n_parts,
-            "skeleton_mb": round(size / 2**20, 1), "seconds": round(time.perf_counter() - t0, 1)}
+    return {
+        "store_uri": str(store_uri),
+        "skeleton_day": str(day),
+        "parts": n_parts,
+        "skeleton_mb": round(size / 2**20, 1),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
 
 
 # -- the two contenders (each runs in its own subprocess) ---------------------------------
@@ -100,7 +111,7 @@ def phase_baseline(a: argparse.Namespace) -> dict:
 
     from daedalus.atomic import publish_dir, temp_sibling
     from daedalus.enrich.pooling import EmbeddingSpec, enrich_table
-    from daedalus.enrich.stage import ShardWriter, plan_output_schema, skeleton_parts, _skeleton_schema
+    from daedalus.enrich.stage import ShardWriter, _skeleton_schema, plan_output_schema, skeleton_parts
     from daedalus.enrich.store import EmbeddingStore, pin_store
 
     t0 = time.perf_counter()
@@ -135,14 +146,29 @@ def phase_ray(a: argparse.Namespace) -> dict:
     how = ensure_ray(a.ray_address, a.num_cpus)
     t_init = time.perf_counter() - t1
     t2 = time.perf_counter()
-    res = run_enrich_stage(Path(a.skeleton_day), Path(a.out), store_uri=a.store_uri, key="artwork_id",
-                           vector="embedding", embeddings=EMBEDDINGS, shard_rows=a.shard_rows,
-                           batch_rows=a.batch_rows, actor_num_cpus=a.actor_cpus)
+    res = run_enrich_stage(
+        Path(a.skeleton_day),
+        Path(a.out),
+        store_uri=a.store_uri,
+        key="artwork_id",
+        vector="embedding",
+        embeddings=EMBEDDINGS,
+        shard_rows=a.shard_rows,
+        batch_rows=a.batch_rows,
+        actor_num_cpus=a.actor_cpus,
+    )
     t_stage = time.perf_counter() - t2
     t3 = time.perf_counter()
     ray.shutdown()
-    return {"rows": res["rows"], "seconds": t_stage, "import_seconds": t_import, "init_seconds": t_init, "ray": how,
-            "shutdown_seconds": time.perf_counter() - t3, "shards": res["shards"]}
+    return {
+        "rows": res["rows"],
+        "seconds": t_stage,
+        "import_seconds": t_import,
+        "init_seconds": t_init,
+        "ray": how,
+        "shutdown_seconds": time.perf_counter() - t3,
+        "shards": res["shards"],
+    }
 
 
 # -- measurement ------------------------------------------------------------------------
@@ -210,14 +236,31 @@ def run_phase(phase: str, a: argparse.Namespace, out: Path) -> dict:
     if proc.returncode != 0:
         raise SystemExit(f"{phase} failed (exit {proc.returncode}):\n{stderr[-4000:]}")
     res = json.loads(stdout.strip().splitlines()[-1])
-    res.update(wall_seconds=wall, peak_rss_mb=sampler.peak_rss / 2**20, peak_pss_mb=sampler.peak_pss / 2**20,
-               peak_processes=sampler.peak_procs, stderr_lines=len([l for l in stderr.splitlines() if l.strip()]))
+    res.update(
+        wall_seconds=wall,
+        peak_rss_mb=sampler.peak_rss / 2**20,
+        peak_pss_mb=sampler.peak_pss / 2**20,
+        peak_processes=sampler.peak_procs,
+        stderr_lines=len([ln for ln in stderr.splitlines() if ln.strip()]),
+    )
     return res
 
 
 def passthrough(a: argparse.Namespace) -> list[str]:
-    return (["--ray-address", a.ray_address] if a.ray_address else []) + ["--store-uri", a.store_uri, "--skeleton-day", a.skeleton_day, "--shard-rows", str(a.shard_rows),
-            "--batch-rows", str(a.batch_rows), "--num-cpus", str(a.num_cpus), "--actor-cpus", str(a.actor_cpus)]
+    return (["--ray-address", a.ray_address] if a.ray_address else []) + [
+        "--store-uri",
+        a.store_uri,
+        "--skeleton-day",
+        a.skeleton_day,
+        "--shard-rows",
+        str(a.shard_rows),
+        "--batch-rows",
+        str(a.batch_rows),
+        "--num-cpus",
+        str(a.num_cpus),
+        "--actor-cpus",
+        str(a.actor_cpus),
+    ]
 
 
 def median_run(runs: list[dict]) -> dict:
@@ -259,9 +302,12 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--reuse-data", action="store_true", help="skip generation when --workdir already has data")
     ap.add_argument("--only", choices=["baseline", "ray"], default=None)
-    ap.add_argument("--head", action="store_true",
-                    help="(b) attaches to a head started once with start_local_head (as `daeda pipeline train` "
-                         "does); its processes count in (b)'s memory")
+    ap.add_argument(
+        "--head",
+        action="store_true",
+        help="(b) attaches to a head started once with start_local_head (as `daeda pipeline train` "
+        "does); its processes count in (b)'s memory",
+    )
     ap.add_argument("--ray-address", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--repeat", type=int, default=1, help="run (a) and (b) alternately this many times; medians")
     ap.add_argument("--json", action="store_true", help="end with one JSON line of the medians (for bench/run.py)")
@@ -277,19 +323,32 @@ def main() -> None:
         print(json.dumps(res))
         return
 
-    command = " ".join(shlex.quote(x) for x in [os.path.relpath(sys.executable, ROOT) if sys.executable.startswith(str(ROOT)) else sys.executable,
-                                               os.path.relpath(__file__, ROOT)] + sys.argv[1:])
+    command = " ".join(
+        shlex.quote(x)
+        for x in [
+            os.path.relpath(sys.executable, ROOT) if sys.executable.startswith(str(ROOT)) else sys.executable,
+            os.path.relpath(__file__, ROOT),
+        ]
+        + sys.argv[1:]
+    )
     work = a.workdir or Path(tempfile.mkdtemp(prefix="enrich-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
         if a.reuse_data and (work / "artworks.lance").exists() and (work / "skeleton" / DAY).exists():
-            gen = {"store_uri": str(work / "artworks.lance"), "skeleton_day": str(work / "skeleton" / DAY), "seconds": 0.0,
-                   "parts": len(list((work / "skeleton" / DAY).glob("part-*.parquet")))}
+            gen = {
+                "store_uri": str(work / "artworks.lance"),
+                "skeleton_day": str(work / "skeleton" / DAY),
+                "seconds": 0.0,
+                "parts": len(list((work / "skeleton" / DAY).glob("part-*.parquet"))),
+            }
         else:
             gen = generate(work, a)
         a.store_uri, a.skeleton_day = gen["store_uri"], gen["skeleton_day"]
-        print(f"data: {a.rows:,} rows in {gen['parts']} parts, store {a.store_rows:,} x {a.dim} "
-              f"(generated in {gen['seconds']} s) under {work}", flush=True)
+        print(
+            f"data: {a.rows:,} rows in {gen['parts']} parts, store {a.store_rows:,} x {a.dim} "
+            f"(generated in {gen['seconds']} s) under {work}",
+            flush=True,
+        )
         head_s = None
         if a.head and a.only != "baseline":
             from daedalus.enrich import cluster
@@ -306,8 +365,10 @@ def main() -> None:
                     continue
                 res = run_phase(phase, a, work / phase / DAY)
                 runs[phase].append(res)
-                print(f"{phase} #{i + 1}: {json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in res.items()})}",
-                      flush=True)
+                print(
+                    f"{phase} #{i + 1}: {json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in res.items()})}",
+                    flush=True,
+                )
         results = {k: median_run(v) for k, v in runs.items() if v}
         print()
         print(f"command: {command}")
@@ -316,33 +377,52 @@ def main() -> None:
         print(f"{'':34s} {'seconds':>9s} {'rows/s':>10s} {'peak PSS MB':>12s} {'peak RSS MB':>12s}")
         if "baseline" in results:
             b = results["baseline"]
-            print(f"{'(a) single process (numpy)':34s} {b['seconds']:9.1f} {b['rows'] / b['seconds']:10,.0f} "
-                  f"{b['peak_pss_mb']:12,.0f} {b['peak_rss_mb']:12,.0f}")
+            print(
+                f"{'(a) single process (numpy)':34s} {b['seconds']:9.1f} {b['rows'] / b['seconds']:10,.0f} "
+                f"{b['peak_pss_mb']:12,.0f} {b['peak_rss_mb']:12,.0f}"
+            )
         if "ray" in results:
             r = results["ray"]
-            print(f"{'(b) run_enrich_stage (Ray warm)':34s} {r['seconds']:9.1f} {r['rows'] / r['seconds']:10,.0f} "
-                  f"{r['peak_pss_mb']:12,.0f} {r['peak_rss_mb']:12,.0f}")
+            print(
+                f"{'(b) run_enrich_stage (Ray warm)':34s} {r['seconds']:9.1f} {r['rows'] / r['seconds']:10,.0f} "
+                f"{r['peak_pss_mb']:12,.0f} {r['peak_rss_mb']:12,.0f}"
+            )
             e2e = r["import_seconds"] + r["init_seconds"] + r["seconds"]
             what = "attach" if a.head else "start-up"
-            print(f"{'    + Ray import and ' + what:34s} {e2e:9.1f} {r['rows'] / e2e:10,.0f}"
-                  f"   (import {r['import_seconds']:.1f} s, ray.init {r['init_seconds']:.1f} s, shutdown {r['shutdown_seconds']:.1f} s)")
+            print(
+                f"{'    + Ray import and ' + what:34s} {e2e:9.1f} {r['rows'] / e2e:10,.0f}"
+                f"   (import {r['import_seconds']:.1f} s, ray.init {r['init_seconds']:.1f} s, shutdown {r['shutdown_seconds']:.1f} s)"
+            )
             if head_s is not None:
                 print(f"{'    (head start-up, once per run)':34s} {head_s:9.1f}")
         if len(results) == 2:
             b, r = results["baseline"], results["ray"]
             print()
-            print(f"ratio (b)/(a) throughput: {b['seconds'] / r['seconds']:.2f} (target >= 0.7); "
-                  f"with Ray start-up: {b['seconds'] / (r['import_seconds'] + r['init_seconds'] + r['seconds']):.2f}")
-            print(f"memory (b)/(a): PSS {r['peak_pss_mb'] / max(b['peak_pss_mb'], 1):.1f}x, "
-                  f"RSS {r['peak_rss_mb'] / max(b['peak_rss_mb'], 1):.1f}x (peak {r['peak_processes']} processes)")
+            print(
+                f"ratio (b)/(a) throughput: {b['seconds'] / r['seconds']:.2f} (target >= 0.7); "
+                f"with Ray start-up: {b['seconds'] / (r['import_seconds'] + r['init_seconds'] + r['seconds']):.2f}"
+            )
+            print(
+                f"memory (b)/(a): PSS {r['peak_pss_mb'] / max(b['peak_pss_mb'], 1):.1f}x, "
+                f"RSS {r['peak_rss_mb'] / max(b['peak_rss_mb'], 1):.1f}x (peak {r['peak_processes']} processes)"
+            )
             if a.repeat > 1:
                 print(f"all runs, seconds: (a) {b['all_seconds']}  (b) {r['all_seconds']}  (medians above)")
             print(f"outputs: {compare(work / 'baseline' / DAY, work / 'ray' / DAY)}")
             print(f"stderr lines: baseline {b['stderr_lines']}, ray {r['stderr_lines']}")
             if a.json:
-                print(json.dumps({"baseline_rows_per_s": b["rows"] / b["seconds"], "ray_rows_per_s": r["rows"] / r["seconds"],
-                                  "baseline_pss_mb": b["peak_pss_mb"], "ray_pss_mb": r["peak_pss_mb"],
-                                  "ratio": b["seconds"] / r["seconds"], "outputs": compare(work / "baseline" / DAY, work / "ray" / DAY)}))
+                print(
+                    json.dumps(
+                        {
+                            "baseline_rows_per_s": b["rows"] / b["seconds"],
+                            "ray_rows_per_s": r["rows"] / r["seconds"],
+                            "baseline_pss_mb": b["peak_pss_mb"],
+                            "ray_pss_mb": r["peak_pss_mb"],
+                            "ratio": b["seconds"] / r["seconds"],
+                            "outputs": compare(work / "baseline" / DAY, work / "ray" / DAY),
+                        }
+                    )
+                )
     finally:
         if a.ray_address and a.head:
             from daedalus.enrich import cluster

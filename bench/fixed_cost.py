@@ -54,7 +54,9 @@ def before_env(ref: str) -> tuple[Path, Path]:
     py = venv / "bin" / "python"
     if not py.exists():
         sh([sys.executable, "-m", "venv", "--without-pip", str(venv)], REPO)
-        site = Path(sh([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], REPO).stdout.strip())
+        site = Path(
+            sh([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], REPO).stdout.strip()
+        )
         (site / "before.pth").write_text(f"{tree}\n{sysconfig.get_paths()['purelib']}\n")
         for tool in ("ray", "snakemake"):  # commands the code runs next to its Python
             (venv / "bin" / tool).symlink_to(Path(sys.executable).parent / tool)
@@ -111,8 +113,21 @@ def run_variant(py: Path, proj: Path, repeat: int) -> dict:
         for r in (proj / root, proj / (root + "_enriched"), proj / ".snakemake"):
             shutil.rmtree(r, ignore_errors=True)
         t0 = time.perf_counter()
-        sh([str(py), "-m", "daedalus", "pipeline", "train", "dssm_ranking", "--day-workers", "1",
-            "--output-root", root], proj)
+        sh(
+            [
+                str(py),
+                "-m",
+                "daedalus",
+                "pipeline",
+                "train",
+                "dssm_ranking",
+                "--day-workers",
+                "1",
+                "--output-root",
+                root,
+            ],
+            proj,
+        )
         wall = time.perf_counter() - t0
         runs.append({"train wall": wall, "jobs": job_parts(proj / root)})
         print(f"  run {i + 1}: train {wall:.1f} s", file=sys.stderr)
@@ -129,7 +144,8 @@ def snakemake_job_start(py: Path, n: int = 20) -> dict[str, float]:
     (d / "Snakefile").write_text(
         "rule all:\n    input: expand('out/{kind}/{i}', kind=[config['kind']], i=range(int(config['count'])))\n"
         "rule script_job:\n    output: 'out/script/{i}'\n    script: 'noop.py'\n"
-        "rule shell_job:\n    output: 'out/shell/{i}'\n    shell: 'touch {output}'\n")
+        "rule shell_job:\n    output: 'out/shell/{i}'\n    shell: 'touch {output}'\n"
+    )
     out = {}
     for kind in ("script", "shell"):
         times = {}
@@ -187,29 +203,56 @@ def table(results: dict) -> str:
         cells = [fmt(fn(results[c], stage)) for stage in ("skeleton", "enrich") for c in cols]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
 
-    row("Snakemake's start of a job (`script:` before, `shell:` after)",
-        lambda r, s: r["snakemake_job_start"]["script" if r["name"] == "before" else "shell"])
+    row(
+        "Snakemake's start of a job (`script:` before, `shell:` after)",
+        lambda r, s: r["snakemake_job_start"]["script" if r["name"] == "before" else "shell"],
+    )
     row("Python start and imports of a job process", lambda r, s: r["imports"])
     for day, label in ((ZERO, "zero-row day"), (FULL, "3,000-row day")):
-        row(f"{label}: Ray connect", lambda r, s, d=day: med(r["runs"], f"{s} {d}", "ray_init_seconds") if s == "enrich" else None)
-        row(f"{label}: planning, actor start and store load (to the first batch)",
-            lambda r, s, d=day: med(r["runs"], f"{s} {d}", "first_batch_seconds") if s == "enrich" else None)
-        row(f"{label}: store open (pin the version)",
-            lambda r, s, d=day: med(r["runs"], f"{s} {d}", "pin_seconds") if s == "enrich" else None)
-        row(f"{label}: operators (the day's queries)",
-            lambda r, s, d=day: med(r["runs"], f"{s} {d}", "operators") if s == "skeleton" else None)
-        row(f"{label}: the stage in all (compute, write, publish)", lambda r, s, d=day: med(r["runs"], f"{s} {d}", "stage"))
-        row(f"{label}: **job process wall** (Snakemake's benchmark)", lambda r, s, d=day: med(r["runs"], f"{s} {d}", "job wall"))
-        row(f"{label}: **fixed cost per job** (job start + job wall - operators)",
-            lambda r, s, d=day: None if med(r["runs"], f"{s} {d}", "job wall") is None else (
-                r["snakemake_job_start"]["script" if r["name"] == "before" else "shell"]
-                + med(r["runs"], f"{s} {d}", "job wall") - (med(r["runs"], f"{s} {d}", "operators") or 0.0)))
+        row(
+            f"{label}: Ray connect",
+            lambda r, s, d=day: med(r["runs"], f"{s} {d}", "ray_init_seconds") if s == "enrich" else None,
+        )
+        row(
+            f"{label}: planning, actor start and store load (to the first batch)",
+            lambda r, s, d=day: med(r["runs"], f"{s} {d}", "first_batch_seconds") if s == "enrich" else None,
+        )
+        row(
+            f"{label}: store open (pin the version)",
+            lambda r, s, d=day: med(r["runs"], f"{s} {d}", "pin_seconds") if s == "enrich" else None,
+        )
+        row(
+            f"{label}: operators (the day's queries)",
+            lambda r, s, d=day: med(r["runs"], f"{s} {d}", "operators") if s == "skeleton" else None,
+        )
+        row(
+            f"{label}: the stage in all (compute, write, publish)",
+            lambda r, s, d=day: med(r["runs"], f"{s} {d}", "stage"),
+        )
+        row(
+            f"{label}: **job process wall** (Snakemake's benchmark)",
+            lambda r, s, d=day: med(r["runs"], f"{s} {d}", "job wall"),
+        )
+        row(
+            f"{label}: **fixed cost per job** (job start + job wall - operators)",
+            lambda r, s, d=day: (
+                None
+                if med(r["runs"], f"{s} {d}", "job wall") is None
+                else (
+                    r["snakemake_job_start"]["script" if r["name"] == "before" else "shell"]
+                    + med(r["runs"], f"{s} {d}", "job wall")
+                    - (med(r["runs"], f"{s} {d}", "operators") or 0.0)
+                )
+            ),
+        )
     lines.append("")
     for c in cols:
         r = results[c]
         extra = f", 61-day quickstart pipeline {r['quickstart']:.1f} s" if "quickstart" in r else ""
-        lines.append(f"- {c}: `daeda pipeline train` of the two days {statistics.median(x['train wall'] for x in r['runs']):.1f} s"
-                     f" (median of {len(r['runs'])}){extra}")
+        lines.append(
+            f"- {c}: `daeda pipeline train` of the two days {statistics.median(x['train wall'] for x in r['runs']):.1f} s"
+            f" (median of {len(r['runs'])}){extra}"
+        )
     return "\n".join(lines)
 
 
@@ -230,8 +273,11 @@ def main() -> int:
         r = run_variant(py, proj, args.repeat)
         r["name"] = name
         r["snakemake_job_start"] = snakemake_job_start(py)
-        stmt = ("import daedalus.job" if name == "after" else
-                "import daedalus.workflow, daedalus.skeleton.stage, daedalus.enrich.stage, snakemake.script")
+        stmt = (
+            "import daedalus.job"
+            if name == "after"
+            else "import daedalus.workflow, daedalus.skeleton.stage, daedalus.enrich.stage, snakemake.script"
+        )
         r["imports"] = import_seconds(py, stmt)
         if args.quickstart:
             r["quickstart"] = quickstart(py, tree)

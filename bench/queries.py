@@ -96,23 +96,33 @@ COPY = """COPY (SELECT * FROM result WHERE event_timestamp >= TIMESTAMP '{day}' 
 
 
 def _files(root: Path, name: str, lo: dt.date, hi: dt.date) -> str:
-    fs = sorted(p.relative_to(root).as_posix() for p in (root / "data/sources" / name).glob("dt=*/*.parquet")
-                if lo.isoformat() <= p.parent.name[3:] <= hi.isoformat())
+    fs = sorted(
+        p.relative_to(root).as_posix()
+        for p in (root / "data/sources" / name).glob("dt=*/*.parquet")
+        if lo.isoformat() <= p.parent.name[3:] <= hi.isoformat()
+    )
     return "[" + ", ".join(f"'{f}'" for f in fs) + "]"
 
 
 def _sql(root: Path, lo: dt.date, hi: dt.date, out: str, windows: bool) -> str:
     d = dt.timedelta
-    args = dict(lo=lo.isoformat(), hi=hi.isoformat(), spine_files=_files(root, "feed", lo, hi),
-                hist_files=_files(root, "feed", lo - d(days=7), hi), up_files=_files(root, "user_profile", lo - d(days=30), hi),
-                as_files=_files(root, "artwork_stats", lo - d(days=7), hi))
+    args = dict(
+        lo=lo.isoformat(),
+        hi=hi.isoformat(),
+        spine_files=_files(root, "feed", lo, hi),
+        hist_files=_files(root, "feed", lo - d(days=7), hi),
+        up_files=_files(root, "user_profile", lo - d(days=30), hi),
+        as_files=_files(root, "artwork_stats", lo - d(days=7), hi),
+    )
     sql = QUERY.format(**args) + (WINDOWS.format(**args) if windows else "")
     sql += RESULT.format(window_cols=WINDOW_COLS if windows else "", window_joins=WINDOW_JOINS if windows else "")
     days = [lo + d(days=i) for i in range((hi - lo).days + 1)]
     return sql + "".join(COPY.format(day=x.isoformat(), out=out) for x in days)
 
 
-def write_script(root: Path, days: list[dt.date], out: str, *, per_day: bool, windows: bool, threads: int, mem: str) -> Path:
+def write_script(
+    root: Path, days: list[dt.date], out: str, *, per_day: bool, windows: bool, threads: int, mem: str
+) -> Path:
     """A Python script (run with cwd=root) computing `days` into `out`, all at once or day by day."""
     spans = [(x, x) for x in days] if per_day else [(days[0], days[-1])]
     lines = ["import duckdb, os", f"os.makedirs({out!r}, exist_ok=True)"]

@@ -111,8 +111,9 @@ def measure(cmd: list[str], cwd: Path, log: Path) -> dict:
 
 def setup_size(work: Path, events: int, days: int) -> tuple[Path, int]:
     """The project directory of one size: definitions, generated data; returns (dir, spine rows)."""
-    from daedalus.demo import generate_demo
     import pyarrow.parquet as pq
+
+    from daedalus.demo import generate_demo
 
     root = work / label(events)
     root.mkdir(parents=True, exist_ok=True)
@@ -127,10 +128,20 @@ def setup_size(work: Path, events: int, days: int) -> tuple[Path, int]:
     if not (manifest.exists() and json.loads(manifest.read_text()).get("params") == params):
         shutil.rmtree(root / "data", ignore_errors=True)
         t0 = time.perf_counter()
-        generate_demo(root / "data", start=START, end=end, lookback_days=7, users=max(100, events // 100),
-                      artworks=max(100, events // 40), events_per_day=events // days)
-        rows = sum(pq.ParquetFile(f).metadata.num_rows for f in (root / "data/sources/feed").glob("dt=*/*.parquet")
-                   if START.isoformat() <= f.parent.name[3:] <= end.isoformat())
+        generate_demo(
+            root / "data",
+            start=START,
+            end=end,
+            lookback_days=7,
+            users=max(100, events // 100),
+            artworks=max(100, events // 40),
+            events_per_day=events // days,
+        )
+        rows = sum(
+            pq.ParquetFile(f).metadata.num_rows
+            for f in (root / "data/sources/feed").glob("dt=*/*.parquet")
+            if START.isoformat() <= f.parent.name[3:] <= end.isoformat()
+        )
         manifest.write_text(json.dumps({"params": params, "feed_rows_in_range": rows}))
         print(f"[{label(events)}] generated {rows:,} feed rows in {time.perf_counter() - t0:.0f} s", flush=True)
     flat = root / "data/feast"
@@ -166,22 +177,45 @@ def run_contender(name: str, root: Path, days: list[dt.date], a: argparse.Namesp
         cmd = [PY, "-m", "daedalus", "pipeline", "train", svc, "--skeleton-only", "--output-root", out]
         res = measure(cmd, root, log)
         tsvs = list((root / out / ".daedalus/benchmarks/skeleton").glob("*.tsv"))
-        res["job_peak_gib"] = max(float(l.split("\t")[2]) for p in tsvs for l in p.read_text().splitlines()[1:]) / 1024
+        res["job_peak_gib"] = (
+            max(float(ln.split("\t")[2]) for p in tsvs for ln in p.read_text().splitlines()[1:]) / 1024
+        )
         return res
     if name in ("all-days", "day-by-day"):
-        script = write_script(root, days, out, per_day=name == "day-by-day", windows=True, threads=2, mem=a.memory_limit)
+        script = write_script(
+            root, days, out, per_day=name == "day-by-day", windows=True, threads=2, mem=a.memory_limit
+        )
         return measure([PY, str(script)], root, log)
     if name == "feast-joins":
         (root / out).mkdir(parents=True)
-        return measure([str(a.feast_py), str(HERE / "feast_joins.py"), str(root), days[0].isoformat(), days[-1].isoformat(),
-                        f"{out}/all.parquet"], root, log)
+        return measure(
+            [
+                str(a.feast_py),
+                str(HERE / "feast_joins.py"),
+                str(root),
+                days[0].isoformat(),
+                days[-1].isoformat(),
+                f"{out}/all.parquet",
+            ],
+            root,
+            log,
+        )
     raise ValueError(name)
 
 
-PAIRS = ["user_id", "artwork_id", "clicked", "user_profile__follower_count", "user_profile__country",
-         "artwork_stats__like_count", "artwork_stats__category"] + [
-    f"user_activity__{f}_{w}" for f in ("impressions", "clicks") for w in ("1h", "1d", "7d")] + [
-    "artwork_activity__impressions_7d", "artwork_activity__clicks_7d"]
+PAIRS = (
+    [
+        "user_id",
+        "artwork_id",
+        "clicked",
+        "user_profile__follower_count",
+        "user_profile__country",
+        "artwork_stats__like_count",
+        "artwork_stats__category",
+    ]
+    + [f"user_activity__{f}_{w}" for f in ("impressions", "clicks") for w in ("1h", "1d", "7d")]
+    + ["artwork_activity__impressions_7d", "artwork_activity__clicks_7d"]
+)
 
 
 def check_values(root: Path, days: list[dt.date], ran: set[str]) -> list[str]:
@@ -193,7 +227,9 @@ def check_values(root: Path, days: list[dt.date], ran: set[str]) -> list[str]:
     notes = []
 
     def ours(name: str, day: dt.date) -> pa.Table:
-        parts = sorted((root / f"data/out_{name}/dt={day}").glob("part-*.parquet"), key=lambda p: int(p.name.split("-")[1]))
+        parts = sorted(
+            (root / f"data/out_{name}/dt={day}").glob("part-*.parquet"), key=lambda p: int(p.name.split("-")[1])
+        )
         return pa.concat_tables([pq.read_table(p) for p in parts])
 
     for other in ("all-days", "day-by-day"):
@@ -203,7 +239,11 @@ def check_values(root: Path, days: list[dt.date], ran: set[str]) -> list[str]:
         for day in days:
             x, y = ours("daeda", day), pq.read_table(root / f"data/out_{other}/dt={day}.parquet")
             assert x.num_rows == y.num_rows, (other, day, x.num_rows, y.num_rows)
-            assert x["event_timestamp"].cast(y["event_timestamp"].type).equals(y["event_timestamp"]), (other, day, "event_timestamp")
+            assert x["event_timestamp"].cast(y["event_timestamp"].type).equals(y["event_timestamp"]), (
+                other,
+                day,
+                "event_timestamp",
+            )
             for c in PAIRS:
                 assert x[c].cast(y[c].type).equals(y[c]), (other, day, c)
             cells += x.num_rows * (len(PAIRS) + 1)
@@ -211,13 +251,19 @@ def check_values(root: Path, days: list[dt.date], ran: set[str]) -> list[str]:
     if {"daeda-joins", "feast-joins"} <= ran:
         con = duckdb.connect()
         con.execute("SET TimeZone = 'UTC'")
-        cols = "CAST(event_timestamp AS TIMESTAMP), user_id, artwork_id, user_profile__follower_count, user_profile__country, " \
-               "artwork_stats__like_count, artwork_stats__category"
+        cols = (
+            "CAST(event_timestamp AS TIMESTAMP), user_id, artwork_id, user_profile__follower_count, user_profile__country, "
+            "artwork_stats__like_count, artwork_stats__category"
+        )
         a = f"SELECT {cols} FROM read_parquet('{root}/data/out_daeda-joins/dt=*/part-*.parquet', hive_partitioning=false)"
-        b = (f"SELECT {cols.replace('user_profile__country', 'user_profile__Country')} "
-             f"FROM read_parquet('{root}/data/out_feast-joins/all.parquet')")
+        b = (
+            f"SELECT {cols.replace('user_profile__country', 'user_profile__Country')} "
+            f"FROM read_parquet('{root}/data/out_feast-joins/all.parquet')"
+        )
         n = con.execute(f"SELECT count(*) FROM ({a})").fetchone()[0]
-        diff = con.execute(f"SELECT (SELECT count(*) FROM ({a} EXCEPT ALL {b})), (SELECT count(*) FROM ({b} EXCEPT ALL {a}))").fetchone()
+        diff = con.execute(
+            f"SELECT (SELECT count(*) FROM ({a} EXCEPT ALL {b})), (SELECT count(*) FROM ({b} EXCEPT ALL {a}))"
+        ).fetchone()
         assert diff == (0, 0), f"daeda-joins and Feast differ: {diff} rows"
         notes.append(f"daeda-joins = feast-joins: {n:,} rows equal as multisets")
     return notes
@@ -259,8 +305,21 @@ def noop_rerun(work: Path, a: argparse.Namespace) -> dict:
         # input, changed params/code are), so the runs below are true no-ops.
         print("building the 365-day project once, in one process ...", flush=True)
         measure([PY, "-c", BUILD_365], root, work / "noop-build.log")
-        measure([PY, "-m", "daedalus", "pipeline", "train", "bench_ranking", "--skeleton-only", "--output-root", "data/out"],
-                root, work / "noop-first.log")
+        measure(
+            [
+                PY,
+                "-m",
+                "daedalus",
+                "pipeline",
+                "train",
+                "bench_ranking",
+                "--skeleton-only",
+                "--output-root",
+                "data/out",
+            ],
+            root,
+            work / "noop-first.log",
+        )
         stamp.touch()
     train = [PY, "-m", "daedalus", "pipeline", "train", "bench_ranking", "--skeleton-only", "--output-root", "data/out"]
     from daedalus.uptodate import stamp_path
@@ -276,13 +335,20 @@ def noop_rerun(work: Path, a: argparse.Namespace) -> dict:
         runs.append(measure(train, root, work / "noop.log"))
     out = (work / "noop.log").read_text()
     assert "nothing changed since Snakemake last checked" in " ".join(out.split()), out[-2000:]
-    compiles = [measure([PY, "-m", "daedalus", "pipeline", "compile", "bench_ranking"], root, work / "compile.log")
-                for _ in range(a.repeat)]
+    compiles = [
+        measure([PY, "-m", "daedalus", "pipeline", "compile", "bench_ranking"], root, work / "compile.log")
+        for _ in range(a.repeat)
+    ]
     mtimes = {p: p.stat().st_mtime_ns for p in (root / "data/out").glob("dt=*/part-*.parquet")}
     assert len({p.parent for p in mtimes}) == 365, "the 365-day project is incomplete"
-    return {"noop_s": statistics.median(r["seconds"] for r in runs), "noop_all": [r["seconds"] for r in runs],
-            "checked_s": statistics.median(r["seconds"] for r in checked), "checked_all": [r["seconds"] for r in checked],
-            "compile_s": statistics.median(r["seconds"] for r in compiles), "noop_tail": out.strip().splitlines()[-3:]}
+    return {
+        "noop_s": statistics.median(r["seconds"] for r in runs),
+        "noop_all": [r["seconds"] for r in runs],
+        "checked_s": statistics.median(r["seconds"] for r in checked),
+        "checked_all": [r["seconds"] for r in checked],
+        "compile_s": statistics.median(r["seconds"] for r in compiles),
+        "noop_tail": out.strip().splitlines()[-3:],
+    }
 
 
 def enrich(a: argparse.Namespace) -> dict:
@@ -300,8 +366,12 @@ def med(xs: list[float]) -> float:
 def summarize(size_runs: dict[str, list[dict]], rows: int) -> dict:
     s = {}
     for name, runs in size_runs.items():
-        s[name] = {"seconds": med([r["seconds"] for r in runs]), "rows_per_s": rows / med([r["seconds"] for r in runs]),
-                   "peak_gib": med([r["peak_gib"] for r in runs]), "all_seconds": [round(r["seconds"], 1) for r in runs]}
+        s[name] = {
+            "seconds": med([r["seconds"] for r in runs]),
+            "rows_per_s": rows / med([r["seconds"] for r in runs]),
+            "peak_gib": med([r["peak_gib"] for r in runs]),
+            "all_seconds": [round(r["seconds"], 1) for r in runs],
+        }
         if "job_peak_gib" in runs[0]:
             s[name]["job_peak_gib"] = max(r["job_peak_gib"] for r in runs)
 
@@ -310,56 +380,84 @@ def summarize(size_runs: dict[str, list[dict]], rows: int) -> dict:
             return med([size_runs[y][i]["seconds"] / size_runs[x][i]["seconds"] for i in range(len(size_runs[x]))])
         return None
 
-    s["ratios"] = {"daeda/all-days": ratio("daeda", "all-days"), "daeda/day-by-day": ratio("daeda", "day-by-day"),
-                   "daeda-joins/feast-joins": ratio("daeda-joins", "feast-joins")}
+    s["ratios"] = {
+        "daeda/all-days": ratio("daeda", "all-days"),
+        "daeda/day-by-day": ratio("daeda", "day-by-day"),
+        "daeda-joins/feast-joins": ratio("daeda-joins", "feast-joins"),
+    }
     return s
 
 
 def write_docs(results: dict, a: argparse.Namespace) -> None:
     sizes = results["sizes"]
-    lines = ["# Benchmarks", "",
-             "Produced by one command (data generation, every contender, value checks, this page and the plot; "
-             "a second command with `--merge` replaces the sizes it measures):", "",
-             f"    {results['command']}", "",
-             f"Machine: {results['machine']}. {results['days']} days of the demo feed at each size; the feature set of "
-             "`bench/skeleton_defs` (two point-in-time joins, user 30d and artwork 7d TTL, and eight windows: per user "
-             "count and sum of `clicked` over 1h/1d/7d, per artwork over 7d). Each figure is the median of "
-             f"{a.repeat} run(s) (a size given as SIZE:N, N runs; the wall column lists every run); ratios are "
-             "taken within a run (rows/s of the first named over the second), then the median. "
-             "Peak memory is RSS summed over the contender's process tree; for daeda also the largest day job.", ""]
+    lines = [
+        "# Benchmarks",
+        "",
+        "Produced by one command (data generation, every contender, value checks, this page and the plot; "
+        "a second command with `--merge` replaces the sizes it measures):",
+        "",
+        f"    {results['command']}",
+        "",
+        f"Machine: {results['machine']}. {results['days']} days of the demo feed at each size; the feature set of "
+        "`bench/skeleton_defs` (two point-in-time joins, user 30d and artwork 7d TTL, and eight windows: per user "
+        "count and sum of `clicked` over 1h/1d/7d, per artwork over 7d). Each figure is the median of "
+        f"{a.repeat} run(s) (a size given as SIZE:N, N runs; the wall column lists every run); ratios are "
+        "taken within a run (rows/s of the first named over the second), then the median. "
+        "Peak memory is RSS summed over the contender's process tree; for daeda also the largest day job.",
+        "",
+    ]
     lines += ["| events | contender | wall s | rows/s | peak RSS GiB |", "|---|---|---:|---:|---:|"]
     for size, s in sizes.items():
         for name in CONTENDERS:
             if name in s:
                 c = s[name]
-                peak = f"{c['peak_gib']:.2f}" + (f" (largest day job {c['job_peak_gib']:.2f})" if "job_peak_gib" in c else "")
+                peak = f"{c['peak_gib']:.2f}" + (
+                    f" (largest day job {c['job_peak_gib']:.2f})" if "job_peak_gib" in c else ""
+                )
                 walls = c.get("all_seconds", [])
                 wall = f"{c['seconds']:.1f}" + (f" ({', '.join(f'{x:.1f}' for x in walls)})" if len(walls) > 1 else "")
-                lines.append(f"| {size} ({s['rows']:,} rows) | {LABELS[name]} | {wall} | {c['rows_per_s']:,.0f} | {peak} |")
-    lines += ["", "Ratios (within a run, median):", "", "| events | daeda / all-days | daeda / day-by-day | daeda-joins / Feast |",
-              "|---|---:|---:|---:|"]
+                lines.append(
+                    f"| {size} ({s['rows']:,} rows) | {LABELS[name]} | {wall} | {c['rows_per_s']:,.0f} | {peak} |"
+                )
+    lines += [
+        "",
+        "Ratios (within a run, median):",
+        "",
+        "| events | daeda / all-days | daeda / day-by-day | daeda-joins / Feast |",
+        "|---|---:|---:|---:|",
+    ]
     fmt = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
     for size, s in sizes.items():
         r = s["ratios"]
-        lines.append(f"| {size} | {fmt(r['daeda/all-days'])} | {fmt(r['daeda/day-by-day'])} | {fmt(r['daeda-joins/feast-joins'])} |")
+        lines.append(
+            f"| {size} | {fmt(r['daeda/all-days'])} | {fmt(r['daeda/day-by-day'])} | {fmt(r['daeda-joins/feast-joins'])} |"
+        )
     lines += ["", "Value checks:", ""] + [f"- {size}: {n}" for size, s in sizes.items() for n in s["checks"]]
     if "noop" in results:
         n = results["noop"]
-        lines += ["", "## Rerun with nothing to do, and compile", "",
-                  f"A 365-day project (`bench/work/noop365`), built once; then `daeda pipeline train bench_ranking "
-                  f"--skeleton-only` with nothing to do: **{n['noop_s']:.2f} s** (median; runs {[round(x, 2) for x in n['noop_all']]}). "
-                  "That run finds its fingerprint of the sources, outputs, definitions and code unchanged since "
-                  "Snakemake last found nothing to do (daedalus/uptodate.py) and skips Snakemake. The same no-op "
-                  "with Snakemake building the DAG of 365 jobs and checking their (about 17,600) declared inputs (the record "
-                  f"removed first): **{n['checked_s']:.2f} s** (median; runs {[round(x, 2) for x in n['checked_all']]}). "
-                  f"`daeda pipeline compile bench_ranking`: **{n['compile_s']:.2f} s**."]
+        lines += [
+            "",
+            "## Rerun with nothing to do, and compile",
+            "",
+            f"A 365-day project (`bench/work/noop365`), built once; then `daeda pipeline train bench_ranking "
+            f"--skeleton-only` with nothing to do: **{n['noop_s']:.2f} s** (median; runs {[round(x, 2) for x in n['noop_all']]}). "
+            "That run finds its fingerprint of the sources, outputs, definitions and code unchanged since "
+            "Snakemake last found nothing to do (daedalus/uptodate.py) and skips Snakemake. The same no-op "
+            "with Snakemake building the DAG of 365 jobs and checking their (about 17,600) declared inputs (the record "
+            f"removed first): **{n['checked_s']:.2f} s** (median; runs {[round(x, 2) for x in n['checked_all']]}). "
+            f"`daeda pipeline compile bench_ranking`: **{n['compile_s']:.2f} s**.",
+        ]
     if "enrich" in results:
         e = results["enrich"]
-        lines += ["", "## Enrich stage", "",
-                  f"`bench/enrich_bench.py --rows {a.enrich_rows}` (one skeleton day, a 1M x 64 Lance store): "
-                  f"numpy single process {e['baseline_rows_per_s']:,.0f} rows/s, peak PSS {e['baseline_pss_mb']:,.0f} MB; "
-                  f"`run_enrich_stage` (Ray Data, warm) {e['ray_rows_per_s']:,.0f} rows/s, peak PSS {e['ray_pss_mb']:,.0f} MB; "
-                  f"ratio {e['ratio']:.2f}; outputs: {e['outputs']}."]
+        lines += [
+            "",
+            "## Enrich stage",
+            "",
+            f"`bench/enrich_bench.py --rows {a.enrich_rows}` (one skeleton day, a 1M x 64 Lance store): "
+            f"numpy single process {e['baseline_rows_per_s']:,.0f} rows/s, peak PSS {e['baseline_pss_mb']:,.0f} MB; "
+            f"`run_enrich_stage` (Ray Data, warm) {e['ray_rows_per_s']:,.0f} rows/s, peak PSS {e['ray_pss_mb']:,.0f} MB; "
+            f"ratio {e['ratio']:.2f}; outputs: {e['outputs']}.",
+        ]
     lines += ["", "![rows/s and peak memory against events](benchmarks.png)", ""]
     notes = HERE / "notes.md"  # hand-written: targets, gaps and what limits them
     if notes.exists():
@@ -400,7 +498,11 @@ def plot(results_path: Path, py: Path | None) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", default="1M,5M", help="events per run, comma separated (e.g. 1M,5M,20M:1; SIZE:N runs that size N times)")
+    ap.add_argument(
+        "--sizes",
+        default="1M,5M",
+        help="events per run, comma separated (e.g. 1M,5M,20M:1; SIZE:N runs that size N times)",
+    )
     ap.add_argument("--days", type=int, default=14)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--skip", default="", help="comma separated: contenders, or enrich, noop")
@@ -408,9 +510,12 @@ def main() -> None:
     ap.add_argument("--enrich-rows", type=int, default=1_000_000)
     ap.add_argument("--work", type=Path, default=HERE / "work")
     ap.add_argument("--docs-only", action="store_true", help="rewrite the page and plot from the last results.json")
-    ap.add_argument("--merge", action="store_true",
-                    help="keep the sizes (and enrich/no-op figures) of the last results.json that this run does not "
-                         "measure; the page then lists both commands")
+    ap.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the sizes (and enrich/no-op figures) of the last results.json that this run does not "
+        "measure; the page then lists both commands",
+    )
     a = ap.parse_args()
     skip = {s for s in a.skip.split(",") if s}
     work = a.work.resolve()
@@ -423,10 +528,16 @@ def main() -> None:
         return
     a.feast_py = None if "feast-joins" in skip and "plot" in skip else feast_python(work)
     days = [START + dt.timedelta(days=i) for i in range(a.days)]
-    results: dict = {"command": "python bench/run.py " + " ".join(sys.argv[1:]), "days": a.days, "labels": {},
-                     "repeat": a.repeat, "enrich_rows": a.enrich_rows,
-                     "machine": f"{os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB RAM, "
-                                f"load average at start {os.getloadavg()[0]:.1f}", "sizes": {}}
+    results: dict = {
+        "command": "python bench/run.py " + " ".join(sys.argv[1:]),
+        "days": a.days,
+        "labels": {},
+        "repeat": a.repeat,
+        "enrich_rows": a.enrich_rows,
+        "machine": f"{os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB RAM, "
+        f"load average at start {os.getloadavg()[0]:.1f}",
+        "sizes": {},
+    }
     names = [c for c in CONTENDERS if c not in skip]
     results["labels"] = {n: LABELS[n] for n in names}
     for spec in a.sizes.split(","):
@@ -440,8 +551,11 @@ def main() -> None:
             for n in names:
                 r = run_contender(n, root, days, a, logs, i)
                 runs[n].append(r)
-                print(f"[{label(size)} #{i + 1}] {n:<12} {r['seconds']:7.1f} s {rows / r['seconds']:>11,.0f} rows/s "
-                      f"peak {r['peak_gib']:.2f} GiB", flush=True)
+                print(
+                    f"[{label(size)} #{i + 1}] {n:<12} {r['seconds']:7.1f} s {rows / r['seconds']:>11,.0f} rows/s "
+                    f"peak {r['peak_gib']:.2f} GiB",
+                    flush=True,
+                )
         s = summarize(runs, rows)
         s["rows"] = rows
         s["repeat"] = repeat
@@ -452,8 +566,10 @@ def main() -> None:
         results["enrich"] = enrich(a)
     if "noop" not in skip:
         results["noop"] = noop_rerun(work, a)
-        print(f"no-op rerun over 365 days: {results['noop']['noop_s']:.2f} s (through Snakemake "
-              f"{results['noop']['checked_s']:.2f} s); compile {results['noop']['compile_s']:.2f} s")
+        print(
+            f"no-op rerun over 365 days: {results['noop']['noop_s']:.2f} s (through Snakemake "
+            f"{results['noop']['checked_s']:.2f} s); compile {results['noop']['compile_s']:.2f} s"
+        )
     path = work / "results.json"
     if a.merge and path.exists():
         last = json.loads(path.read_text())

@@ -28,8 +28,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 from projects import DAEDA, data_files, make_project  # noqa: E402
 from slurm_cluster import LocalSlurm, install  # noqa: E402
 
-FAST = ["--slurm-status-command=squeue", "--slurm-init-seconds-before-status-checks=1",
-        "--seconds-between-status-checks=2"]
+FAST = [
+    "--slurm-status-command=squeue",
+    "--slurm-init-seconds-before-status-checks=1",
+    "--seconds-between-status-checks=2",
+]
 
 
 def timed(cmd: list[str], cwd: Path) -> float:
@@ -51,8 +54,7 @@ def main() -> None:
     if why:
         sys.exit(f"cannot run Slurm here: {why}")
     work = args.work or Path(tempfile.mkdtemp(prefix="daeda-scale-"))
-    base = make_project(work / "base", start=args.start, end=args.end, users=2000, artworks=5000,
-                        events_per_day=3000)
+    base = make_project(work / "base", start=args.start, end=args.end, users=2000, artworks=5000, events_per_day=3000)
     local, slurm_dir = work / "local", work / "slurm"
     for d in (local, slurm_dir):
         shutil.copytree(base, d, symlinks=True)
@@ -63,15 +65,21 @@ def main() -> None:
     cluster = LocalSlurm(work / "slurm-state")
     try:
         cluster.start()
-        t_slurm = timed(["timeout", "-s", "KILL", "7200", *train, "--profile", "slurm",
-                         *[f"--snakemake-arg={a}" for a in FAST]], slurm_dir)
+        t_slurm = timed(
+            ["timeout", "-s", "KILL", "7200", *train, "--profile", "slurm", *[f"--snakemake-arg={a}" for a in FAST]],
+            slurm_dir,
+        )
         jobs = len(cluster.completed_job_ids(0))
     finally:
         cluster.stop()
-    same = all(data_files(local / s) == data_files(slurm_dir / s)
-               for s in ("data/training_output", "data/training_output_enriched"))
-    print(f"slurm executor: {t_slurm:.1f} s ({jobs} Slurm jobs), ratio local/slurm {t_local / t_slurm:.2f}, "
-          f"outputs byte-identical: {same}, load {os.getloadavg()[0]:.1f}")
+    same = all(
+        data_files(local / s) == data_files(slurm_dir / s)
+        for s in ("data/training_output", "data/training_output_enriched")
+    )
+    print(
+        f"slurm executor: {t_slurm:.1f} s ({jobs} Slurm jobs), ratio local/slurm {t_local / t_slurm:.2f}, "
+        f"outputs byte-identical: {same}, load {os.getloadavg()[0]:.1f}"
+    )
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
 

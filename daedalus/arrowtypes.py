@@ -17,11 +17,21 @@ UTC_TS = pa.timestamp("us", tz="UTC")
 
 _SIMPLE: dict[str, pa.DataType] = {
     "bool": pa.bool_(),
-    "int8": pa.int8(), "int16": pa.int16(), "int32": pa.int32(), "int64": pa.int64(),
-    "uint8": pa.uint8(), "uint16": pa.uint16(), "uint32": pa.uint32(), "uint64": pa.uint64(),
-    "float32": pa.float32(), "float64": pa.float64(), "halffloat": pa.float16(),
-    "string": pa.string(), "large_string": pa.large_string(),
-    "binary": pa.binary(), "large_binary": pa.large_binary(),
+    "int8": pa.int8(),
+    "int16": pa.int16(),
+    "int32": pa.int32(),
+    "int64": pa.int64(),
+    "uint8": pa.uint8(),
+    "uint16": pa.uint16(),
+    "uint32": pa.uint32(),
+    "uint64": pa.uint64(),
+    "float32": pa.float32(),
+    "float64": pa.float64(),
+    "halffloat": pa.float16(),
+    "string": pa.string(),
+    "large_string": pa.large_string(),
+    "binary": pa.binary(),
+    "large_binary": pa.large_binary(),
     "date32": pa.date32(),
 }
 _NAMES = {v: k for k, v in _SIMPLE.items()}
@@ -30,12 +40,24 @@ _DECIMAL = re.compile(r"^decimal(128|256)\((\d+), *(\d+)\)$")
 
 # Feature dtypes of the contract (section 3) -> Arrow and DuckDB.
 DTYPE_ARROW: dict[str, pa.DataType] = {
-    "bool": pa.bool_(), "int32": pa.int32(), "int64": pa.int64(), "float32": pa.float32(),
-    "float64": pa.float64(), "string": pa.string(), "date": pa.date32(), "timestamp": UTC_TS,
+    "bool": pa.bool_(),
+    "int32": pa.int32(),
+    "int64": pa.int64(),
+    "float32": pa.float32(),
+    "float64": pa.float64(),
+    "string": pa.string(),
+    "date": pa.date32(),
+    "timestamp": UTC_TS,
 }
 DTYPE_DUCKDB: dict[str, str] = {
-    "bool": "BOOLEAN", "int32": "INTEGER", "int64": "BIGINT", "float32": "FLOAT",
-    "float64": "DOUBLE", "string": "VARCHAR", "date": "DATE", "timestamp": "TIMESTAMPTZ",
+    "bool": "BOOLEAN",
+    "int32": "INTEGER",
+    "int64": "BIGINT",
+    "float32": "FLOAT",
+    "float64": "DOUBLE",
+    "string": "VARCHAR",
+    "date": "DATE",
+    "timestamp": "TIMESTAMPTZ",
 }
 
 
@@ -62,8 +84,7 @@ def logical(t: pa.DataType) -> pa.DataType:
         return pa.date32()
     if pa.types.is_fixed_size_list(t):
         return pa.list_(logical(t.value_type), t.list_size)
-    if (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_list_view(t)
-            or pa.types.is_large_list_view(t)):
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_list_view(t) or pa.types.is_large_list_view(t):
         return pa.list_(logical(t.value_type))
     return t
 
@@ -159,13 +180,16 @@ def from_str(text: str) -> pa.DataType:
     raise ValueError(f"unknown type {text!r}")
 
 
-TYPE_FORMS = ("bool, int8..int64, uint8..uint64, float32, float64, string, binary, date32, "
-              "timestamp[us, tz=UTC], decimal128(P, S), list<T>, fixed_size_list<T>[N]")
+TYPE_FORMS = (
+    "bool, int8..int64, uint8..uint64, float32, float64, string, binary, date32, "
+    "timestamp[us, tz=UTC], decimal128(P, S), list<T>, fixed_size_list<T>[N]"
+)
 
 
 def is_numeric_or_bool(t: pa.DataType | None) -> bool:
-    return t is not None and (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
-                              or pa.types.is_decimal(t))
+    return t is not None and (
+        pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_decimal(t)
+    )
 
 
 def sum_type(t: pa.DataType) -> pa.DataType:
@@ -184,8 +208,16 @@ _READS: dict[str, tuple[str, ...]] = {
     "date": ("date", "timestamp"),
     "timestamp": ("timestamp", "date"),
 }
-_READ_NAMES = {"bool": "bool", "integer": "integer", "decimal0": "decimal with scale 0", "floating": "float",
-               "decimal": "decimal", "string": "string", "date": "date", "timestamp": "timestamp"}
+_READ_NAMES = {
+    "bool": "bool",
+    "integer": "integer",
+    "decimal0": "decimal with scale 0",
+    "floating": "float",
+    "decimal": "decimal",
+    "string": "string",
+    "date": "date",
+    "timestamp": "timestamp",
+}
 
 
 def _read_class(t: pa.DataType) -> set[str]:

@@ -59,8 +59,11 @@ def bind_plan(plan: Plan, where: Path | str, day: dt.date, key: str = "") -> Non
                 if support is not None:
                     for f in op.params.features:
                         if f.function not in support:
-                            raise fail(i, op.name, f"engine {op.engine!r} has no {f.function!r} (it has: "
-                                       f"{', '.join(sorted(support))})")
+                            raise fail(
+                                i,
+                                op.name,
+                                f"engine {op.engine!r} has no {f.function!r} (it has: {', '.join(sorted(support))})",
+                            )
                 try:
                     if op.kind == "write_parts":
                         result = con.sql(assemble_sql(ctx, op)).to_arrow_table()
@@ -68,8 +71,12 @@ def bind_plan(plan: Plan, where: Path | str, day: dt.date, key: str = "") -> Non
                             try:
                                 result[field.name].cast(field.type)
                             except pa.ArrowException:
-                                raise fail(i, op.name, f"output {field.name!r} is {result.schema.field(field.name).type}, "
-                                           f"which cannot be written as {at.to_str(field.type)}") from None
+                                raise fail(
+                                    i,
+                                    op.name,
+                                    f"output {field.name!r} is {result.schema.field(field.name).type}, "
+                                    f"which cannot be written as {at.to_str(field.type)}",
+                                ) from None
                         SkeletonStats(plan).result(con, day.isoformat())
                     else:
                         IMPLEMENTATIONS[(op.kind, op.engine)](ctx, op)
@@ -93,15 +100,22 @@ def _check_embeds(plan: Plan, where: Path | str) -> None:
         return
     stores = sorted({(op.params.store_uri, op.params.key, op.params.vector) for op in embeds})
     if len(stores) > 1:
-        raise DaedalusError(where, f"embed operators read {len(stores)} embedding stores "
-                            f"({', '.join(s[0] for s in stores)}): a service enriches from one store")
+        raise DaedalusError(
+            where,
+            f"embed operators read {len(stores)} embedding stores "
+            f"({', '.join(s[0] for s in stores)}): a service enriches from one store",
+        )
     columns = {c.name: c.type for c in plan.columns}
     for op in embeds:
         i = plan.operators.index(op)
         if op.params.ids not in columns:
-            raise DaedalusError(where, f"operators[{i}] ({op.name}): ids: {op.params.ids!r} is not a column of "
-                                "the skeleton output")
+            raise DaedalusError(
+                where, f"operators[{i}] ({op.name}): ids: {op.params.ids!r} is not a column of the skeleton output"
+            )
         t = at.from_str(columns[op.params.ids])
         if not (pa.types.is_integer(t) or (pa.types.is_list(t) and pa.types.is_integer(t.value_type))):
-            raise DaedalusError(where, f"operators[{i}] ({op.name}): ids: column {op.params.ids!r} is "
-                                f"{columns[op.params.ids]}, expected an integer or a list of integers")
+            raise DaedalusError(
+                where,
+                f"operators[{i}] ({op.name}): ids: column {op.params.ids!r} is "
+                f"{columns[op.params.ids]}, expected an integer or a list of integers",
+            )

@@ -44,13 +44,16 @@ class SourceChecker:
         schema = source_schema(files, files.select(self.days, lookback), self.days, source.timestamp_field)
         self.files[sid], self.schemas[sid], self.used[sid] = files, schema, []
         self.skipped += schema.skipped
-        for key, col in (("source.timestamp_field", source.timestamp_field),
-                         ("source.created_timestamp_field", source.created_timestamp_field)):
+        for key, col in (
+            ("source.timestamp_field", source.timestamp_field),
+            ("source.created_timestamp_field", source.created_timestamp_field),
+        ):
             if col:
                 t = self.require(sid, col, where, key)
                 if not (pa.types.is_timestamp(t) or pa.types.is_date(t)):
-                    raise DaedalusError(where, f"{key}: column {col!r} has type {at.to_str(t)}, "
-                                        "expected a timestamp or a date")
+                    raise DaedalusError(
+                        where, f"{key}: column {col!r} has type {at.to_str(t)}, expected a timestamp or a date"
+                    )
         return schema
 
     def has(self, sid: str, column: str) -> bool:
@@ -60,12 +63,19 @@ class SourceChecker:
         types = self.schemas[sid].types
         if column not in types:
             hint = difflib.get_close_matches(column, list(types), n=1)
-            raise DaedalusError(where, f"{field}: column {column!r} not found in source {self.files[sid].path!r}"
-                                + (f" (did you mean {hint[0]!r}?" if hint else " (") + f" columns: {', '.join(types)})")
+            raise DaedalusError(
+                where,
+                f"{field}: column {column!r} not found in source {self.files[sid].path!r}"
+                + (f" (did you mean {hint[0]!r}?" if hint else " (")
+                + f" columns: {', '.join(types)})",
+            )
         t = types[column]
         if t is None:
-            raise DaedalusError(where, f"{field}: column {column!r} of source {self.files[sid].path!r} has a type "
-                                f"Daedalus cannot read (it reads: {at.TYPE_FORMS})")
+            raise DaedalusError(
+                where,
+                f"{field}: column {column!r} of source {self.files[sid].path!r} has a type "
+                f"Daedalus cannot read (it reads: {at.TYPE_FORMS})",
+            )
         if column not in self.used[sid]:
             self.used[sid].append(column)
         return t
@@ -76,9 +86,13 @@ class SourceChecker:
         return {c: at.to_str(t) for c, t in types.items() if c in self.used[sid] and t is not None}
 
     def spec(self, sid: str, source: Source) -> SourceSpec:
-        return SourceSpec(path=source.path, timestamp_field=source.timestamp_field,
-                          created_timestamp_field=source.created_timestamp_field,
-                          lookback_days=self.lookbacks[sid], columns=self.columns(sid))
+        return SourceSpec(
+            path=source.path,
+            timestamp_field=source.timestamp_field,
+            created_timestamp_field=source.created_timestamp_field,
+            lookback_days=self.lookbacks[sid],
+            columns=self.columns(sid),
+        )
 
 
 def type_str(t: pa.DataType, where: Path, what: str) -> str:
@@ -88,16 +102,18 @@ def type_str(t: pa.DataType, where: Path, what: str) -> str:
         raise DaedalusError(where, f"{what}: type {t} is not supported") from None
 
 
-def check_expr(view: FeatureView, feature_name: str, expr: str, dtype: str, chk: SourceChecker, sid: str,
-                where: Path) -> list[str]:
+def check_expr(
+    view: FeatureView, feature_name: str, expr: str, dtype: str, chk: SourceChecker, sid: str, where: Path
+) -> list[str]:
     try:
         cols = referenced_columns(expr)
     except ExprError as e:
         raise DaedalusError(where, f"feature {feature_name!r}: expr {e}") from None
     for c in cols:
         if not chk.has(sid, c):
-            raise DaedalusError(where, f"feature {feature_name!r}: expr reads column {c!r}, not a column of "
-                                f"source {view.source.path!r}")
+            raise DaedalusError(
+                where, f"feature {feature_name!r}: expr reads column {c!r}, not a column of source {view.source.path!r}"
+            )
     types = {c: chk.require(sid, c, where, f"feature {feature_name!r}: expr") for c in cols}
     # Bind against an empty table of the source's columns: unknown functions and type
     # errors surface here rather than in a day job.
@@ -161,18 +177,25 @@ def bind_sources(plan: Plan, chk: SourceChecker, where: Path) -> None:
             chk.add(sid, spec, where, spec.lookback_days)
         types = chk.schemas[sid].types
         if not spec.columns:
-            raise DaedalusError(where, f"sources.{sid}.columns: missing (the columns the plan reads and their types; "
-                                "copy them from the generated plan)")
+            raise DaedalusError(
+                where,
+                f"sources.{sid}.columns: missing (the columns the plan reads and their types; "
+                "copy them from the generated plan)",
+            )
         for c, text in spec.columns.items():
             field = f"sources.{sid}.columns.{c}"
             if c not in types:
-                raise DaedalusError(where, f"{field}: column {c!r} not found in source {spec.path!r} "
-                                    f"(columns: {', '.join(types)})")
+                raise DaedalusError(
+                    where, f"{field}: column {c!r} not found in source {spec.path!r} (columns: {', '.join(types)})"
+                )
             have, want = types[c], at.from_str(text)
             if have is None or at.kind(have) != at.kind(want):
                 shown = at.to_str(have) if have is not None else "a type Daedalus cannot read"
-                raise DaedalusError(where, f"{field}: the plan says {text} but source {spec.path!r} holds {shown}; "
-                                    "recompile and copy the new types from the generated plan")
+                raise DaedalusError(
+                    where,
+                    f"{field}: the plan says {text} but source {spec.path!r} holds {shown}; "
+                    "recompile and copy the new types from the generated plan",
+                )
 
 
 def skipped_warning(chk: SourceChecker) -> list[str]:

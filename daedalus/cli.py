@@ -9,7 +9,7 @@ import re
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -21,8 +21,12 @@ try:  # typer vendors its own click since 0.2x; its exceptions are not click's
 except ImportError:  # pragma: no cover
     from click import exceptions as click  # type: ignore[no-redef]
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Daedalus: feature definitions in, per-day training parquet out.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Daedalus: feature definitions in, per-day training parquet out.",
+)
 pipeline = typer.Typer(no_args_is_help=True, help="Compile and run a feature service's pipeline.")
 app.add_typer(pipeline, name="pipeline")
 console = Console(stderr=True)
@@ -39,9 +43,11 @@ FeatureViewsDir = Annotated[Path, typer.Option("--feature-views-dir", help="Feat
 FeatureServicesDir = Annotated[Path, typer.Option("--feature-services-dir", help="Feature service YAML files.")]
 RuntimePath = Annotated[Path, typer.Option("--runtime-config-path", help="Runtime config.")]
 AggPath = Annotated[Path, typer.Option("--aggregation-config-path", help="Aggregations and embeddings config.")]
-OutputRootOpt = Annotated[Optional[Path], typer.Option("--output-root", help="Overrides output_root.")]
-TargetDateOpt = Annotated[Optional[str], typer.Option("--target-date", help="Only this day (YYYY-MM-DD).")]
-Strict = Annotated[bool, typer.Option("--strict", help="Fail (exit 2) on leakage warnings instead of only printing them.")]
+OutputRootOpt = Annotated[Path | None, typer.Option("--output-root", help="Overrides output_root.")]
+TargetDateOpt = Annotated[str | None, typer.Option("--target-date", help="Only this day (YYYY-MM-DD).")]
+Strict = Annotated[
+    bool, typer.Option("--strict", help="Fail (exit 2) on leakage warnings instead of only printing them.")
+]
 
 
 def _paths(fv: Path, fs: Path, rt: Path, ag: Path):
@@ -72,7 +78,9 @@ def compile_cmd(
     feature_services_dir: FeatureServicesDir = Path("feature_services"),
     runtime_config_path: RuntimePath = Path("config/training/runtime.yaml"),
     aggregation_config_path: AggPath = Path("config/training/aggregations.yaml"),
-    output_dir: Annotated[Path, typer.Option("--output-dir", help="Where <service>.generated.yaml goes.")] = Path("config/pipelines"),
+    output_dir: Annotated[Path, typer.Option("--output-dir", help="Where <service>.generated.yaml goes.")] = Path(
+        "config/pipelines"
+    ),
     no_write: Annotated[bool, typer.Option("--no-write", help="Only print the plan.")] = False,
     strict: Strict = False,
 ) -> None:
@@ -94,14 +102,22 @@ def train_cmd(
     aggregation_config_path: AggPath = Path("config/training/aggregations.yaml"),
     output_root: OutputRootOpt = None,
     target_date: TargetDateOpt = None,
-    day_workers: Annotated[Optional[int], typer.Option("--day-workers", help="Days computed at once.")] = None,
+    day_workers: Annotated[int | None, typer.Option("--day-workers", help="Days computed at once.")] = None,
     skeleton_only: Annotated[bool, typer.Option("--skeleton-only", help="Only the skeleton stage.")] = False,
-    enrich_only: Annotated[bool, typer.Option("--enrich-only", help="Only the enrich stage (needs the skeleton).")] = False,
-    ray_num_cpus: Annotated[Optional[int], typer.Option("--ray-num-cpus", help="Logical CPUs of the local Ray.")] = None,
-    profile: Annotated[Optional[str], typer.Option("--profile", help="Snakemake profile: a directory, or a shipped one by name (slurm).")] = None,
-    cores: Annotated[Optional[int], typer.Option("--cores", help="Cores Snakemake may use (default: DuckDB threads).")] = None,
+    enrich_only: Annotated[
+        bool, typer.Option("--enrich-only", help="Only the enrich stage (needs the skeleton).")
+    ] = False,
+    ray_num_cpus: Annotated[int | None, typer.Option("--ray-num-cpus", help="Logical CPUs of the local Ray.")] = None,
+    profile: Annotated[
+        str | None, typer.Option("--profile", help="Snakemake profile: a directory, or a shipped one by name (slurm).")
+    ] = None,
+    cores: Annotated[
+        int | None, typer.Option("--cores", help="Cores Snakemake may use (default: DuckDB threads).")
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Snakemake's (and Ray's) own output.")] = False,
-    snakemake_args: Annotated[Optional[list[str]], typer.Option("--snakemake-arg", help="Extra argument passed to snakemake (repeatable).")] = None,
+    snakemake_args: Annotated[
+        list[str] | None, typer.Option("--snakemake-arg", help="Extra argument passed to snakemake (repeatable).")
+    ] = None,
     strict: Strict = False,
 ) -> None:
     """Run the skeleton (and enrich) stage over the configured days through Snakemake."""
@@ -113,11 +129,18 @@ def train_cmd(
         if value is not None and value < 1:
             raise DaedalusError(flag, f"must be at least 1, got {value}")
     options = TrainOptions(
-        output_root=str(output_root) if output_root else None, target_date=_parse_day(target_date, "--target-date"),
-        day_workers=day_workers, stage="skeleton" if skeleton_only else "enrich" if enrich_only else "all",
-        ray_num_cpus=ray_num_cpus, profile=profile, cores=cores, verbose=verbose,
-        snakemake_args=list(snakemake_args or []), strict=strict,
-        root_option="--output-root" if output_root else str(runtime_config_path))
+        output_root=str(output_root) if output_root else None,
+        target_date=_parse_day(target_date, "--target-date"),
+        day_workers=day_workers,
+        stage="skeleton" if skeleton_only else "enrich" if enrich_only else "all",
+        ray_num_cpus=ray_num_cpus,
+        profile=profile,
+        cores=cores,
+        verbose=verbose,
+        snakemake_args=list(snakemake_args or []),
+        strict=strict,
+        root_option="--output-root" if output_root else str(runtime_config_path),
+    )
     paths = _paths(feature_views_dir, feature_services_dir, runtime_config_path, aggregation_config_path)
     TrainSession(service, paths, options, console).run()
 
@@ -152,9 +175,14 @@ def status_cmd(
     root = str(output_root) if output_root else compiled.definitions.runtime.output_root
     config = workflow_config(service, paths, root, target_date=day.isoformat() if day else None)
     run = SnakemakeRun(config=config, targets=["all"], cores=1)
-    status = pipeline_status(run, service=service, root=root, days=[d.isoformat() for d in compiled.days],
-                             has_embeddings=bool(compiled.plan.ops("embed")),
-                             has_qid_map=bool(compiled.plan.spine.params.session_field))
+    status = pipeline_status(
+        run,
+        service=service,
+        root=root,
+        days=[d.isoformat() for d in compiled.days],
+        has_embeddings=bool(compiled.plan.ops("embed")),
+        has_qid_map=bool(compiled.plan.spine.params.session_field),
+    )
     if as_json:
         sys.stdout.write(status.to_json() + "\n")
     else:
@@ -171,7 +199,7 @@ def dag_cmd(
     runtime_config_path: RuntimePath = Path("config/training/runtime.yaml"),
     aggregation_config_path: AggPath = Path("config/training/aggregations.yaml"),
     fmt: Annotated[str, typer.Option("--format", help="svg, png or dot.")] = "svg",
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
 ) -> None:
     """Draw the compiled operator DAG (the hand-edited plan when present), engines coloured.
 
@@ -216,8 +244,11 @@ def report_cmd(
     feature_services_dir: FeatureServicesDir = Path("feature_services"),
     runtime_config_path: RuntimePath = Path("config/training/runtime.yaml"),
     aggregation_config_path: AggPath = Path("config/training/aggregations.yaml"),
-    output_root: Annotated[Optional[Path], typer.Option("--output-root", help="Overrides output_root.")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="The HTML file (default: <output_root>/.daedalus/report.html).")] = None,
+    output_root: Annotated[Path | None, typer.Option("--output-root", help="Overrides output_root.")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="The HTML file (default: <output_root>/.daedalus/report.html)."),
+    ] = None,
 ) -> None:
     """Write the data-quality report: one self-contained HTML page with plots over the days.
 
@@ -248,7 +279,10 @@ def demo_cmd(
     users: Annotated[int, typer.Option("--users")] = 2000,
     artworks: Annotated[int, typer.Option("--artworks")] = 5000,
     events_per_day: Annotated[int, typer.Option("--events-per-day")] = 3000,
-    scale: Annotated[float, typer.Option("--scale", help="Multiplies users, artworks and events (e.g. 500 for ~20M events over 14 days).")] = 1.0,
+    scale: Annotated[
+        float,
+        typer.Option("--scale", help="Multiplies users, artworks and events (e.g. 500 for ~20M events over 14 days)."),
+    ] = 1.0,
     embedding_dim: Annotated[int, typer.Option("--embedding-dim")] = 32,
     seed: Annotated[int, typer.Option("--seed")] = 0,
 ) -> None:
@@ -268,9 +302,16 @@ def demo_cmd(
         raise DaedalusError("--end", f"{last} is before --start {first}")
     if scale <= 0:
         raise DaedalusError("--scale", f"must be positive, got {scale}")
-    params = {"start": first.isoformat(), "end": last.isoformat(), "lookback_days": lookback_days,
-              "users": max(1, round(users * scale)), "artworks": max(1, round(artworks * scale)),
-              "events_per_day": max(1, round(events_per_day * scale)), "embedding_dim": embedding_dim, "seed": seed}
+    params = {
+        "start": first.isoformat(),
+        "end": last.isoformat(),
+        "lookback_days": lookback_days,
+        "users": max(1, round(users * scale)),
+        "artworks": max(1, round(artworks * scale)),
+        "events_per_day": max(1, round(events_per_day * scale)),
+        "embedding_dim": embedding_dim,
+        "seed": seed,
+    }
     manifest = out_dir / ".daeda-demo.json"
     expected = [out_dir / "sources" / s for s in ("feed", "user_profile", "artwork_stats", "likes")]
     expected.append(out_dir / "embeddings" / "artworks.lance")
@@ -283,15 +324,25 @@ def demo_cmd(
         except ValueError:
             pass
     manifest.unlink(missing_ok=True)
-    summary = generate_demo(out_dir, start=first, end=last, lookback_days=lookback_days,
-                            users=params["users"], artworks=params["artworks"],
-                            events_per_day=params["events_per_day"], embedding_dim=embedding_dim, seed=seed)
+    summary = generate_demo(
+        out_dir,
+        start=first,
+        end=last,
+        lookback_days=lookback_days,
+        users=params["users"],
+        artworks=params["artworks"],
+        events_per_day=params["events_per_day"],
+        embedding_dim=embedding_dim,
+        seed=seed,
+    )
     tmp = manifest.with_name(manifest.name + ".tmp")
     tmp.write_text(json.dumps(params, sort_keys=True))
     os.replace(tmp, manifest)
     rows = summary["rows"]
-    console.print(f"demo data in {out_dir}: {summary['first_day']}..{summary['last_day']}, "
-                  f"{rows['feed']:,} feed rows, {rows['likes']:,} likes, {summary['embeddings']:,} vectors")
+    console.print(
+        f"demo data in {out_dir}: {summary['first_day']}..{summary['last_day']}, "
+        f"{rows['feed']:,} feed rows, {rows['likes']:,} likes, {summary['embeddings']:,} vectors"
+    )
 
 
 def _click_error(e: click.ClickException) -> str:
@@ -337,6 +388,8 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             traceback.print_exc()
         else:
-            print(f"daeda: error: internal: {type(e).__name__}: {' '.join(str(e).split())} (rerun with --debug for the traceback)",
-                  file=sys.stderr)
+            print(
+                f"daeda: error: internal: {type(e).__name__}: {' '.join(str(e).split())} (rerun with --debug for the traceback)",
+                file=sys.stderr,
+            )
         sys.exit(1)

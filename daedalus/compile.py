@@ -27,17 +27,28 @@ from daedalus.plan import Plan, load_plan
 from daedalus.sources import SourceFiles
 from daedalus.timeutil import day_range
 
-__all__ = ["SPINE", "Compiled", "agg_source_id", "build_plan", "compile_service", "digest_of",
-           "enrich_digest_of", "source_lookbacks", "store_schema", "view_source_id", "write_if_changed"]
+__all__ = [
+    "SPINE",
+    "Compiled",
+    "agg_source_id",
+    "build_plan",
+    "compile_service",
+    "digest_of",
+    "enrich_digest_of",
+    "source_lookbacks",
+    "store_schema",
+    "view_source_id",
+    "write_if_changed",
+]
 
 
 @dataclass
 class Compiled:
     definitions: Definitions
-    plan: Plan              # the plan `train` runs (the hand-edited one when present)
-    plan_path: Path         # where that plan lives
-    generated_yaml: str     # the generated plan's text
-    digest: str             # changes exactly when what a day job computes changes
+    plan: Plan  # the plan `train` runs (the hand-edited one when present)
+    plan_path: Path  # where that plan lives
+    generated_yaml: str  # the generated plan's text
+    digest: str  # changes exactly when what a day job computes changes
     days: list[dt.date]
     sources: dict[str, SourceFiles]
     warnings: list[str] = field(default_factory=list)  # `daeda: warning:` lines for the user
@@ -53,8 +64,9 @@ def run_days(runtime: RuntimeConfig, runtime_path: Path, target_date: dt.date | 
     if target_date is None:
         return days
     if target_date not in days:
-        raise DaedalusError("--target-date", f"{target_date} is outside the configured range "
-                            f"{days[0]}..{days[-1]} ({runtime_path})")
+        raise DaedalusError(
+            "--target-date", f"{target_date} is outside the configured range {days[0]}..{days[-1]} ({runtime_path})"
+        )
     return [target_date]
 
 
@@ -62,8 +74,14 @@ def override_path(service: str) -> Path:
     return Path("config/pipelines") / f"{service}.yaml"
 
 
-def compile_service(service: str, paths: DefinitionPaths, *, output_dir: Path | None = Path("config/pipelines"),
-                    output_root: str | None = None, target_date: dt.date | None = None) -> Compiled:
+def compile_service(
+    service: str,
+    paths: DefinitionPaths,
+    *,
+    output_dir: Path | None = Path("config/pipelines"),
+    output_root: str | None = None,
+    target_date: dt.date | None = None,
+) -> Compiled:
     """Validate the definitions, build the plan, and (unless output_dir is None) write it."""
     defs = load_definitions(service, paths)
     days = run_days(defs.runtime, paths.runtime_config_path, target_date)
@@ -93,5 +111,3 @@ def compile_service(service: str, paths: DefinitionPaths, *, output_dir: Path | 
         }
         write_if_changed(output_dir / f"{service}.targets.yaml", yaml.safe_dump(targets, sort_keys=False))
     return Compiled(defs, effective, plan_path, generated, digest, days, chk.files, warnings=skipped_warning(chk))
-
-

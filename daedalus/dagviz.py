@@ -40,7 +40,7 @@ MARGIN = 20
 class Node:
     id: str
     lines: list[str]
-    kind: str                # source | operator | output
+    kind: str  # source | operator | output
     engine: str | None = None
 
     @property
@@ -81,15 +81,19 @@ def plan_graph(plan: Plan, root: str) -> Graph:
 
 # -- DOT ----------------------------------------------------------------------------------
 
+
 def _dot_str(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def to_dot(g: Graph) -> str:
-    out = [f"digraph {_dot_str(g.title)} {{", "  rankdir=LR;",
-           f"  graph [label={_dot_str(g.title)}, labelloc=t, fontname=sans, fontsize=14];",
-           "  node [shape=box, style=\"rounded,filled\", fontname=sans, fontsize=11];",
-           "  edge [color=\"#888888\"];"]
+    out = [
+        f"digraph {_dot_str(g.title)} {{",
+        "  rankdir=LR;",
+        f"  graph [label={_dot_str(g.title)}, labelloc=t, fontname=sans, fontsize=14];",
+        '  node [shape=box, style="rounded,filled", fontname=sans, fontsize=11];',
+        '  edge [color="#888888"];',
+    ]
     for n in g.nodes:
         fill, border = n.colors
         shape = ", shape=cylinder" if n.kind == "source" else ", shape=note" if n.kind == "output" else ""
@@ -102,6 +106,7 @@ def to_dot(g: Graph) -> str:
 
 
 # -- layout -------------------------------------------------------------------------------
+
 
 @dataclass
 class Box:
@@ -141,15 +146,20 @@ def layout(g: Graph) -> tuple[dict[str, Box], float, float]:
         for col in seq:
             nbrs = preds if sweep % 2 == 0 else succs
 
-            def centre(nid: str) -> float:
+            def centre(nid: str, nbrs: dict[str, list[str]] = nbrs) -> float:
                 ns = nbrs[nid]
                 return sum(order[x] for x in ns) / len(ns) if ns else order[nid]
 
             col.sort(key=lambda nid: (centre(nid), order[nid]))
             for i, nid in enumerate(col):
                 order[nid] = i
-    size = {n.id: (max([len(n.lines[0]) * BOLD_WIDTH] + [len(x) * CHAR_WIDTH for x in n.lines[1:]]) + 2 * PAD_X,
-                   len(n.lines) * LINE_HEIGHT + 2 * PAD_Y) for n in g.nodes}
+    size = {
+        n.id: (
+            max([len(n.lines[0]) * BOLD_WIDTH] + [len(x) * CHAR_WIDTH for x in n.lines[1:]]) + 2 * PAD_X,
+            len(n.lines) * LINE_HEIGHT + 2 * PAD_Y,
+        )
+        for n in g.nodes
+    }
     heights = [sum(size[n][1] for n in col) + GAP_Y * (len(col) - 1) for col in columns]
     total_h = max(heights)
     boxes: dict[str, Box] = {}
@@ -177,45 +187,59 @@ def _edge_points(a: Box, b: Box) -> tuple[tuple[float, float], ...]:
 def _legend(g: Graph) -> list[tuple[str, tuple[str, str]]]:
     engines = [e for e in ENGINE_COLORS if any(n.engine == e for n in g.nodes)]
     return [(f"engine {e}", ENGINE_COLORS[e]) for e in engines] + [
-        ("source", KIND_COLORS["source"]), ("output", KIND_COLORS["output"])]
+        ("source", KIND_COLORS["source"]),
+        ("output", KIND_COLORS["output"]),
+    ]
 
 
 # -- SVG ----------------------------------------------------------------------------------
 
+
 def to_svg(g: Graph) -> str:
     boxes, width, height = layout(g)
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
-           f'viewBox="0 0 {width:.0f} {height:.0f}" font-family="DejaVu Sans, Arial, sans-serif" '
-           f'font-size="{FONT_SIZE}">',
-           '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
-           'orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="#888888"/></marker></defs>',
-           '<rect width="100%" height="100%" fill="white"/>',
-           f'<text x="{MARGIN}" y="{MARGIN + 12}" font-size="15" font-weight="bold">{escape(g.title)}</text>']
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
+        f'viewBox="0 0 {width:.0f} {height:.0f}" font-family="DejaVu Sans, Arial, sans-serif" '
+        f'font-size="{FONT_SIZE}">',
+        '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
+        'orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="#888888"/></marker></defs>',
+        '<rect width="100%" height="100%" fill="white"/>',
+        f'<text x="{MARGIN}" y="{MARGIN + 12}" font-size="15" font-weight="bold">{escape(g.title)}</text>',
+    ]
     for a, b in g.edges:
         (x1, y1), (c1x, c1y), (c2x, c2y), (x2, y2) = _edge_points(boxes[a], boxes[b])
-        out.append(f'<path d="M {x1:.1f} {y1:.1f} C {c1x:.1f} {c1y:.1f}, {c2x:.1f} {c2y:.1f}, {x2:.1f} {y2:.1f}" '
-                   'fill="none" stroke="#888888" stroke-width="1.3" marker-end="url(#arrow)"/>')
+        out.append(
+            f'<path d="M {x1:.1f} {y1:.1f} C {c1x:.1f} {c1y:.1f}, {c2x:.1f} {c2y:.1f}, {x2:.1f} {y2:.1f}" '
+            'fill="none" stroke="#888888" stroke-width="1.3" marker-end="url(#arrow)"/>'
+        )
     for n in g.nodes:
         b = boxes[n.id]
         fill, border = n.colors
         radius = 12 if n.kind == "source" else 2 if n.kind == "output" else 6
-        out.append(f'<g><title>{escape(n.id)}</title><rect x="{b.x:.1f}" y="{b.y:.1f}" width="{b.w:.1f}" '
-                   f'height="{b.h:.1f}" rx="{radius}" fill="{fill}" stroke="{border}" stroke-width="1.5"/>')
+        out.append(
+            f'<g><title>{escape(n.id)}</title><rect x="{b.x:.1f}" y="{b.y:.1f}" width="{b.w:.1f}" '
+            f'height="{b.h:.1f}" rx="{radius}" fill="{fill}" stroke="{border}" stroke-width="1.5"/>'
+        )
         for i, line in enumerate(n.lines):
             weight = ' font-weight="bold"' if i == 0 else ' fill="#333333"'
-            out.append(f'<text x="{b.x + b.w / 2:.1f}" y="{b.y + PAD_Y + (i + 1) * LINE_HEIGHT - 4:.1f}" '
-                       f'text-anchor="middle"{weight}>{escape(line)}</text>')
+            out.append(
+                f'<text x="{b.x + b.w / 2:.1f}" y="{b.y + PAD_Y + (i + 1) * LINE_HEIGHT - 4:.1f}" '
+                f'text-anchor="middle"{weight}>{escape(line)}</text>'
+            )
         out.append("</g>")
     x, y = MARGIN, height - MARGIN - 14
     for label, (fill, border) in _legend(g):
-        out.append(f'<rect x="{x}" y="{y}" width="14" height="14" rx="3" fill="{fill}" stroke="{border}"/>'
-                   f'<text x="{x + 20}" y="{y + 11}">{escape(label)}</text>')
+        out.append(
+            f'<rect x="{x}" y="{y}" width="14" height="14" rx="3" fill="{fill}" stroke="{border}"/>'
+            f'<text x="{x + 20}" y="{y + 11}">{escape(label)}</text>'
+        )
         x += 34 + len(label) * CHAR_WIDTH
     out.append("</svg>")
     return "\n".join(out) + "\n"
 
 
 # -- PNG (Pillow) ---------------------------------------------------------------------------
+
 
 def to_png(g: Graph, scale: float = 2.0) -> bytes:
     try:
@@ -234,8 +258,13 @@ def to_png(g: Graph, scale: float = 2.0) -> bytes:
         pts = []
         for i in range(25):
             t = i / 24
-            pts.append(tuple(s * ((1 - t) ** 3 * p0[k] + 3 * (1 - t) ** 2 * t * p1[k] + 3 * (1 - t) * t ** 2 * p2[k]
-                                  + t ** 3 * p3[k]) for k in (0, 1)))
+            pts.append(
+                tuple(
+                    s
+                    * ((1 - t) ** 3 * p0[k] + 3 * (1 - t) ** 2 * t * p1[k] + 3 * (1 - t) * t**2 * p2[k] + t**3 * p3[k])
+                    for k in (0, 1)
+                )
+            )
         d.line(pts, fill="#888888", width=max(1, round(1.3 * s)))
         x2, y2 = p3[0] * s, p3[1] * s
         d.polygon([(x2, y2), (x2 - 8 * s, y2 - 4 * s), (x2 - 8 * s, y2 + 4 * s)], fill="#888888")
@@ -243,12 +272,22 @@ def to_png(g: Graph, scale: float = 2.0) -> bytes:
         b = boxes[n.id]
         fill, border = n.colors
         radius = 12 if n.kind == "source" else 2 if n.kind == "output" else 6
-        d.rounded_rectangle([b.x * s, b.y * s, (b.x + b.w) * s, (b.y + b.h) * s], radius=radius * s, fill=fill,
-                            outline=border, width=max(1, round(1.5 * s)))
+        d.rounded_rectangle(
+            [b.x * s, b.y * s, (b.x + b.w) * s, (b.y + b.h) * s],
+            radius=radius * s,
+            fill=fill,
+            outline=border,
+            width=max(1, round(1.5 * s)),
+        )
         for i, line in enumerate(n.lines):
             cy = (b.y + PAD_Y + i * LINE_HEIGHT + LINE_HEIGHT / 2) * s
-            d.text(((b.x + b.w / 2) * s, cy), line, fill="black" if i == 0 else "#333333",
-                   font=bold if i == 0 else font, anchor="mm")
+            d.text(
+                ((b.x + b.w / 2) * s, cy),
+                line,
+                fill="black" if i == 0 else "#333333",
+                font=bold if i == 0 else font,
+                anchor="mm",
+            )
     x, y = MARGIN, height - MARGIN - 14
     for label, (fill, border) in _legend(g):
         d.rounded_rectangle([x * s, y * s, (x + 14) * s, (y + 14) * s], radius=3 * s, fill=fill, outline=border)
@@ -260,6 +299,7 @@ def to_png(g: Graph, scale: float = 2.0) -> bytes:
 
 
 # -- entry point --------------------------------------------------------------------------
+
 
 def graphviz_available() -> bool:
     return shutil.which("dot") is not None

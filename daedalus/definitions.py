@@ -50,21 +50,33 @@ def _unique(names: list[str], what: str) -> None:
 
 
 class Source(Model):
-    path: str = Field(min_length=1, description='A parquet file, a directory (read recursively; `dt=YYYY-MM-DD/` partitions are read only for the days that need them) or a glob; relative to the working directory.')
-    timestamp_field: str = Field(min_length=1, description='The event time column (any parquet timestamp type or date; naive means UTC).')
-    created_timestamp_field: str | None = Field(default=None, description='Optional tie-breaker between rows with equal event times (the later created wins).')
+    path: str = Field(
+        min_length=1,
+        description="A parquet file, a directory (read recursively; `dt=YYYY-MM-DD/` partitions are read only for the days that need them) or a glob; relative to the working directory.",
+    )
+    timestamp_field: str = Field(
+        min_length=1, description="The event time column (any parquet timestamp type or date; naive means UTC)."
+    )
+    created_timestamp_field: str | None = Field(
+        default=None, description="Optional tie-breaker between rows with equal event times (the later created wins)."
+    )
 
 
 class Feature(Model):
-    name: Identifier = Field(description='Feature name (identifier).')
-    dtype: DType = Field(description='Output type (`date` is Arrow date32, `timestamp` is timestamp[us, tz=UTC]).')
-    column: str | None = Field(default=None, description='The source column, when it is not named like the feature.')
-    expr: str | None = Field(default=None, description='A scalar DuckDB SQL expression over the source columns (engine `sql`).')
-    udf: str | None = Field(default=None, description='`module:function` importable from the working directory, called with pyarrow arrays (engine `sql_arrow_udf`).')
-    inputs: list[str] | None = Field(default=None, description='The source columns passed, in order, to the `udf`.')
+    name: Identifier = Field(description="Feature name (identifier).")
+    dtype: DType = Field(description="Output type (`date` is Arrow date32, `timestamp` is timestamp[us, tz=UTC]).")
+    column: str | None = Field(default=None, description="The source column, when it is not named like the feature.")
+    expr: str | None = Field(
+        default=None, description="A scalar DuckDB SQL expression over the source columns (engine `sql`)."
+    )
+    udf: str | None = Field(
+        default=None,
+        description="`module:function` importable from the working directory, called with pyarrow arrays (engine `sql_arrow_udf`).",
+    )
+    inputs: list[str] | None = Field(default=None, description="The source columns passed, in order, to the `udf`.")
 
     @model_validator(mode="after")
-    def _one_kind(self) -> "Feature":
+    def _one_kind(self) -> Feature:
         kinds = [k for k in ("column", "expr", "udf") if getattr(self, k) is not None]
         if len(kinds) > 1:
             raise ValueError(f"feature {self.name!r}: set only one of column, expr, udf (got {', '.join(kinds)})")
@@ -89,14 +101,22 @@ class Feature(Model):
 
 
 class FeatureView(Model):
-    name: Identifier = Field(description="The view's name; must equal the file stem. Output columns are `<view>__<feature>`.")
-    entities: list[Identifier] = Field(min_length=1, description='Join keys; each must be a spine column of the same name.')
-    source: Source = Field(description='Where the feature rows are.')
-    ttl: Duration | None = Field(default=None, description="How old a feature row may be at the spine row's time (inclusive); absent: any age.")
-    features: list[Feature] = Field(min_length=1, description="The view's features, in output order. Names are unique within the view.")
+    name: Identifier = Field(
+        description="The view's name; must equal the file stem. Output columns are `<view>__<feature>`."
+    )
+    entities: list[Identifier] = Field(
+        min_length=1, description="Join keys; each must be a spine column of the same name."
+    )
+    source: Source = Field(description="Where the feature rows are.")
+    ttl: Duration | None = Field(
+        default=None, description="How old a feature row may be at the spine row's time (inclusive); absent: any age."
+    )
+    features: list[Feature] = Field(
+        min_length=1, description="The view's features, in output order. Names are unique within the view."
+    )
 
     @model_validator(mode="after")
-    def _names(self) -> "FeatureView":
+    def _names(self) -> FeatureView:
         _unique([f.name for f in self.features], "feature")
         _unique(self.entities, "entity")
         return self
@@ -104,10 +124,10 @@ class FeatureView(Model):
 
 class FeatureRef(Model):
     view: Identifier = Field(description="The view's name.")
-    features: list[Identifier] | None = Field(default=None, description='The subset of its features, in output order.')
+    features: list[Identifier] | None = Field(default=None, description="The subset of its features, in output order.")
 
     @model_validator(mode="after")
-    def _names(self) -> "FeatureRef":
+    def _names(self) -> FeatureRef:
         if self.features is not None:
             if not self.features:
                 raise ValueError(f"view {self.view!r}: 'features' is empty")
@@ -117,14 +137,20 @@ class FeatureRef(Model):
 
 class Spine(Model):
     source: Source = Field(description="The feed's source.")
-    entities: list[Identifier] = Field(min_length=1, description='Entity columns (kept in the output, joined on by views and aggregations).')
-    session_field: str | None = Field(default=None, description='Optional session column: turns on `qid` and `qid_map.parquet`.')
-    labels: list[str] = Field(default_factory=list, description='Label columns, copied to the output.')
-    passthrough: list[str] = Field(default_factory=list, description='Other spine columns copied to the output.')
+    entities: list[Identifier] = Field(
+        min_length=1, description="Entity columns (kept in the output, joined on by views and aggregations)."
+    )
+    session_field: str | None = Field(
+        default=None, description="Optional session column: turns on `qid` and `qid_map.parquet`."
+    )
+    labels: list[str] = Field(default_factory=list, description="Label columns, copied to the output.")
+    passthrough: list[str] = Field(default_factory=list, description="Other spine columns copied to the output.")
 
     @model_validator(mode="after")
-    def _names(self) -> "Spine":
-        cols = list(self.entities) + ([self.session_field] if self.session_field else []) + self.labels + self.passthrough
+    def _names(self) -> Spine:
+        cols = (
+            list(self.entities) + ([self.session_field] if self.session_field else []) + self.labels + self.passthrough
+        )
         _unique(cols, "spine column")
         reserved = {"event_timestamp", "qid"}
         for c in cols:
@@ -134,18 +160,27 @@ class Spine(Model):
 
     @property
     def columns(self) -> list[str]:
-        return list(self.entities) + ([self.session_field] if self.session_field else []) + self.labels + self.passthrough
+        return (
+            list(self.entities) + ([self.session_field] if self.session_field else []) + self.labels + self.passthrough
+        )
 
 
 class FeatureService(Model):
     name: Identifier = Field(description="The service's name; must equal the file stem.")
-    spine: Spine = Field(description='The feed: one output row per spine row.')
-    features: list[Identifier | FeatureRef] = Field(default_factory=list, description='Views: a name (every feature of the view) or `{view, features}` (a subset, in the order listed).')
-    aggregations: list[Identifier] = Field(default_factory=list, description='Names of aggregations from aggregations.yaml, in output order.')
-    embeddings: list[Identifier] = Field(default_factory=list, description='Names of embeddings from aggregations.yaml (the enrich stage).')
+    spine: Spine = Field(description="The feed: one output row per spine row.")
+    features: list[Identifier | FeatureRef] = Field(
+        default_factory=list,
+        description="Views: a name (every feature of the view) or `{view, features}` (a subset, in the order listed).",
+    )
+    aggregations: list[Identifier] = Field(
+        default_factory=list, description="Names of aggregations from aggregations.yaml, in output order."
+    )
+    embeddings: list[Identifier] = Field(
+        default_factory=list, description="Names of embeddings from aggregations.yaml (the enrich stage)."
+    )
 
     @model_validator(mode="after")
-    def _names(self) -> "FeatureService":
+    def _names(self) -> FeatureService:
         _unique([self.ref(f).view for f in self.features], "view")
         _unique(self.aggregations, "aggregation")
         _unique(self.embeddings, "embedding")
@@ -161,14 +196,18 @@ class FeatureService(Model):
 
 
 class AggFeature(Model):
-    name: Identifier = Field(description='Feature name (identifier).')
-    function: Function = Field(description='What to compute over the window (see docs/concepts.md for empty windows).')
-    column: str | None = Field(default=None, description='The aggregated column (not needed by `count`, which then counts events).')
-    k: int | None = Field(default=None, ge=1, description='How many values `last_k` keeps (most recent first).')
-    windows: list[Duration] | None = Field(default=None, description="Windows of this feature, overriding the aggregation's.")
+    name: Identifier = Field(description="Feature name (identifier).")
+    function: Function = Field(description="What to compute over the window (see docs/concepts.md for empty windows).")
+    column: str | None = Field(
+        default=None, description="The aggregated column (not needed by `count`, which then counts events)."
+    )
+    k: int | None = Field(default=None, ge=1, description="How many values `last_k` keeps (most recent first).")
+    windows: list[Duration] | None = Field(
+        default=None, description="Windows of this feature, overriding the aggregation's."
+    )
 
     @model_validator(mode="after")
-    def _args(self) -> "AggFeature":
+    def _args(self) -> AggFeature:
         fn = functions.get(self.function)
         if fn.column == "required" and self.column is None:
             raise ValueError(f"feature {self.name!r}: function {self.function} needs a 'column'")
@@ -186,14 +225,21 @@ class AggFeature(Model):
 
 
 class Aggregation(Model):
-    name: Identifier = Field(description='Output columns are `<aggregation>__<feature>_<window>`.')
-    source: Literal["spine"] | Source = Field(description='`spine` (the feed itself, look-back included) or a source mapping.')
-    group_by: list[Identifier] = Field(min_length=1, description='Group columns; each must be a spine column of the same name.')
-    windows: list[Duration] | None = Field(default=None, description='Default windows of its features; a window covers `[t - w, t)`, strictly before the row.')
-    features: list[AggFeature] = Field(min_length=1, description='The aggregated features.')
+    name: Identifier = Field(description="Output columns are `<aggregation>__<feature>_<window>`.")
+    source: Literal["spine"] | Source = Field(
+        description="`spine` (the feed itself, look-back included) or a source mapping."
+    )
+    group_by: list[Identifier] = Field(
+        min_length=1, description="Group columns; each must be a spine column of the same name."
+    )
+    windows: list[Duration] | None = Field(
+        default=None,
+        description="Default windows of its features; a window covers `[t - w, t)`, strictly before the row.",
+    )
+    features: list[AggFeature] = Field(min_length=1, description="The aggregated features.")
 
     @model_validator(mode="after")
-    def _windows(self) -> "Aggregation":
+    def _windows(self) -> Aggregation:
         _unique([f.name for f in self.features], "feature")
         _unique(self.group_by, "group_by column")
         if self.windows is not None:
@@ -208,47 +254,60 @@ class Aggregation(Model):
 
 
 class EmbeddingStore(Model):
-    uri: str = Field(min_length=1, description='Path of the Lance dataset.')
-    key: str = Field(min_length=1, description='Its int64 key column.')
-    vector: str = Field(min_length=1, description='Its `fixed_size_list<float32>[dim]` vector column.')
+    uri: str = Field(min_length=1, description="Path of the Lance dataset.")
+    key: str = Field(min_length=1, description="Its int64 key column.")
+    vector: str = Field(min_length=1, description="Its `fixed_size_list<float32>[dim]` vector column.")
 
 
 class Embedding(Model):
-    name: Identifier = Field(description='Output column (`<name>` vector and `<name>_count`).')
-    ids: str = Field(min_length=1, description="A skeleton column of ids: scalar (that id's vector) or a list (the mean of the found vectors).")
+    name: Identifier = Field(description="Output column (`<name>` vector and `<name>_count`).")
+    ids: str = Field(
+        min_length=1,
+        description="A skeleton column of ids: scalar (that id's vector) or a list (the mean of the found vectors).",
+    )
 
 
 class AggregationsConfig(Model):
-    aggregations: list[Aggregation] = Field(default_factory=list, description='Rolling window aggregations.')
-    embedding_store: EmbeddingStore | None = Field(default=None, description='The Lance dataset the embeddings are looked up in.')
-    embeddings: list[Embedding] = Field(default_factory=list, description='Embedding columns appended by the enrich stage.')
+    aggregations: list[Aggregation] = Field(default_factory=list, description="Rolling window aggregations.")
+    embedding_store: EmbeddingStore | None = Field(
+        default=None, description="The Lance dataset the embeddings are looked up in."
+    )
+    embeddings: list[Embedding] = Field(
+        default_factory=list, description="Embedding columns appended by the enrich stage."
+    )
 
     @model_validator(mode="after")
-    def _names(self) -> "AggregationsConfig":
+    def _names(self) -> AggregationsConfig:
         _unique([a.name for a in self.aggregations], "aggregation")
         _unique([e.name for e in self.embeddings], "embedding")
         return self
 
 
 class DuckDBSettings(Model):
-    threads: int = Field(default=2, ge=1, description='DuckDB threads (shared by the day workers).')
-    memory_limit: Annotated[str, AfterValidator(check_size)] = Field(default="4GB", description='DuckDB memory limit (shared by the day workers), e.g. `4GB`.')
-    temp_directory: str = Field(default=".daedalus_tmp/duckdb", description='Where DuckDB spills.')
+    threads: int = Field(default=2, ge=1, description="DuckDB threads (shared by the day workers).")
+    memory_limit: Annotated[str, AfterValidator(check_size)] = Field(
+        default="4GB", description="DuckDB memory limit (shared by the day workers), e.g. `4GB`."
+    )
+    temp_directory: str = Field(default=".daedalus_tmp/duckdb", description="Where DuckDB spills.")
 
 
 class SkeletonSettings(Model):
-    chunk_rows: int = Field(default=500_000, ge=1, description='Maximum rows per `part-N-0.parquet`.')
+    chunk_rows: int = Field(default=500_000, ge=1, description="Maximum rows per `part-N-0.parquet`.")
 
 
 class EnrichSettings(Model):
-    shard_rows: int = Field(default=200_000, ge=1, description='Maximum rows per enriched shard.')
-    batch_rows: int = Field(default=131_072, ge=1, description='Rows per Ray Data batch.')
+    shard_rows: int = Field(default=200_000, ge=1, description="Maximum rows per enriched shard.")
+    batch_rows: int = Field(default=131_072, ge=1, description="Rows per Ray Data batch.")
 
 
 class RaySettings(Model):
-    address: str | None = Field(default=None, description='An existing Ray cluster (or set `RAY_ADDRESS`); null starts a local one per run.')
-    num_cpus: int | None = Field(default=None, ge=1, description='Logical CPUs of a local Ray; null: all.')
-    object_store_memory: Annotated[str | None, AfterValidator(check_size)] = Field(default=None, description='Object store size of a local Ray, e.g. `2GB`; null: min(2 GB, 20% RAM).')
+    address: str | None = Field(
+        default=None, description="An existing Ray cluster (or set `RAY_ADDRESS`); null starts a local one per run."
+    )
+    num_cpus: int | None = Field(default=None, ge=1, description="Logical CPUs of a local Ray; null: all.")
+    object_store_memory: Annotated[str | None, AfterValidator(check_size)] = Field(
+        default=None, description="Object store size of a local Ray, e.g. `2GB`; null: min(2 GB, 20% RAM)."
+    )
 
     @property
     def object_store_bytes(self) -> int | None:
@@ -257,15 +316,24 @@ class RaySettings(Model):
 
 
 class RuntimeConfig(Model):
-    feed_start: str = Field(description='First day, `YYYY-MM` (its first day) or `YYYY-MM-DD`; inclusive.')
-    feed_end: str = Field(description='Last day, `YYYY-MM` (its last day) or `YYYY-MM-DD`; inclusive.')
-    output_root: str = Field(default="data/training_output", description='Skeleton days go to `<output_root>/dt=D/`, enriched days to `<output_root>_enriched/dt=D/`.')
-    day_workers: int = Field(default=1, ge=1, description='Days computed at once (DuckDB threads and memory are shared among them).')
-    small_day_rows: int = Field(default=200_000, ge=0, description="Days with at most this many spine rows are small: under `daeda pipeline train` their jobs run in the run's warm worker process (no process start or imports per job), and their enrich step pools embeddings without Ray Data. Bigger days run each in a process of their own, enrich through Ray Data. Both give the same bytes; 0 makes every day big.")
-    skeleton: SkeletonSettings = Field(default=SkeletonSettings(), description='Skeleton stage settings.')
-    enrich: EnrichSettings = Field(default=EnrichSettings(), description='Enrich stage settings.')
-    duckdb: DuckDBSettings = Field(default=DuckDBSettings(), description='DuckDB settings of the skeleton stage.')
-    ray: RaySettings = Field(default=RaySettings(), description='Ray settings of the enrich stage.')
+    feed_start: str = Field(description="First day, `YYYY-MM` (its first day) or `YYYY-MM-DD`; inclusive.")
+    feed_end: str = Field(description="Last day, `YYYY-MM` (its last day) or `YYYY-MM-DD`; inclusive.")
+    output_root: str = Field(
+        default="data/training_output",
+        description="Skeleton days go to `<output_root>/dt=D/`, enriched days to `<output_root>_enriched/dt=D/`.",
+    )
+    day_workers: int = Field(
+        default=1, ge=1, description="Days computed at once (DuckDB threads and memory are shared among them)."
+    )
+    small_day_rows: int = Field(
+        default=200_000,
+        ge=0,
+        description="Days with at most this many spine rows are small: under `daeda pipeline train` their jobs run in the run's warm worker process (no process start or imports per job), and their enrich step pools embeddings without Ray Data. Bigger days run each in a process of their own, enrich through Ray Data. Both give the same bytes; 0 makes every day big.",
+    )
+    skeleton: SkeletonSettings = Field(default=SkeletonSettings(), description="Skeleton stage settings.")
+    enrich: EnrichSettings = Field(default=EnrichSettings(), description="Enrich stage settings.")
+    duckdb: DuckDBSettings = Field(default=DuckDBSettings(), description="DuckDB settings of the skeleton stage.")
+    ray: RaySettings = Field(default=RaySettings(), description="Ray settings of the enrich stage.")
 
     @field_validator("feed_start", "feed_end", mode="before")
     @classmethod
@@ -274,7 +342,7 @@ class RuntimeConfig(Model):
         return v.isoformat() if isinstance(v, dt.date) else str(v)
 
     @model_validator(mode="after")
-    def _range(self) -> "RuntimeConfig":
+    def _range(self) -> RuntimeConfig:
         try:
             start = parse_month_or_day(self.feed_start, end=False)
         except ValueError as e:

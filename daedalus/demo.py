@@ -119,17 +119,25 @@ LIKES_SCHEMA = pa.schema(
 ARTWORK_ID_BASE = 1_000_000
 
 CATEGORIES = (
-    "painting", "photography", "illustration", "digital", "abstract", "portrait",
-    "landscape", "street", "anime", "sculpture", "pixel_art", "ceramics",
+    "painting",
+    "photography",
+    "illustration",
+    "digital",
+    "abstract",
+    "portrait",
+    "landscape",
+    "street",
+    "anime",
+    "sculpture",
+    "pixel_art",
+    "ceramics",
 )
 _CATEGORY_P = np.array([14, 13, 12, 11, 10, 9, 8, 7, 6, 4, 3, 3], dtype=np.float64)
 
 COUNTRIES = ("US", "GB", "DE", "FR", "BR", "JP", "IN", "CA", "KR", "ES", "IT", "AU")
 _COUNTRY_P = np.array([30, 10, 9, 8, 8, 7, 7, 5, 5, 4, 4, 3], dtype=np.float64)
 # A small per-country shift of the click logit: learnable, but not the main signal.
-_COUNTRY_EFFECT = np.array(
-    [0.0, -0.05, -0.1, -0.08, 0.2, 0.15, 0.25, -0.02, 0.1, 0.05, 0.0, -0.05]
-)
+_COUNTRY_EFFECT = np.array([0.0, -0.05, -0.1, -0.08, 0.2, 0.15, 0.25, -0.02, 0.1, 0.05, 0.0, -0.05])
 
 DEVICES = ("ios", "android", "web")
 _DEVICE_P = np.array([0.45, 0.4, 0.15])
@@ -144,9 +152,7 @@ _ROWS_PER_SESSION = float(_PAGES @ _PAGES_P) * float(_PAGE_SIZES @ _PAGE_SIZES_P
 
 # Session starts follow a daily cycle (quiet early UTC morning, busy evening); hour 23 is
 # busy on purpose so sessions crossing midnight are common, not just the forced one.
-_HOUR_W = np.array(
-    [3, 2, 1.5, 1, 1, 1, 1.5, 2.5, 3.5, 4, 4, 4.5, 5, 5, 5, 5, 5.5, 6, 7, 8, 8, 7, 5.5, 4.5]
-)
+_HOUR_W = np.array([3, 2, 1.5, 1, 1, 1, 1.5, 2.5, 3.5, 4, 4, 4.5, 5, 5, 5, 5, 5.5, 6, 7, 8, 8, 7, 5.5, 4.5])
 
 # Click model (logit), see _click_logit.
 _CLICK_BIAS = -2.5
@@ -284,9 +290,7 @@ def _within_group_cdf(group: np.ndarray, weight: np.ndarray, n_groups: int) -> n
     return group + share
 
 
-def _pick_artworks(
-    world: _World, rng: np.random.Generator, user_idx: np.ndarray, targeted_share: float
-) -> np.ndarray:
+def _pick_artworks(world: _World, rng: np.random.Generator, user_idx: np.ndarray, targeted_share: float) -> np.ndarray:
     """Artwork indexes: popular overall, or popular within a category the user likes."""
     n = len(user_idx)
     picked = _sample_cdf(world.popularity_cdf, rng.random(n))
@@ -300,8 +304,7 @@ def _pick_artworks(
     return picked
 
 
-def _click_logit(world: _World, user_idx: np.ndarray, art_idx: np.ndarray,
-                 position: np.ndarray) -> np.ndarray:
+def _click_logit(world: _World, user_idx: np.ndarray, art_idx: np.ndarray, position: np.ndarray) -> np.ndarray:
     affinity = world.affinity[user_idx, world.category[art_idx]]
     return (
         _CLICK_BIAS
@@ -340,8 +343,7 @@ class _FeedDay:
     spanning: int
 
 
-def _feed_day(world: _World, seed: int, day: datetime.date, events: int,
-              session_counter: np.ndarray) -> _FeedDay:
+def _feed_day(world: _World, seed: int, day: datetime.date, events: int, session_counter: np.ndarray) -> _FeedDay:
     """Sessions starting on ``day``; updates ``session_counter`` (sessions per user so far)."""
     rng = _rng(seed, _FEED, day)
     day_start = _day_start_us(day)
@@ -445,9 +447,7 @@ def _organic_likes(world: _World, seed: int, day: datetime.date, count: int) -> 
     )
 
 
-def _user_profiles(
-    world: _World, seed: int, day: datetime.date, day_index: int
-) -> tuple[pa.Table, int]:
+def _user_profiles(world: _World, seed: int, day: datetime.date, day_index: int) -> tuple[pa.Table, int]:
     """The day's snapshots and the number of corrections among them."""
     rng = _rng(seed, _PROFILE, day)
     n_users = len(world.user_ids)
@@ -460,11 +460,9 @@ def _user_profiles(
         "ts": ts,
         "created": ts + rng.integers(500, 300_000, size=len(idx)) * _MS,
         "followers": np.floor(
-            world.followers0[idx] * np.exp(world.follower_growth[idx] * t_days)
-            + world.follower_gain[idx] * t_days
+            world.followers0[idx] * np.exp(world.follower_growth[idx] * t_days) + world.follower_gain[idx] * t_days
         ).astype(np.int64),
-        "following": np.floor(world.following0[idx] + world.following_gain[idx] * t_days)
-        .astype(np.int64),
+        "following": np.floor(world.following0[idx] + world.following_gain[idx] * t_days).astype(np.int64),
         "bio": world.bio_length[idx],
         "bio_null": world.bio_null[idx],
     }
@@ -627,9 +625,7 @@ def generate_demo(
     if end < start:
         raise ValueError(f"end {end} is before start {start}")
     if lookback_days < 0 or users < 1 or artworks < 1 or events_per_day < 0 or embedding_dim < 1:
-        raise ValueError(
-            "lookback_days, events_per_day must be >= 0; users, artworks, embedding_dim >= 1"
-        )
+        raise ValueError("lookback_days, events_per_day must be >= 0; users, artworks, embedding_dim >= 1")
     if seed < 0:
         raise ValueError("seed must be >= 0")
 
@@ -644,8 +640,7 @@ def generate_demo(
     session_counter = np.zeros(users, dtype=np.int64)
     rows = dict.fromkeys(["feed", "likes", "user_profile", "artwork_stats"], 0)
     totals = dict.fromkeys(
-        ["sessions", "sessions_spanning_midnight", "clicks", "feed_likes", "organic_likes",
-         "profile_corrections"], 0
+        ["sessions", "sessions_spanning_midnight", "clicks", "feed_likes", "organic_likes", "profile_corrections"], 0
     )
 
     for day_index, day in enumerate(days):
@@ -659,8 +654,7 @@ def generate_demo(
         profiles, corrections = _user_profiles(world, seed, day, day_index)
         stats = _artwork_stats(world, seed, day, day_index)
 
-        for name, table in (("feed", feed), ("likes", likes), ("user_profile", profiles),
-                            ("artwork_stats", stats)):
+        for name, table in (("feed", feed), ("likes", likes), ("user_profile", profiles), ("artwork_stats", stats)):
             write_parquet(table, sources / name / part)
             rows[name] += table.num_rows
         totals["sessions"] += fd.sessions

@@ -27,5 +27,3 @@ def enrich_digest_of(plan: Plan) -> str:
         if Path(p.store_uri).exists():
             h.update(str(store_schema(p.store_uri, Path(p.store_uri))[1]).encode())
     return h.hexdigest()[:16]
-
-

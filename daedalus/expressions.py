@@ -19,8 +19,20 @@ from typing import Any
 import duckdb
 
 # Node classes a scalar expression is made of; anything else is refused.
-_SCALAR_CLASSES = {"CONSTANT", "COLUMN_REF", "FUNCTION", "OPERATOR", "COMPARISON", "CONJUNCTION", "CASE",
-                   "CAST", "BETWEEN", "COLLATE", "LAMBDA", "TYPE"}
+_SCALAR_CLASSES = {
+    "CONSTANT",
+    "COLUMN_REF",
+    "FUNCTION",
+    "OPERATOR",
+    "COMPARISON",
+    "CONJUNCTION",
+    "CASE",
+    "CAST",
+    "BETWEEN",
+    "COLLATE",
+    "LAMBDA",
+    "TYPE",
+}
 _REFUSED_CLASSES = {
     "SUBQUERY": "sub-queries are not allowed",
     "WINDOW": "window functions are not allowed",
@@ -32,19 +44,80 @@ _REFUSED_CLASSES = {
 # Deterministic-looking scalar functions that read the session, the catalog or the
 # environment rather than the row (their values change with the machine or the run).
 _SESSION_FUNCTIONS = {
-    "current_setting", "current_database", "current_catalog", "current_schema", "current_schemas",
-    "current_query", "current_role", "current_user", "user", "session_user", "current_date",
-    "current_localtime", "current_localtimestamp", "get_current_time", "get_current_timestamp", "now", "today",
-    "transaction_timestamp", "txid_current", "getvariable", "in_search_path", "getenv", "version",
-    "get_block_size", "pg_conf_load_time", "pg_postmaster_start_time", "pg_sleep", "pg_my_temp_schema",
-    "inet_client_addr", "inet_client_port", "inet_server_addr", "inet_server_port", "ago",
+    "current_setting",
+    "current_database",
+    "current_catalog",
+    "current_schema",
+    "current_schemas",
+    "current_query",
+    "current_role",
+    "current_user",
+    "user",
+    "session_user",
+    "current_date",
+    "current_localtime",
+    "current_localtimestamp",
+    "get_current_time",
+    "get_current_timestamp",
+    "now",
+    "today",
+    "transaction_timestamp",
+    "txid_current",
+    "getvariable",
+    "in_search_path",
+    "getenv",
+    "version",
+    "get_block_size",
+    "pg_conf_load_time",
+    "pg_postmaster_start_time",
+    "pg_sleep",
+    "pg_my_temp_schema",
+    "inet_client_addr",
+    "inet_client_port",
+    "inet_server_addr",
+    "inet_server_port",
+    "ago",
 }
 _SESSION_PREFIXES = ("current_", "has_", "pg_", "duckdb_")
 # Keywords that begin a statement: only used to name what was refused when parsing fails.
-_STATEMENT_KEYWORDS = {"select", "with", "from", "copy", "attach", "detach", "install", "load", "pragma", "set",
-                       "reset", "call", "create", "drop", "insert", "update", "delete", "alter", "export", "import",
-                       "vacuum", "checkpoint", "use", "execute", "prepare", "begin", "commit", "rollback",
-                       "truncate", "merge", "summarize", "describe", "show", "explain", "unpivot", "pivot"}
+_STATEMENT_KEYWORDS = {
+    "select",
+    "with",
+    "from",
+    "copy",
+    "attach",
+    "detach",
+    "install",
+    "load",
+    "pragma",
+    "set",
+    "reset",
+    "call",
+    "create",
+    "drop",
+    "insert",
+    "update",
+    "delete",
+    "alter",
+    "export",
+    "import",
+    "vacuum",
+    "checkpoint",
+    "use",
+    "execute",
+    "prepare",
+    "begin",
+    "commit",
+    "rollback",
+    "truncate",
+    "merge",
+    "summarize",
+    "describe",
+    "show",
+    "explain",
+    "unpivot",
+    "pivot",
+}
 
 
 class ExprError(ValueError):
@@ -141,8 +214,12 @@ def _parse(expr: str, con: duckdb.DuckDBPyConnection | None = None) -> Any:
     if node.get("type") != "SELECT_NODE" or len(node.get("select_list", [])) != 1:
         raise ExprError("must be one scalar expression")
     ft = node.get("from_table") or {}
-    if ft.get("type") != "BASE_TABLE" or ft.get("table_name") != "__source" or ft.get("schema_name") \
-            or ft.get("catalog_name"):
+    if (
+        ft.get("type") != "BASE_TABLE"
+        or ft.get("table_name") != "__source"
+        or ft.get("schema_name")
+        or ft.get("catalog_name")
+    ):
         raise ExprError("must be one scalar expression (no FROM, joins or table functions)")
     for key in ("where_clause", "having", "qualify", "sample"):
         if node.get(key):
@@ -218,7 +295,12 @@ def _walk(node: Any, bound: frozenset[str], cols: list[str], calls: list[str]) -
         fn = str(node.get("function_name", "")).lower()
         if node.get("schema") or node.get("catalog"):
             raise ExprError(f"function {fn}(): qualified function names are not allowed")
-        if node.get("distinct") or node.get("filter") or node.get("order_bys", {}).get("orders") or node.get("export_state"):
+        if (
+            node.get("distinct")
+            or node.get("filter")
+            or node.get("order_bys", {}).get("orders")
+            or node.get("export_state")
+        ):
             raise ExprError(f"function {fn}(): DISTINCT, FILTER, ORDER BY and EXPORT_STATE are not allowed")
         calls.append(fn)
     for key, v in node.items():

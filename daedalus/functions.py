@@ -35,16 +35,16 @@ def _any(t: pa.DataType) -> bool:
 @dataclass(frozen=True)
 class AggFunction:
     name: str
-    summary: str                     # the value, in the docs' words
+    summary: str  # the value, in the docs' words
     output: Callable[[pa.DataType | None], pa.DataType]
-    empty: str                       # the empty-window value, in the docs' words
-    empty_sql: str | None            # ... as a SQL literal (None: null)
-    column: str = "required"         # "required" | "optional" (count)
-    params: tuple[str, ...] = ()     # required parameters, e.g. ("k",)
+    empty: str  # the empty-window value, in the docs' words
+    empty_sql: str | None  # ... as a SQL literal (None: null)
+    column: str = "required"  # "required" | "optional" (count)
+    params: tuple[str, ...] = ()  # required parameters, e.g. ("k",)
     accepts: Callable[[pa.DataType], bool] = _any
     accepts_text: str = "any column"
-    coverage: str | None = "valid"   # how stats tell a covered window: "nonzero", "nonempty", "valid", None
-    merge: str | None = None         # merged from partials: "count", "sum", "mean", "min", "max"; None: raw only
+    coverage: str | None = "valid"  # how stats tell a covered window: "nonzero", "nonempty", "valid", None
+    merge: str | None = None  # merged from partials: "count", "sum", "mean", "min", "max"; None: raw only
     merge_needs_exact: bool = False  # merges exactly only over exact (integer/bool) values
 
 
@@ -63,23 +63,61 @@ def _sum_type(t: pa.DataType | None) -> pa.DataType:
     return at.sum_type(t)
 
 
-FUNCTIONS: dict[str, AggFunction] = {f.name: f for f in [
-    AggFunction("count", "number of events (with `column`: of non-null values)", lambda t: pa.int64(), "0", "0",
-                column="optional", coverage="nonzero", merge="count"),
-    AggFunction("count_distinct", "distinct non-null values of `column`", lambda t: pa.int64(), "0", "0",
-                coverage="nonzero"),
-    AggFunction("sum", "sum of non-null `column` (bool as 0/1); int64 for integers and bools, float64 for floats "
-                "and decimals", _sum_type, "0", "0", accepts=_numeric, accepts_text="a numeric or bool column",
-                coverage=None, merge="sum", merge_needs_exact=True),
-    AggFunction("mean", "mean of non-null `column`, float64", lambda t: pa.float64(), "null", None,
-                accepts=_numeric, accepts_text="a numeric or bool column", merge="mean", merge_needs_exact=True),
-    AggFunction("min", "smallest non-null `column`, the column's type", _same, "null", None, merge="min"),
-    AggFunction("max", "largest non-null `column`, the column's type", _same, "null", None, merge="max"),
-    AggFunction("last", "most recent non-null `column` (ties: later source order), the column's type", _same,
-                "null", None),
-    AggFunction("last_k", "up to `k` most recent non-null values of `column`, most recent first, a list of the "
-                "column's type", _list_of, "empty list", "[]", params=("k",), coverage="nonempty"),
-]}
+FUNCTIONS: dict[str, AggFunction] = {
+    f.name: f
+    for f in [
+        AggFunction(
+            "count",
+            "number of events (with `column`: of non-null values)",
+            lambda t: pa.int64(),
+            "0",
+            "0",
+            column="optional",
+            coverage="nonzero",
+            merge="count",
+        ),
+        AggFunction(
+            "count_distinct", "distinct non-null values of `column`", lambda t: pa.int64(), "0", "0", coverage="nonzero"
+        ),
+        AggFunction(
+            "sum",
+            "sum of non-null `column` (bool as 0/1); int64 for integers and bools, float64 for floats and decimals",
+            _sum_type,
+            "0",
+            "0",
+            accepts=_numeric,
+            accepts_text="a numeric or bool column",
+            coverage=None,
+            merge="sum",
+            merge_needs_exact=True,
+        ),
+        AggFunction(
+            "mean",
+            "mean of non-null `column`, float64",
+            lambda t: pa.float64(),
+            "null",
+            None,
+            accepts=_numeric,
+            accepts_text="a numeric or bool column",
+            merge="mean",
+            merge_needs_exact=True,
+        ),
+        AggFunction("min", "smallest non-null `column`, the column's type", _same, "null", None, merge="min"),
+        AggFunction("max", "largest non-null `column`, the column's type", _same, "null", None, merge="max"),
+        AggFunction(
+            "last", "most recent non-null `column` (ties: later source order), the column's type", _same, "null", None
+        ),
+        AggFunction(
+            "last_k",
+            "up to `k` most recent non-null values of `column`, most recent first, a list of the column's type",
+            _list_of,
+            "empty list",
+            "[]",
+            params=("k",),
+            coverage="nonempty",
+        ),
+    ]
+}
 
 NAMES: tuple[str, ...] = tuple(FUNCTIONS)
 

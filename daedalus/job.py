@@ -22,10 +22,10 @@ from dataclasses import asdict, dataclass, fields
 
 KINDS = ("skeleton", "enrich", "qid_map")
 RULES = {"skeleton": "skeleton_day", "enrich": "enrich_day", "qid_map": "qid_map"}
-WORKER_ENV = "DAEDALUS_WORKER"             # the workers' directory (daedalus.worker)
-WORKER_COUNT_ENV = "DAEDALUS_WORKERS"      # how many there are
-WORKER_PID_ENV = "DAEDALUS_WORKER_PIDS"    # their processes, to stop waiting when they are gone
-WAIT_FOR_WORKER_S = 60.0                   # a worker binds its socket once warm (a few seconds)
+WORKER_ENV = "DAEDALUS_WORKER"  # the workers' directory (daedalus.worker)
+WORKER_COUNT_ENV = "DAEDALUS_WORKERS"  # how many there are
+WORKER_PID_ENV = "DAEDALUS_WORKER_PIDS"  # their processes, to stop waiting when they are gone
+WAIT_FOR_WORKER_S = 60.0  # a worker binds its socket once warm (a few seconds)
 
 
 @dataclass(frozen=True)

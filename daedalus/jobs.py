@@ -15,8 +15,9 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from daedalus.definitions import RuntimeConfig
 from daedalus.errors import DaedalusError
@@ -122,10 +123,17 @@ def skeleton(req: JobRequest, log: JobLog) -> None:
     # Concurrent days share DuckDB's memory limit as they share its threads.
     workers = req.day_workers or runtime.day_workers
     settings = runtime.duckdb.model_copy(
-        update={"memory_limit": f"{max(64, size_mb(runtime.duckdb.memory_limit) // workers)}MB"})
-    res = run_skeleton_stage(plan, day, Path(req.root), chunk_rows=runtime.skeleton.chunk_rows,
-                             duckdb_settings=settings, threads=req.threads,
-                             run_days=run_days(runtime, req.target_date))
+        update={"memory_limit": f"{max(64, size_mb(runtime.duckdb.memory_limit) // workers)}MB"}
+    )
+    res = run_skeleton_stage(
+        plan,
+        day,
+        Path(req.root),
+        chunk_rows=runtime.skeleton.chunk_rows,
+        duckdb_settings=settings,
+        threads=req.threads,
+        run_days=run_days(runtime, req.target_date),
+    )
     write_record(req.record, Layout.of(req.root).day_dir("skeleton", req.day), digest=req.digest)
     log.info(f"skeleton dt={day} rows={res.rows} parts={res.parts} seconds={res.seconds:.2f}")
     log.info("operator seconds: " + json.dumps({k: round(v, 3) for k, v in res.operator_seconds.items()}))
@@ -146,11 +154,16 @@ def enrich(req: JobRequest, log: JobLog, *, direct: bool | None = None) -> None:
     layout = Layout.of(req.root)
     out_dir = Path(layout.day_dir("enrich", req.day))
     summary = run_enrich_stage(
-        Path(layout.day_dir("skeleton", req.day)), out_dir,
-        store_uri=first.store_uri, key=first.key, vector=first.vector,
+        Path(layout.day_dir("skeleton", req.day)),
+        out_dir,
+        store_uri=first.store_uri,
+        key=first.key,
+        vector=first.vector,
         embeddings=[(e.embedding, e.ids) for e in embeds],
-        shard_rows=runtime.enrich.shard_rows, batch_rows=runtime.enrich.batch_rows,
-        ray_address=address, num_cpus=req.ray_num_cpus or runtime.ray.num_cpus or req.threads,
+        shard_rows=runtime.enrich.shard_rows,
+        batch_rows=runtime.enrich.batch_rows,
+        ray_address=address,
+        num_cpus=req.ray_num_cpus or runtime.ray.num_cpus or req.threads,
         object_store_memory=runtime.ray.object_store_bytes,
         stats_path=stats_path(layout.root, "enrich", req.day),
         direct_max_rows=runtime.small_day_rows if direct is None else (sys.maxsize if direct else -1),

@@ -34,7 +34,7 @@ class Layout:
     root: str  # as the user gave it (relative to the working directory), without a trailing "/"
 
     @classmethod
-    def of(cls, root: str | Path) -> "Layout":
+    def of(cls, root: str | Path) -> Layout:
         return cls(str(root).rstrip("/") or ".")
 
     @property

@@ -24,6 +24,7 @@ import json
 import os
 import sys
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import duckdb
@@ -68,7 +69,8 @@ def _created_after_event(con, files: list[str], spec: SourceSpec, where: str) ->
     cr = _ts(con, rel, spec.created_timestamp_field or "", where)
     n, total, delay = con.execute(
         f"SELECT count(*) FILTER (WHERE c > e), count(*), max(epoch_us(c) - epoch_us(e)) FILTER (WHERE c > e) "
-        f"FROM (SELECT {ev} AS e, {cr} AS c FROM {rel})").fetchall()[0]
+        f"FROM (SELECT {ev} AS e, {cr} AS c FROM {rel})"
+    ).fetchall()[0]
     return int(n), int(total), (delay or 0) / 1e6
 
 
@@ -151,24 +153,41 @@ def lint(compiled: Compiled) -> list[LintWarning]:
         for ref in svc.refs:
             view, where = defs.views[ref.view], str(defs.view_paths[ref.view])
             if _same_path(view.source.path, spine_path):
-                found.append(LintWarning(where, f"view {view.name!r} reads the spine's own source "
-                                         f"{spine_path!r}, the rows that carry the labels "
-                                         f"({', '.join(svc.spine.labels) or 'no labels'}): its features can leak them"))
+                found.append(
+                    LintWarning(
+                        where,
+                        f"view {view.name!r} reads the spine's own source "
+                        f"{spine_path!r}, the rows that carry the labels "
+                        f"({', '.join(svc.spine.labels) or 'no labels'}): its features can leak them",
+                    )
+                )
             if view.ttl is None:
-                found.append(LintWarning(where, f"view {view.name!r} has no ttl: a value of any age is joined, "
-                                         "however stale (set ttl to how long a value stays true)"))
+                found.append(
+                    LintWarning(
+                        where,
+                        f"view {view.name!r} has no ttl: a value of any age is joined, "
+                        "however stale (set ttl to how long a value stays true)",
+                    )
+                )
             sid = view_source_id(view.name)
             spec = plan.sources.get(sid)
             if view.source.created_timestamp_field and spec is not None:
                 files = run_files(compiled, sid, spec)
                 if files:
-                    n, total, delay = _cached("created_after_event", files, spec,
-                                              lambda: _created_after_event(con, files, spec, where))
+                    n, total, delay = _cached(
+                        "created_after_event", files, spec, partial(_created_after_event, con, files, spec, where)
+                    )
                     if n:
-                        found.append(LintWarning(where, (
-                            f"view {view.name!r}: {n:,} of {total:,} source rows have "
-                            f"{view.source.created_timestamp_field} later than {view.source.timestamp_field} "
-                            f"(by up to {_human(delay)}): the join can pick a row before it existed")))
+                        found.append(
+                            LintWarning(
+                                where,
+                                (
+                                    f"view {view.name!r}: {n:,} of {total:,} source rows have "
+                                    f"{view.source.created_timestamp_field} later than {view.source.timestamp_field} "
+                                    f"(by up to {_human(delay)}): the join can pick a row before it existed"
+                                ),
+                            )
+                        )
         aggs = {a.name: a for a in defs.aggregations.aggregations}
         agg_where = str(defs.paths.aggregation_config_path)
         resolutions: dict[str, tuple[str, int] | None] = {}
@@ -180,7 +199,11 @@ def lint(compiled: Compiled) -> list[LintWarning]:
                 continue
             if sid not in resolutions:
                 files = run_files(compiled, sid, spec)
-                res = _cached("resolution", files, spec, lambda: _resolution(con, files, spec, agg_where)) if files else None
+                res = (
+                    _cached("resolution", files, spec, partial(_resolution, con, files, spec, agg_where))
+                    if files
+                    else None
+                )
                 resolutions[sid] = tuple(res) if res else None
             res = resolutions[sid]
             if res is None:
@@ -190,10 +213,16 @@ def lint(compiled: Compiled) -> list[LintWarning]:
             for f in agg.features:
                 for w in agg.windows_of(f):
                     if parse_duration(w) < dt.timedelta(microseconds=us):
-                        found.append(LintWarning(agg_where, (
-                            f"aggregation {name!r}: feature {f.name!r}: window {w} is shorter than the timestamp "
-                            f"resolution of {src} ({unit}): it holds the events of one instant at most (none when the "
-                            "spine has that resolution too)")))
+                        found.append(
+                            LintWarning(
+                                agg_where,
+                                (
+                                    f"aggregation {name!r}: feature {f.name!r}: window {w} is shorter than the timestamp "
+                                    f"resolution of {src} ({unit}): it holds the events of one instant at most (none when the "
+                                    "spine has that resolution too)"
+                                ),
+                            )
+                        )
     finally:
         con.close()
     return found

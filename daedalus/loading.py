@@ -77,8 +77,21 @@ def _fields_of(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
 
 
 # Errors of a union branch the input does not even have the shape of ('spine' or a mapping).
-_SHAPE = {"literal_error", "string_type", "model_type", "model_attributes_type", "dict_type", "list_type",
-          "int_type", "int_parsing", "bool_type", "bool_parsing", "float_type", "float_parsing", "enum"}
+_SHAPE = {
+    "literal_error",
+    "string_type",
+    "model_type",
+    "model_attributes_type",
+    "dict_type",
+    "list_type",
+    "int_type",
+    "int_parsing",
+    "bool_type",
+    "bool_parsing",
+    "float_type",
+    "float_parsing",
+    "enum",
+}
 _PLAIN = {
     "string_type": "expected a string",
     "list_type": "expected a list",
@@ -126,8 +139,9 @@ def format_validation_error(model: type[BaseModel], err: ValidationError) -> str
         msg = "required key is missing"
     elif e["type"] == "literal_error":
         choices = re.findall(r"'((?:[^'\\]|\\.)*)'", str((e.get("ctx") or {}).get("expected", "")))
-        union = any(x is not e and _loc(tuple(x["loc"])) == loc and x["type"] in ("model_type", "dict_type")
-                    for x in errors)
+        union = any(
+            x is not e and _loc(tuple(x["loc"])) == loc and x["type"] in ("model_type", "dict_type") for x in errors
+        )
         msg = f"{_shown(value)} is not one of: {', '.join(choices)}" + (", or a mapping" if union else "")
         hint = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.5)
         if hint:
@@ -190,7 +204,10 @@ class Definitions:
 
 def load_definitions(service_name: str, paths: DefinitionPaths) -> Definitions:
     """Every file the service needs, parsed and cross-checked by name (not yet against data)."""
-    for opt, d in (("--feature-views-dir", paths.feature_views_dir), ("--feature-services-dir", paths.feature_services_dir)):
+    for opt, d in (
+        ("--feature-views-dir", paths.feature_views_dir),
+        ("--feature-services-dir", paths.feature_services_dir),
+    ):
         if not d.is_dir():
             raise DaedalusError(opt, f"{d} is not a directory")
     service_path = paths.feature_services_dir / f"{service_name}.yaml"
@@ -213,8 +230,10 @@ def load_definitions(service_name: str, paths: DefinitionPaths) -> Definitions:
         vpath = paths.feature_views_dir / f"{ref.view}.yaml"
         if not vpath.exists():
             hint = difflib.get_close_matches(ref.view, available, n=1)
-            raise DaedalusError(service_path, f"features: unknown feature view {ref.view!r}"
-                                + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+            raise DaedalusError(
+                service_path,
+                f"features: unknown feature view {ref.view!r}" + (f" (did you mean {hint[0]!r}?)" if hint else ""),
+            )
         view = load_model(FeatureView, vpath)
         if view.name != ref.view:
             raise DaedalusError(vpath, f"name: {view.name!r} must match the file name {ref.view!r}")
@@ -222,18 +241,26 @@ def load_definitions(service_name: str, paths: DefinitionPaths) -> Definitions:
             have = [f.name for f in view.features]
             for f in ref.features:
                 if f not in have:
-                    raise DaedalusError(service_path, f"features: view {ref.view!r} has no feature {f!r} (has: {', '.join(have)})")
+                    raise DaedalusError(
+                        service_path, f"features: view {ref.view!r} has no feature {f!r} (has: {', '.join(have)})"
+                    )
         views[ref.view] = view
         view_paths[ref.view] = vpath
 
     agg_names = [a.name for a in aggs.aggregations]
     for a in service.aggregations:
         if a not in agg_names:
-            raise DaedalusError(service_path, f"aggregations: unknown aggregation {a!r} (defined in {paths.aggregation_config_path}: {', '.join(agg_names) or 'none'})")
+            raise DaedalusError(
+                service_path,
+                f"aggregations: unknown aggregation {a!r} (defined in {paths.aggregation_config_path}: {', '.join(agg_names) or 'none'})",
+            )
     emb_names = [e.name for e in aggs.embeddings]
     for e in service.embeddings:
         if e not in emb_names:
-            raise DaedalusError(service_path, f"embeddings: unknown embedding {e!r} (defined in {paths.aggregation_config_path}: {', '.join(emb_names) or 'none'})")
+            raise DaedalusError(
+                service_path,
+                f"embeddings: unknown embedding {e!r} (defined in {paths.aggregation_config_path}: {', '.join(emb_names) or 'none'})",
+            )
     if service.embeddings and aggs.embedding_store is None:
         raise DaedalusError(paths.aggregation_config_path, "embedding_store: required when a service uses embeddings")
     return Definitions(service, service_path, views, view_paths, runtime, aggs, paths)

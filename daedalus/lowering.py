@@ -72,12 +72,22 @@ def lower_spine(lw: _Lowering) -> None:
         spine_cols.append(Column(name=c, type=type_str(spine_types[c], spath, f"spine column {c!r}")))
         if c == svc.spine.session_field:
             spine_cols.append(Column(name="qid", type="int64"))
-    lw.ops.append(make_op(
-        name="spine", kind="spine", engine="sql", inputs=[f"source:{SPINE}"],
-        params={"source": SPINE, "entities": list(svc.spine.entities), "session_field": svc.spine.session_field,
-                "labels": list(svc.spine.labels), "passthrough": list(svc.spine.passthrough)},
-        outputs=[lw.columns[0]] + [c for c in spine_cols if c.name != "qid"],
-    ))
+    lw.ops.append(
+        make_op(
+            name="spine",
+            kind="spine",
+            engine="sql",
+            inputs=[f"source:{SPINE}"],
+            params={
+                "source": SPINE,
+                "entities": list(svc.spine.entities),
+                "session_field": svc.spine.session_field,
+                "labels": list(svc.spine.labels),
+                "passthrough": list(svc.spine.passthrough),
+            },
+            outputs=[lw.columns[0]] + [c for c in spine_cols if c.name != "qid"],
+        )
+    )
     lw.columns += spine_cols
 
 
@@ -88,8 +98,11 @@ def lower_view(lw: _Lowering, ref: object) -> None:
     chk.add(sid, view.source, vpath, chk.lookbacks[sid])
     for e in view.entities:
         if e not in svc.spine.entities:
-            raise DaedalusError(vpath, f"entities: {e!r} is not an entity of the spine of service {svc.name!r} "
-                                f"(spine entities: {', '.join(svc.spine.entities)})")
+            raise DaedalusError(
+                vpath,
+                f"entities: {e!r} is not an entity of the spine of service {svc.name!r} "
+                f"(spine entities: {', '.join(svc.spine.entities)})",
+            )
         chk.require(sid, e, vpath, "entities")
     by_name = {f.name: f for f in view.features}
     chosen = [by_name[n] for n in ref.features] if ref.features is not None else list(view.features)  # type: ignore[attr-defined]
@@ -106,8 +119,11 @@ def lower_view(lw: _Lowering, ref: object) -> None:
             ctype = chk.require(sid, f.source_column, vpath, f"feature {f.name!r}: column")
             takes = at.readable_as(ctype, f.dtype)
             if takes is not None:
-                raise DaedalusError(vpath, f"feature {f.name!r}: column {f.source_column!r} is {at.to_str(ctype)}, "
-                                    f"which is not read as dtype {f.dtype} (a {f.dtype} feature reads {takes} columns)")
+                raise DaedalusError(
+                    vpath,
+                    f"feature {f.name!r}: column {f.source_column!r} is {at.to_str(ctype)}, "
+                    f"which is not read as dtype {f.dtype} (a {f.dtype} feature reads {takes} columns)",
+                )
         elif f.kind == "expr":
             check_expr(view, f.name, f.expr or "", f.dtype, chk, sid, vpath)
         else:
@@ -129,25 +145,50 @@ def lower_view(lw: _Lowering, ref: object) -> None:
         else:
             for c in f.inputs or []:
                 need(c)
-            udfs.append(make_op(
-                name=f"udf.{view.name}.{f.name}", kind="udf", engine="sql_arrow_udf",
-                inputs=[f"pit_join.{view.name}"],
-                params={"view": view.name, "output": out, "dtype": f.dtype, "function": f.udf,
-                        "inputs": list(f.inputs or [])},
-                outputs=[Column(name=out, type=at.to_str(at.DTYPE_ARROW[f.dtype]))],
-            ))
+            udfs.append(
+                make_op(
+                    name=f"udf.{view.name}.{f.name}",
+                    kind="udf",
+                    engine="sql_arrow_udf",
+                    inputs=[f"pit_join.{view.name}"],
+                    params={
+                        "view": view.name,
+                        "output": out,
+                        "dtype": f.dtype,
+                        "function": f.udf,
+                        "inputs": list(f.inputs or []),
+                    },
+                    outputs=[Column(name=out, type=at.to_str(at.DTYPE_ARROW[f.dtype]))],
+                )
+            )
     lw.sources[sid] = chk.spec(sid, view.source)
-    lw.ops.append(make_op(
-        name=f"pit_join.{view.name}", kind="pit_join", engine="sql", inputs=["spine", f"source:{sid}"],
-        params={"view": view.name, "source": sid, "entities": list(view.entities), "ttl": view.ttl, "columns": needed},
-        outputs=[],
-    ))
+    lw.ops.append(
+        make_op(
+            name=f"pit_join.{view.name}",
+            kind="pit_join",
+            engine="sql",
+            inputs=["spine", f"source:{sid}"],
+            params={
+                "view": view.name,
+                "source": sid,
+                "entities": list(view.entities),
+                "ttl": view.ttl,
+                "columns": needed,
+            },
+            outputs=[],
+        )
+    )
     if derived:
-        lw.ops.append(make_op(
-            name=f"derive.{view.name}", kind="derive", engine="sql", inputs=[f"pit_join.{view.name}"],
-            params={"view": view.name, "features": derived},
-            outputs=[Column(name=d["output"], type=at.to_str(at.DTYPE_ARROW[d["dtype"]])) for d in derived],
-        ))
+        lw.ops.append(
+            make_op(
+                name=f"derive.{view.name}",
+                kind="derive",
+                engine="sql",
+                inputs=[f"pit_join.{view.name}"],
+                params={"view": view.name, "features": derived},
+                outputs=[Column(name=d["output"], type=at.to_str(at.DTYPE_ARROW[d["dtype"]])) for d in derived],
+            )
+        )
     lw.ops.extend(udfs)
 
 
@@ -158,8 +199,10 @@ def lower_aggregation(lw: _Lowering, agg: Aggregation) -> None:
         chk.add(sid, agg.source, agg_path, chk.lookbacks[sid])
     for g in agg.group_by:
         if not chk.has(SPINE, g):
-            raise DaedalusError(agg_path, f"aggregation {name!r}: group_by: {g!r} is not a column of the spine "
-                                f"source {svc.spine.source.path!r}")
+            raise DaedalusError(
+                agg_path,
+                f"aggregation {name!r}: group_by: {g!r} is not a column of the spine source {svc.spine.source.path!r}",
+            )
         chk.require(sid, g, agg_path, f"aggregation {name!r}: group_by")
     feats: list[dict] = []
     outputs: list[Column] = []
@@ -168,8 +211,9 @@ def lower_aggregation(lw: _Lowering, agg: Aggregation) -> None:
         ctype = chk.require(sid, f.column, agg_path, f"{what}: column") if f.column else None
         fn = functions.get(f.function)
         if ctype is not None and not fn.accepts(ctype):
-            raise DaedalusError(agg_path, f"{what}: {f.function} needs {fn.accepts_text}, "
-                                f"{f.column!r} is {at.to_str(ctype)}")
+            raise DaedalusError(
+                agg_path, f"{what}: {f.function} needs {fn.accepts_text}, {f.column!r} is {at.to_str(ctype)}"
+            )
         out_type = fn.output(ctype)
         type_str(out_type, agg_path, what)
         for w in agg.windows_of(f):
@@ -179,22 +223,41 @@ def lower_aggregation(lw: _Lowering, agg: Aggregation) -> None:
     lw.columns += outputs
     if not isinstance(agg.source, str):
         lw.sources[sid] = chk.spec(sid, agg.source)
-    lw.ops.append(make_op(
-        name=f"window_agg.{name}", kind="window_agg", engine="sql", inputs=["spine", f"source:{sid}"],
-        params={"aggregation": name, "source": sid, "group_by": list(agg.group_by), "features": feats},
-        outputs=outputs,
-    ))
+    lw.ops.append(
+        make_op(
+            name=f"window_agg.{name}",
+            kind="window_agg",
+            engine="sql",
+            inputs=["spine", f"source:{sid}"],
+            params={"aggregation": name, "source": sid, "group_by": list(agg.group_by), "features": feats},
+            outputs=outputs,
+        )
+    )
 
 
 def lower_outputs(lw: _Lowering) -> None:
     svc = lw.defs.service
     if svc.spine.session_field:
-        lw.ops.append(make_op(name="qid", kind="qid", engine="sql", inputs=["spine"],
-                              params={"session_field": svc.spine.session_field},
-                              outputs=[Column(name="qid", type="int64")]))
-    lw.ops.append(make_op(name="write_parts", kind="write_parts", engine="sql",
-                          inputs=[o.name for o in lw.ops if o.kind != "pit_join"],
-                          params={}, outputs=lw.columns))
+        lw.ops.append(
+            make_op(
+                name="qid",
+                kind="qid",
+                engine="sql",
+                inputs=["spine"],
+                params={"session_field": svc.spine.session_field},
+                outputs=[Column(name="qid", type="int64")],
+            )
+        )
+    lw.ops.append(
+        make_op(
+            name="write_parts",
+            kind="write_parts",
+            engine="sql",
+            inputs=[o.name for o in lw.ops if o.kind != "pit_join"],
+            params={},
+            outputs=lw.columns,
+        )
+    )
 
 
 def lower_embeddings(defs: Definitions, columns: list[Column]) -> list[Operator]:
@@ -207,32 +270,58 @@ def lower_embeddings(defs: Definitions, columns: list[Column]) -> list[Operator]
     schema, _ = store_schema(store.uri, where)
     for col, want in ((store.key, "key"), (store.vector, "vector")):
         if col not in schema.names:
-            raise DaedalusError(where, f"embedding_store.{want}: column {col!r} not found in {store.uri!r} "
-                                f"(columns: {', '.join(schema.names)})")
+            raise DaedalusError(
+                where,
+                f"embedding_store.{want}: column {col!r} not found in {store.uri!r} "
+                f"(columns: {', '.join(schema.names)})",
+            )
     if schema.field(store.key).type != pa.int64():
-        raise DaedalusError(where, f"embedding_store.key: column {store.key!r} of {store.uri!r} is "
-                            f"{schema.field(store.key).type}, expected int64")
+        raise DaedalusError(
+            where,
+            f"embedding_store.key: column {store.key!r} of {store.uri!r} is "
+            f"{schema.field(store.key).type}, expected int64",
+        )
     vt = schema.field(store.vector).type
     if not (pa.types.is_fixed_size_list(vt) and vt.value_type == pa.float32()):
-        raise DaedalusError(where, f"embedding_store.vector: column {store.vector!r} of {store.uri!r} is {vt}, "
-                            "expected fixed_size_list<float32>[dim]")
+        raise DaedalusError(
+            where,
+            f"embedding_store.vector: column {store.vector!r} of {store.uri!r} is {vt}, "
+            "expected fixed_size_list<float32>[dim]",
+        )
     types = {c.name: c.type for c in columns}
     embs = {e.name: e for e in defs.aggregations.embeddings}
     ops = []
     for name in defs.service.embeddings:
         e = embs[name]
         if e.ids not in types:
-            raise DaedalusError(where, f"embedding {name!r}: ids: {e.ids!r} is not a column of the skeleton output "
-                                f"of service {defs.service.name!r}")
+            raise DaedalusError(
+                where,
+                f"embedding {name!r}: ids: {e.ids!r} is not a column of the skeleton output "
+                f"of service {defs.service.name!r}",
+            )
         if types[e.ids] not in ("int64", "list<int64>"):
-            raise DaedalusError(where, f"embedding {name!r}: ids: column {e.ids!r} is {types[e.ids]}, "
-                                "expected int64 or list<int64>")
-        ops.append(make_op(
-            name=f"embed.{name}", kind="embed", engine="pythonic", inputs=["write_parts"],
-            params={"embedding": name, "ids": e.ids, "store_uri": store.uri, "key": store.key, "vector": store.vector},
-            outputs=[Column(name=name, type=at.to_str(pa.list_(pa.float32(), vt.list_size))),
-                     Column(name=f"{name}_count", type="int32")],
-        ))
+            raise DaedalusError(
+                where, f"embedding {name!r}: ids: column {e.ids!r} is {types[e.ids]}, expected int64 or list<int64>"
+            )
+        ops.append(
+            make_op(
+                name=f"embed.{name}",
+                kind="embed",
+                engine="pythonic",
+                inputs=["write_parts"],
+                params={
+                    "embedding": name,
+                    "ids": e.ids,
+                    "store_uri": store.uri,
+                    "key": store.key,
+                    "vector": store.vector,
+                },
+                outputs=[
+                    Column(name=name, type=at.to_str(pa.list_(pa.float32(), vt.list_size))),
+                    Column(name=f"{name}_count", type="int32"),
+                ],
+            )
+        )
     return ops
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -141,7 +141,7 @@ class _Op(Model):
     REQUIRED_INPUTS: ClassVar[tuple[str, ...]] = ()
     READS_SOURCE: ClassVar[bool] = False
 
-    def keys(self, plan: "Plan") -> list[str]:
+    def keys(self, plan: Plan) -> list[str]:
         """The key columns of this operator's table, row-aligned with the spine by them."""
         return []
 
@@ -158,7 +158,7 @@ class SpineOp(_Op):
     params: SpineParams
     READS_SOURCE: ClassVar[bool] = True
 
-    def keys(self, plan: "Plan") -> list[str]:
+    def keys(self, plan: Plan) -> list[str]:
         return ["__rid"]
 
 
@@ -170,7 +170,7 @@ class PitJoinOp(_Op):
     REQUIRED_INPUTS: ClassVar[tuple[str, ...]] = ("spine",)
     READS_SOURCE: ClassVar[bool] = True
 
-    def keys(self, plan: "Plan") -> list[str]:
+    def keys(self, plan: Plan) -> list[str]:
         return [*self.params.entities, "__ts"]
 
 
@@ -180,7 +180,7 @@ class DeriveOp(_Op):
     INPUT_KINDS: ClassVar[tuple[str, ...]] = ("pit_join",)
     REQUIRED_INPUTS: ClassVar[tuple[str, ...]] = ("pit_join",)
 
-    def keys(self, plan: "Plan") -> list[str]:
+    def keys(self, plan: Plan) -> list[str]:
         return plan.input_of(self, "pit_join").keys(plan)
 
 
@@ -191,7 +191,7 @@ class UdfOp(_Op):
     INPUT_KINDS: ClassVar[tuple[str, ...]] = ("pit_join",)
     REQUIRED_INPUTS: ClassVar[tuple[str, ...]] = ("pit_join",)
 
-    def keys(self, plan: "Plan") -> list[str]:
+    def keys(self, plan: Plan) -> list[str]:
         return plan.input_of(self, "pit_join").keys(plan)
 
 
@@ -203,7 +203,7 @@ class WindowAggOp(_Op):
     REQUIRED_INPUTS: ClassVar[tuple[str, ...]] = ("spine",)
     READS_SOURCE: ClassVar[bool] = True
 
-    def keys(self, plan: "Plan") -> list[str]:
+    def keys(self, plan: Plan) -> list[str]:
         return [*self.params.group_by, "__ts"]
 
     def empty_values(self) -> dict[str, str | None]:
@@ -217,7 +217,7 @@ class QidOp(_Op):
     INPUT_KINDS: ClassVar[tuple[str, ...]] = ("spine",)
     REQUIRED_INPUTS: ClassVar[tuple[str, ...]] = ("spine",)
 
-    def keys(self, plan: "Plan") -> list[str]:
+    def keys(self, plan: Plan) -> list[str]:
         return ["__rid"]
 
 
@@ -237,11 +237,13 @@ class EmbedOp(_Op):
 
 
 Operator = Annotated[
-    Union[SpineOp, PitJoinOp, DeriveOp, UdfOp, WindowAggOp, QidOp, WritePartsOp, EmbedOp],
+    SpineOp | PitJoinOp | DeriveOp | UdfOp | WindowAggOp | QidOp | WritePartsOp | EmbedOp,
     Field(discriminator="kind"),
 ]
-KINDS: dict[str, type[_Op]] = {c.model_fields["kind"].annotation.__args__[0]: c  # type: ignore[union-attr]
-                               for c in (SpineOp, PitJoinOp, DeriveOp, UdfOp, WindowAggOp, QidOp, WritePartsOp, EmbedOp)}
+KINDS: dict[str, type[_Op]] = {
+    c.model_fields["kind"].annotation.__args__[0]: c  # type: ignore[union-attr]
+    for c in (SpineOp, PitJoinOp, DeriveOp, UdfOp, WindowAggOp, QidOp, WritePartsOp, EmbedOp)
+}
 ENGINES: dict[str, tuple[str, ...]] = {k: c.ENGINES for k, c in KINDS.items()}
 _OPERATOR = TypeAdapter(Operator)
 
@@ -297,8 +299,14 @@ class Plan(Model):
 def _name_operator(msg: str, loc: tuple, data: dict) -> str:
     """'operators[2].derive.params...' -> 'operators[2] (derive.user_profile).params...'."""
     ops = data.get("operators")
-    if len(loc) < 2 or loc[0] != "operators" or not isinstance(loc[1], int) or not isinstance(ops, list) \
-            or loc[1] >= len(ops) or not isinstance(ops[loc[1]], dict):
+    if (
+        len(loc) < 2
+        or loc[0] != "operators"
+        or not isinstance(loc[1], int)
+        or not isinstance(ops, list)
+        or loc[1] >= len(ops)
+        or not isinstance(ops[loc[1]], dict)
+    ):
         return msg
     i, raw = loc[1], ops[loc[1]]
     named = f"operators[{i}] ({raw.get('name')})" if raw.get("name") else f"operators[{i}]"
@@ -313,8 +321,11 @@ def validate_plan(data: Any, path: Path | str) -> Plan:
     if not isinstance(data, dict):
         raise DaedalusError(path, "expected a mapping with an 'operators:' list")
     if data.get("format", PLAN_FORMAT) != PLAN_FORMAT:
-        raise DaedalusError(path, f"format: {data.get('format')!r} is not supported (expected {PLAN_FORMAT}); "
-                            "recompile and apply your edits to the new generated plan")
+        raise DaedalusError(
+            path,
+            f"format: {data.get('format')!r} is not supported (expected {PLAN_FORMAT}); "
+            "recompile and apply your edits to the new generated plan",
+        )
     try:
         plan = Plan.model_validate(data)
     except ValidationError as e:
@@ -330,15 +341,23 @@ def validate_plan(data: Any, path: Path | str) -> Plan:
         for inp in op.inputs:
             if inp.startswith("source:"):
                 if inp[7:] not in plan.sources:
-                    raise DaedalusError(path, f"{where}: unknown source {inp[7:]!r} (sources: {', '.join(plan.sources)})")
+                    raise DaedalusError(
+                        path, f"{where}: unknown source {inp[7:]!r} (sources: {', '.join(plan.sources)})"
+                    )
                 continue
             if inp not in kinds:
                 hint = difflib.get_close_matches(inp, list(kinds), n=1)
-                raise DaedalusError(path, f"{where}: input {inp!r} is not an earlier operator or a source"
-                                    + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+                raise DaedalusError(
+                    path,
+                    f"{where}: input {inp!r} is not an earlier operator or a source"
+                    + (f" (did you mean {hint[0]!r}?)" if hint else ""),
+                )
             if kinds[inp] not in cls.INPUT_KINDS:
-                raise DaedalusError(path, f"{where}: input {inp!r} is a {kinds[inp]} operator; a {op.kind} operator "
-                                    f"reads {', '.join(cls.INPUT_KINDS) or 'no operator'}")
+                raise DaedalusError(
+                    path,
+                    f"{where}: input {inp!r} is a {kinds[inp]} operator; a {op.kind} operator "
+                    f"reads {', '.join(cls.INPUT_KINDS) or 'no operator'}",
+                )
             if op.kind != "write_parts" and kinds[inp] in seen:
                 raise DaedalusError(path, f"{where}: more than one {kinds[inp]} input")
             seen.append(kinds[inp])
@@ -354,8 +373,11 @@ def validate_plan(data: Any, path: Path | str) -> Plan:
         if declared is not None and sources and declared != sources[0]:
             raise DaedalusError(path, f"{where}: params.source is {declared!r} but its input is source:{sources[0]}")
         if op.engine not in cls.ENGINES:
-            raise DaedalusError(path, f"{where}: engine {op.engine!r} is not supported by a {op.kind} operator "
-                                f"(supported: {', '.join(cls.ENGINES)})")
+            raise DaedalusError(
+                path,
+                f"{where}: engine {op.engine!r} is not supported by a {op.kind} operator "
+                f"(supported: {', '.join(cls.ENGINES)})",
+            )
         kinds[op.name] = op.kind
     for kind in ("spine", "write_parts"):
         if len(plan.ops(kind)) != 1:

@@ -65,6 +65,7 @@ def read_stats(root: Path | str, stage: str) -> dict[str, dict[str, Any]]:
 
 # -- skeleton -----------------------------------------------------------------------------
 
+
 class SkeletonStats:
     """Counts over a skeleton day's parts as the writer produces them (all additive).
 
@@ -111,22 +112,33 @@ class SkeletonStats:
         from daedalus.skeleton.context import table
 
         rows = self.rows
-        labels = {label: (round(math.fsum(self.label_sums[label]) / n, _DIGITS) if n else None)
-                  for label, n in self.label_n.items()}
+        labels = {
+            label: (round(math.fsum(self.label_sums[label]) / n, _DIGITS) if n else None)
+            for label, n in self.label_n.items()
+        }
         hits: dict[str, float | None] = {}
         for op in self.plan.ops("pit_join"):
             p = op.params
             on = " AND ".join(f"s.{sql_ident(e)} = j.{sql_ident(e)}" for e in p.entities)
             try:
-                n = con.execute(f"SELECT count(*) FILTER (WHERE j.__hit) FROM {table(self.plan.spine.name)} s "
-                                f"LEFT JOIN {table(op.name)} j ON {on} AND s.__ts = j.__ts").fetchall()[0][0]
+                n = con.execute(
+                    f"SELECT count(*) FILTER (WHERE j.__hit) FROM {table(self.plan.spine.name)} s "
+                    f"LEFT JOIN {table(op.name)} j ON {on} AND s.__ts = j.__ts"
+                ).fetchall()[0][0]
             except Exception:  # an engine that keeps no join table: no hit rate rather than no day
                 hits[p.view] = None
                 continue
             hits[p.view] = _rate(int(n), rows)
-        return {"format": FORMAT, "stage": "skeleton", "day": day, "rows": rows, "label_rate": labels,
-                "pit_hit_rate": hits, "window_coverage": {w: _rate(n, rows) for w, n in self.covered.items()},
-                "null_rate": {c: _rate(n, rows) for c, n in self.nulls.items()}}
+        return {
+            "format": FORMAT,
+            "stage": "skeleton",
+            "day": day,
+            "rows": rows,
+            "label_rate": labels,
+            "pit_hit_rate": hits,
+            "window_coverage": {w: _rate(n, rows) for w, n in self.covered.items()},
+            "null_rate": {c: _rate(n, rows) for c, n in self.nulls.items()},
+        }
 
 
 def _coverage_mask(rule: str | None, col: Any) -> Any:
@@ -152,6 +164,7 @@ def write_skeleton_stats(con: Any, stats: SkeletonStats, day: str, output_root: 
 
 # -- enrich -------------------------------------------------------------------------------
 
+
 class EnrichStats:
     """Accumulates embedding hit counts over the enriched batches as they stream past."""
 
@@ -169,9 +182,14 @@ class EnrichStats:
             self.found_ids[name] += int(pc.sum(counts).as_py() or 0)
 
     def result(self, day: str) -> dict[str, Any]:
-        return {"format": FORMAT, "stage": "enrich", "day": day, "rows": self.rows,
-                "embedding_hit_rate": {n: _rate(self.found_rows[n], self.rows) for n in self.embeddings},
-                "embedding_ids_found": dict(self.found_ids)}
+        return {
+            "format": FORMAT,
+            "stage": "enrich",
+            "day": day,
+            "rows": self.rows,
+            "embedding_hit_rate": {n: _rate(self.found_rows[n], self.rows) for n in self.embeddings},
+            "embedding_ids_found": dict(self.found_ids),
+        }
 
     def write(self, path: Path, day: str) -> None:
         _write(path, self.result(day))

@@ -16,8 +16,7 @@ from typing import Any
 
 from daedalus.quality import read_stats
 
-PALETTE = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#eeca3b", "#9d755d",
-           "#ff9da6", "#bab0ac"]
+PALETTE = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#eeca3b", "#9d755d", "#ff9da6", "#bab0ac"]
 W, H = 820, 240
 ML, MR, MT, MB = 56, 220, 14, 40  # margins: left axis, right legend, top, bottom axis
 
@@ -39,7 +38,7 @@ class ReportData:
         stats = self.skeleton if stage == "skeleton" else self.enrich
         names: list[str] = []
         for d in self.days:
-            for n in (stats.get(d, {}).get(key) or {}):
+            for n in stats.get(d, {}).get(key) or {}:
                 if n not in names:
                     names.append(n)
         return {n: [(stats.get(d, {}).get(key) or {}).get(n) for d in self.days] for n in names}
@@ -50,6 +49,7 @@ def load_report_data(service: str, root: str, days: list[str]) -> ReportData:
 
 
 # -- charts -------------------------------------------------------------------------------
+
 
 def _x(i: int, n: int) -> float:
     return ML + (W - ML - MR) * (i + 0.5) / max(n, 1)
@@ -69,19 +69,25 @@ def _axes(days: list[str], vmax: float, percent: bool) -> list[str]:
         v = vmax * k / 4
         y = _y(v, vmax)
         label = f"{v * 100:.0f}%" if percent else _fmt(v)
-        out.append(f'<line x1="{ML}" y1="{y:.1f}" x2="{W - MR}" y2="{y:.1f}" stroke="#eee"/>'
-                   f'<text x="{ML - 6}" y="{y + 4:.1f}" text-anchor="end" class="tick">{label}</text>')
+        out.append(
+            f'<line x1="{ML}" y1="{y:.1f}" x2="{W - MR}" y2="{y:.1f}" stroke="#eee"/>'
+            f'<text x="{ML - 6}" y="{y + 4:.1f}" text-anchor="end" class="tick">{label}</text>'
+        )
     step = max(1, -(-len(days) // 10))
     for i, d in enumerate(days):
         if i % step == 0 or i == len(days) - 1:
-            out.append(f'<text x="{_x(i, len(days)):.1f}" y="{H - MB + 16}" text-anchor="middle" '
-                       f'class="tick">{_esc(d[5:])}</text>')
+            out.append(
+                f'<text x="{_x(i, len(days)):.1f}" y="{H - MB + 16}" text-anchor="middle" '
+                f'class="tick">{_esc(d[5:])}</text>'
+            )
     return out
 
 
 def _svg(body: list[str], label: str) -> str:
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" '
-            f'role="img" aria-label="{_esc(label)}">' + "".join(body) + "</svg>")
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" '
+        f'role="img" aria-label="{_esc(label)}">' + "".join(body) + "</svg>"
+    )
 
 
 def bar_chart(days: list[str], values: list[float | None], label: str) -> str:
@@ -92,8 +98,10 @@ def bar_chart(days: list[str], values: list[float | None], label: str) -> str:
         if v is None:
             continue
         y = _y(v, vmax)
-        body.append(f'<rect x="{_x(i, len(days)) - bw / 2:.1f}" y="{y:.1f}" width="{bw:.1f}" '
-                    f'height="{H - MB - y:.1f}" fill="{PALETTE[0]}"><title>{_esc(d)}: {_fmt(v)}</title></rect>')
+        body.append(
+            f'<rect x="{_x(i, len(days)) - bw / 2:.1f}" y="{y:.1f}" width="{bw:.1f}" '
+            f'height="{H - MB - y:.1f}" fill="{PALETTE[0]}"><title>{_esc(d)}: {_fmt(v)}</title></rect>'
+        )
     return _svg(body, label)
 
 
@@ -111,14 +119,18 @@ def line_chart(days: list[str], series: dict[str, list[float | None]], label: st
             x, y = _x(i, len(days)), _y(v, vmax)
             path.append(f"{x:.1f},{y:.1f}")
             shown = f"{v * 100:.1f}%" if percent else _fmt(v)
-            body.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{color}">'
-                        f'<title>{_esc(name)} {_esc(days[i])}: {shown}</title></circle>')
+            body.append(
+                f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{color}">'
+                f"<title>{_esc(name)} {_esc(days[i])}: {shown}</title></circle>"
+            )
         for seg in " ".join(path).split("  "):
             if seg.strip():
                 body.append(f'<polyline points="{seg.strip()}" fill="none" stroke="{color}" stroke-width="1.6"/>')
         ly = MT + 4 + k * 16
-        body.append(f'<rect x="{W - MR + 12}" y="{ly}" width="10" height="10" fill="{color}"/>'
-                    f'<text x="{W - MR + 27}" y="{ly + 9}" class="legend">{_esc(name)}</text>')
+        body.append(
+            f'<rect x="{W - MR + 12}" y="{ly}" width="10" height="10" fill="{color}"/>'
+            f'<text x="{W - MR + 27}" y="{ly + 9}" class="legend">{_esc(name)}</text>'
+        )
     return _svg(body, label)
 
 
@@ -136,17 +148,24 @@ def heatmap(days: list[str], series: dict[str, list[float | None]], label: str) 
                 fill = "#dddddd"
             else:
                 shade = int(255 * (1 - v))
-                fill = f"rgb(255,{shade},{shade})" if v < 0.5 else f"rgb({int(255 - 150 * (v - 0.5) * 2)},{shade},{shade})"
+                fill = (
+                    f"rgb(255,{shade},{shade})" if v < 0.5 else f"rgb({int(255 - 150 * (v - 0.5) * 2)},{shade},{shade})"
+                )
             shown = "no data" if v is None else f"{v * 100:.1f}% null"
-            body.append(f'<rect x="{left + i * cw:.1f}" y="{y}" width="{cw - 1:.1f}" height="{cell_h - 1}" '
-                        f'fill="{fill}"><title>{_esc(name)} {_esc(days[i])}: {shown}</title></rect>')
+            body.append(
+                f'<rect x="{left + i * cw:.1f}" y="{y}" width="{cw - 1:.1f}" height="{cell_h - 1}" '
+                f'fill="{fill}"><title>{_esc(name)} {_esc(days[i])}: {shown}</title></rect>'
+            )
     step = max(1, math.ceil(44 / cw))  # day labels at least 44 px apart
     for i, d in enumerate(days):
         if i % step == 0:
-            body.append(f'<text x="{left + i * cw + cw / 2:.1f}" y="14" text-anchor="middle" class="tick">'
-                        f'{_esc(d[5:])}</text>')
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height}" '
-            f'viewBox="0 0 {width:.0f} {height}" role="img" aria-label="{_esc(label)}">' + "".join(body) + "</svg>")
+            body.append(
+                f'<text x="{left + i * cw + cw / 2:.1f}" y="14" text-anchor="middle" class="tick">{_esc(d[5:])}</text>'
+            )
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height}" '
+        f'viewBox="0 0 {width:.0f} {height}" role="img" aria-label="{_esc(label)}">' + "".join(body) + "</svg>"
+    )
 
 
 # -- the page -----------------------------------------------------------------------------
@@ -165,11 +184,15 @@ def _summary_table(data: ReportData) -> str:
     days = [d for d in data.days if d in data.skeleton]
     rows = [data.skeleton[d]["rows"] for d in days]
     total = sum(rows)
-    cells = [("days with statistics", f"{len(days)} of {len(data.days)}"), ("rows", f"{total:,}"),
-             ("rows per day (min / max)", f"{min(rows):,} / {max(rows):,}" if rows else "-")]
+    cells = [
+        ("days with statistics", f"{len(days)} of {len(data.days)}"),
+        ("rows", f"{total:,}"),
+        ("rows per day (min / max)", f"{min(rows):,} / {max(rows):,}" if rows else "-"),
+    ]
     for name, ys in data.series("skeleton", "label_rate").items():
-        weighted = [(v, n) for v, n in zip(ys, [data.skeleton.get(d, {}).get("rows", 0) for d in data.days])
-                    if v is not None]
+        weighted = [
+            (v, n) for v, n in zip(ys, [data.skeleton.get(d, {}).get("rows", 0) for d in data.days]) if v is not None
+        ]
         rate = sum(v * n for v, n in weighted) / max(1, sum(n for _, n in weighted))
         cells.append((f"label rate: {name}", f"{rate * 100:.2f}%"))
     return "<table>" + "".join(f"<tr><td>{_esc(k)}</td><td>{_esc(v)}</td></tr>" for k, v in cells) + "</table>"
@@ -177,22 +200,26 @@ def _summary_table(data: ReportData) -> str:
 
 def render_html(data: ReportData) -> str:
     days = data.days
-    parts = [f"<h1>Data quality: {_esc(data.service)}</h1>",
-             f'<p class="meta">{_esc(data.root)} | {_esc(days[0])} .. {_esc(days[-1])} | '
-             f"{len(days)} day(s)</p>"]
+    parts = [
+        f"<h1>Data quality: {_esc(data.service)}</h1>",
+        f'<p class="meta">{_esc(data.root)} | {_esc(days[0])} .. {_esc(days[-1])} | {len(days)} day(s)</p>',
+    ]
     missing = [d for d in days if d not in data.skeleton]
     if missing:
-        parts.append(f'<p class="note">No statistics for {len(missing)} day(s) (first: {_esc(missing[0])}): '
-                     "they have not been computed yet; run <code>daeda pipeline train</code>.</p>")
+        parts.append(
+            f'<p class="note">No statistics for {len(missing)} day(s) (first: {_esc(missing[0])}): '
+            "they have not been computed yet; run <code>daeda pipeline train</code>.</p>"
+        )
     parts.append(_summary_table(data))
     sections: list[tuple[str, str]] = [
         ("Rows per day", bar_chart(days, [data.skeleton.get(d, {}).get("rows") for d in days], "rows per day")),
     ]
-    for title, stage, key in [("Label rate", "skeleton", "label_rate"),
-                              ("Point-in-time join hit rate per view", "skeleton", "pit_hit_rate"),
-                              ("Window coverage (rows with an event in the window)", "skeleton", "window_coverage"),
-                              ("Embedding hit rate (rows with at least one vector found)", "enrich",
-                               "embedding_hit_rate")]:
+    for title, stage, key in [
+        ("Label rate", "skeleton", "label_rate"),
+        ("Point-in-time join hit rate per view", "skeleton", "pit_hit_rate"),
+        ("Window coverage (rows with an event in the window)", "skeleton", "window_coverage"),
+        ("Embedding hit rate (rows with at least one vector found)", "enrich", "embedding_hit_rate"),
+    ]:
         s = data.series(stage, key)
         if s:
             sections.append((title, line_chart(days, s, title)))
@@ -201,10 +228,12 @@ def render_html(data: ReportData) -> str:
         sections.append(("Null rate per feature and day", heatmap(days, nulls, "null rates")))
     for title, svg in sections:
         parts.append(f"<h2>{_esc(title)}</h2>{svg}")
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>Daedalus data quality: {_esc(data.service)}</title>"
-            '<link rel="icon" href="data:,">'  # no favicon request (and no 404 in the console)
-            f"<style>{_CSS}</style></head><body>" + "\n".join(parts) + "</body></html>\n")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>Daedalus data quality: {_esc(data.service)}</title>"
+        '<link rel="icon" href="data:,">'  # no favicon request (and no 404 in the console)
+        f"<style>{_CSS}</style></head><body>" + "\n".join(parts) + "</body></html>\n"
+    )
 
 
 def default_report_path(root: str) -> Path:

@@ -33,8 +33,11 @@ def acquire_train_lock(root: str | Path, where: str) -> FileLock:
         lock = FileLock(path, timeout=0, fallback_to_soft=False, preserve_lock_file=True)
         lock.acquire()
     except Timeout:
-        raise DaedalusError(path, "held by a running `daeda pipeline train` on this output root; wait for it to "
-                            "finish (the lock goes away by itself when that process exits, even if it is killed)") from None
+        raise DaedalusError(
+            path,
+            "held by a running `daeda pipeline train` on this output root; wait for it to "
+            "finish (the lock goes away by itself when that process exits, even if it is killed)",
+        ) from None
     except OSError as e:
         raise DaedalusError(where, f"output_root {str(root)!r} is not writable: {e.strerror or e}") from None
     return lock

@@ -30,21 +30,36 @@ def workflow_dir() -> Path:
     """The repository holding the Snakefile (Daedalus is installed from it, editable)."""
     root = Path(__file__).resolve().parent.parent
     if not (root / "Snakefile").is_file():
-        raise DaedalusError("Snakefile", f"the workflow files were not found in {root}; install Daedalus "
-                            "from its repository with `pip install -e .`")
+        raise DaedalusError(
+            "Snakefile",
+            f"the workflow files were not found in {root}; install Daedalus "
+            "from its repository with `pip install -e .`",
+        )
     return root
 
 
-def workflow_config(service: str, paths: object, root: str, *, target_date: str | None = None,
-                    stage: str = "all", day_workers: int | None = None,
-                    ray_num_cpus: int | None = None) -> dict[str, object]:
+def workflow_config(
+    service: str,
+    paths: object,
+    root: str,
+    *,
+    target_date: str | None = None,
+    stage: str = "all",
+    day_workers: int | None = None,
+    ray_num_cpus: int | None = None,
+) -> dict[str, object]:
     """The `--config` keys of the Snakefile (daedalus.workflow.WorkflowConfig) for a run."""
     return {
         "service": service,
-        "feature_views_dir": paths.feature_views_dir, "feature_services_dir": paths.feature_services_dir,
-        "runtime_config_path": paths.runtime_config_path, "aggregation_config_path": paths.aggregation_config_path,
-        "output_root": root, "target_date": target_date,
-        "day_workers": day_workers, "ray_num_cpus": ray_num_cpus, "stage": stage,
+        "feature_views_dir": paths.feature_views_dir,
+        "feature_services_dir": paths.feature_services_dir,
+        "runtime_config_path": paths.runtime_config_path,
+        "aggregation_config_path": paths.aggregation_config_path,
+        "output_root": root,
+        "target_date": target_date,
+        "day_workers": day_workers,
+        "ray_num_cpus": ray_num_cpus,
+        "stage": stage,
     }
 
 
@@ -112,8 +127,18 @@ class SnakemakeRun:
 
     def command(self) -> list[str]:
         wf = workflow_dir()
-        cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(wf / "Snakefile"),
-               "--directory", os.getcwd(), "--cores", str(self.cores), "--rerun-incomplete"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--snakefile",
+            str(wf / "Snakefile"),
+            "--directory",
+            os.getcwd(),
+            "--cores",
+            str(self.cores),
+            "--rerun-incomplete",
+        ]
         cmd += self.extra_args + self.targets
         cfg = [f"{k}={v}" for k, v in self.config.items() if v is not None]
         return cmd + (["--config", *cfg] if cfg else [])
@@ -123,8 +148,9 @@ class SnakemakeRun:
         if self.verbose:
             console.print(f"[dim]$ {' '.join(cmd)}[/dim]")
             return subprocess.call(cmd, env=self._env())
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                                env=self._env())
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=self._env()
+        )
         assert proc.stdout is not None
         view = _ProgressView(console)
         try:
@@ -203,8 +229,14 @@ class _ProgressView:
         self.done = 0
         self.total: int | None = None
         self.stats_text: list[str] = []
-        self.progress = Progress(TextColumn("[bold]train[/bold]"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), console=console, transient=True)
+        self.progress = Progress(
+            TextColumn("[bold]train[/bold]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        )
         self.task = None
         self.nothing_to_do = False
 
@@ -244,8 +276,9 @@ class _ProgressView:
             return
         self.done += 1
         rows, secs = job_figures(job["log"])
-        figures = "".join([f"  {rows:,} rows" if rows is not None else "",
-                           f"  {secs:.1f} s" if secs is not None else ""])
+        figures = "".join(
+            [f"  {rows:,} rows" if rows is not None else "", f"  {secs:.1f} s" if secs is not None else ""]
+        )
         count = f"[{self.done}/{self.total}]" if self.total else ""
         self.console.print(f"  {count} [green]done[/green] {rule}" + (f" dt={day}" if day else "") + figures)
         if self.task is not None:

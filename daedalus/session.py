@@ -97,8 +97,10 @@ class TrainSession:
             command, wf_dir = run.command(), workflow_dir()
             fp = uptodate.fingerprint(wf, command, wf_dir)
             if uptodate.matches(root, fp):
-                self.console.print("[dim]nothing to do: every output is up to date (nothing changed since "
-                                   "Snakemake last checked)[/dim]")
+                self.console.print(
+                    "[dim]nothing to do: every output is up to date (nothing changed since "
+                    "Snakemake last checked)[/dim]"
+                )
                 self.console.print(f"[green]done[/green]: {root}")
                 return
             uptodate.clear(root)
@@ -108,15 +110,23 @@ class TrainSession:
         finally:
             lock.release()
         if rc != 0:
-            raise DaedalusError("train", f"snakemake failed (exit {rc}); its log: {run.log_path or '.snakemake/log/'}; "
-                                f"job logs: {root}/.daedalus/logs/")
+            raise DaedalusError(
+                "train",
+                f"snakemake failed (exit {rc}); its log: {run.log_path or '.snakemake/log/'}; "
+                f"job logs: {root}/.daedalus/logs/",
+            )
         self.console.print(f"[green]done[/green]: {root}")
 
     # -- the steps ----------------------------------------------------------------------
 
     def validate(self) -> Compiled:
-        return compile_service(self.service, self.paths, output_dir=None, output_root=self.opts.output_root,
-                               target_date=self.opts.target_date)
+        return compile_service(
+            self.service,
+            self.paths,
+            output_dir=None,
+            output_root=self.opts.output_root,
+            target_date=self.opts.target_date,
+        )
 
     def check_stage(self, compiled: Compiled, layout: Layout) -> None:
         if self.opts.stage != "enrich":
@@ -125,8 +135,11 @@ class TrainSession:
             raise DaedalusError("--enrich-only", f"service {self.service!r} has no embeddings to enrich")
         missing = [d for d in compiled.days if not layout.published("skeleton", d.isoformat())]
         if missing:
-            raise DaedalusError("--enrich-only", f"no finished skeleton output for {len(missing)} day(s) (first: "
-                                f"{layout.day_dir('skeleton', missing[0].isoformat())}); run the skeleton stage first")
+            raise DaedalusError(
+                "--enrich-only",
+                f"no finished skeleton output for {len(missing)} day(s) (first: "
+                f"{layout.day_dir('skeleton', missing[0].isoformat())}); run the skeleton stage first",
+            )
 
     def lock(self, root: str, layout: Layout):  # type: ignore[no-untyped-def]
         """One train per root (released by the kernel even on SIGKILL), so Snakemake's own lock,
@@ -147,14 +160,26 @@ class TrainSession:
         runtime = compiled.definitions.runtime
         workers = self.opts.day_workers or runtime.day_workers
         day = self.opts.target_date
-        config = workflow_config(self.service, self.paths, root, target_date=day.isoformat() if day else None,
-                                 stage=self.opts.stage, day_workers=workers, ray_num_cpus=self.opts.ray_num_cpus)
+        config = workflow_config(
+            self.service,
+            self.paths,
+            root,
+            target_date=day.isoformat() if day else None,
+            stage=self.opts.stage,
+            day_workers=workers,
+            ray_num_cpus=self.opts.ray_num_cpus,
+        )
         cores = self.opts.cores or max(workers, runtime.duckdb.threads)
         prof = self.profile
-        self.console.print(f"[bold]{self.service}[/bold]: {len(compiled.days)} day(s) "
-                           f"{compiled.days[0]}..{compiled.days[-1]} -> {root} ({self.opts.stage}, "
-                           + (f"executor {prof.executor} ({prof.path.name} profile))" if prof and prof.remote
-                              else f"{workers} day worker(s), {cores} cores)"))
+        self.console.print(
+            f"[bold]{self.service}[/bold]: {len(compiled.days)} day(s) "
+            f"{compiled.days[0]}..{compiled.days[-1]} -> {root} ({self.opts.stage}, "
+            + (
+                f"executor {prof.executor} ({prof.path.name} profile))"
+                if prof and prof.remote
+                else f"{workers} day worker(s), {cores} cores)"
+            )
+        )
         extra = ["--nolock", *(["--profile", str(prof.path)] if prof else []), *self.opts.snakemake_args]
         run = SnakemakeRun(config=config, targets=["all"], cores=cores, verbose=self.opts.verbose, extra_args=extra)
         return run, Workflow(WorkflowConfig.from_mapping(config), compiled, runtime)
@@ -189,8 +214,10 @@ class TrainSession:
             return None
         if not self.local:
             assert self.profile is not None
-            self.console.print(f"[dim]executor {self.profile.executor}: each enrich job starts a Ray on its node "
-                               "(set ray.address in runtime.yaml to use a Ray cluster)[/dim]")
+            self.console.print(
+                f"[dim]executor {self.profile.executor}: each enrich job starts a Ray on its node "
+                "(set ray.address in runtime.yaml to use a Ray cluster)[/dim]"
+            )
             return None
         if not has_big_day(compiled, runtime.small_day_rows) or not run.jobs_to_run().get("enrich_day"):
             return None
@@ -200,8 +227,12 @@ class TrainSession:
         # 127.0.0.1 for the machine's external address when jobs attach.
         local = {"RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
         os.environ.update(local)
-        head = start_local_head(self.opts.ray_num_cpus or runtime.ray.num_cpus, None, record=layout.ray_head_record,
-                                object_store_memory=runtime.ray.object_store_bytes)
+        head = start_local_head(
+            self.opts.ray_num_cpus or runtime.ray.num_cpus,
+            None,
+            record=layout.ray_head_record,
+            object_store_memory=runtime.ray.object_store_bytes,
+        )
         run.env.update(local)
         run.env["RAY_ADDRESS"] = head
         self.console.print(f"[dim]ray head for this run: {head}[/dim]")

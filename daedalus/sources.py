@@ -7,9 +7,9 @@ import glob
 import json
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -62,7 +62,7 @@ class SourceFiles:
     days: tuple[dt.date | None, ...]
 
     @classmethod
-    def scan(cls, path: str) -> "SourceFiles":
+    def scan(cls, path: str) -> SourceFiles:
         files = list_files(path)
         days = [partition_day(f) for f in files]
         if any(d is None for d in days):
@@ -81,8 +81,7 @@ class SourceFiles:
             return list(self.files)
         hi = max(days)
         lo = None if lookback is None else min(days) - dt.timedelta(days=lookback)
-        return [f for f, d in zip(self.files, self.days)
-                if d is not None and d <= hi and (lo is None or d >= lo)]
+        return [f for f, d in zip(self.files, self.days) if d is not None and d <= hi and (lo is None or d >= lo)]
 
     def for_day(self, day: dt.date, lookback: int | None) -> list[str]:
         """Files a day-`day` job reads: partitions day-lookback..day (None: every earlier one)."""
@@ -170,8 +169,8 @@ def _kind_of(text: str) -> str:
 class SourceSchema:
     """A source's columns as the run's files hold them, checked file by file."""
 
-    types: dict[str, pa.DataType | None]      # column -> logical type over the files (None: unsupported)
-    first_file: str                           # where each column's type was first seen
+    types: dict[str, pa.DataType | None]  # column -> logical type over the files (None: unsupported)
+    first_file: str  # where each column's type was first seen
     skipped: list[tuple[str, str]] = field(default_factory=list)  # unreadable files outside the run, and why
 
 
@@ -186,7 +185,7 @@ def source_schema(sf: SourceFiles, needed: list[str], days: list[dt.date], times
     unreadable one of those is skipped (and reported in `skipped`), not an error.
     """
     if needed:
-        seen: dict[str, tuple[str, str]] = {}          # column -> (kind, file)
+        seen: dict[str, tuple[str, str]] = {}  # column -> (kind, file)
         texts: dict[str, list[str]] = {}
         first = needed[0]
         for f, columns in footer_columns(needed):
@@ -198,8 +197,11 @@ def source_schema(sf: SourceFiles, needed: list[str], days: list[dt.date], times
                     seen[name] = (k, f)
                 elif seen[name][0] != k:
                     ref = texts[name][0]
-                    raise DaedalusError(f, f"column {name!r} has type {text.lstrip(UNSUPPORTED)} here but "
-                                        f"{ref.lstrip(UNSUPPORTED)} in {seen[name][1]} (source {sf.path!r})")
+                    raise DaedalusError(
+                        f,
+                        f"column {name!r} has type {text.lstrip(UNSUPPORTED)} here but "
+                        f"{ref.lstrip(UNSUPPORTED)} in {seen[name][1]} (source {sf.path!r})",
+                    )
                 texts.setdefault(name, []).append(text)
         types: dict[str, pa.DataType | None] = {}
         for name, ts in texts.items():
@@ -235,10 +237,7 @@ def read_parquet_sql(files: list[str]) -> str:
     if not files:
         raise ValueError("read_parquet_sql needs at least one file")
     lst = "[" + ", ".join(sql_str(Path(f).as_posix()) for f in files) + "]"
-    return (
-        f"read_parquet({lst}, filename=true, file_row_number=true, "
-        "hive_partitioning=false, union_by_name=true)"
-    )
+    return f"read_parquet({lst}, filename=true, file_row_number=true, hive_partitioning=false, union_by_name=true)"
 
 
 # DuckDB's names of the types a parquet timestamp or date column reads as.

@@ -24,8 +24,8 @@ A day no job is planned for is done.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -58,7 +58,7 @@ _REASONS: list[tuple[str, str | None, str]] = [
 
 @dataclass
 class StageStatus:
-    state: str                      # done | stale | missing
+    state: str  # done | stale | missing
     reasons: list[str] = field(default_factory=list)
     snakemake_reason: str | None = None  # Snakemake's own words, for --json
 
@@ -68,7 +68,7 @@ class PipelineStatus:
     service: str
     output_root: str
     stages: list[str]
-    days: dict[str, dict[str, StageStatus]]   # day -> stage -> status
+    days: dict[str, dict[str, StageStatus]]  # day -> stage -> status
     qid_map: StageStatus | None = None
 
     def totals(self) -> dict[str, dict[str, int]]:
@@ -81,7 +81,8 @@ class PipelineStatus:
     @property
     def up_to_date(self) -> bool:
         return all(st.state == "done" for by in self.days.values() for st in by.values()) and (
-            self.qid_map is None or self.qid_map.state == "done")
+            self.qid_map is None or self.qid_map.state == "done"
+        )
 
     @property
     def exit_code(self) -> int:
@@ -89,7 +90,9 @@ class PipelineStatus:
 
     def to_json(self) -> str:
         data: dict[str, Any] = {
-            "service": self.service, "output_root": self.output_root, "up_to_date": self.up_to_date,
+            "service": self.service,
+            "output_root": self.output_root,
+            "up_to_date": self.up_to_date,
             "stages": self.stages,
             "days": [{"day": d, **{s: asdict(st) for s, st in by.items()}} for d, by in self.days.items()],
             "qid_map": asdict(self.qid_map) if self.qid_map else None,
@@ -105,11 +108,10 @@ def classify(stage: str, reason: str | None) -> StageStatus:
         piece = piece.strip()
         if not piece:
             continue
-        for prefix, only, name in _REASONS:
-            if piece.startswith(prefix) and only in (None, stage):
-                break
-        else:
-            name = piece.split(":")[0].lower()
+        name = next(
+            (n for prefix, only, n in _REASONS if piece.startswith(prefix) and only in (None, stage)),
+            piece.split(":")[0].lower(),
+        )
         if name not in found:
             found.append(name)
     if "missing" in found:  # whatever else changed, the output is not there
@@ -117,8 +119,9 @@ def classify(stage: str, reason: str | None) -> StageStatus:
     return StageStatus("stale", found or ["unknown"], reason)
 
 
-def status_from_dry_run(text: str, service: str, root: str, days: list[str], stages: list[str],
-                        has_qid_map: bool) -> PipelineStatus:
+def status_from_dry_run(
+    text: str, service: str, root: str, days: list[str], stages: list[str], has_qid_map: bool
+) -> PipelineStatus:
     planned: dict[tuple[str, str | None], str | None] = {}
     for job in job_blocks(text):
         rule = str(job["rule"])
@@ -141,8 +144,9 @@ def status_from_dry_run(text: str, service: str, root: str, days: list[str], sta
     return PipelineStatus(service, root, stages, table, qid)
 
 
-def pipeline_status(run: SnakemakeRun, *, service: str, root: str, days: list[str], has_embeddings: bool,
-                    has_qid_map: bool) -> PipelineStatus:
+def pipeline_status(
+    run: SnakemakeRun, *, service: str, root: str, days: list[str], has_embeddings: bool, has_qid_map: bool
+) -> PipelineStatus:
     """Ask Snakemake (a dry run of `train`'s workflow) what it would run, and why."""
     res = run.dry_run()
     text = res.stdout + res.stderr
@@ -177,5 +181,8 @@ def render(status: PipelineStatus, console: Console) -> None:
         console.print(f"{s}: {t['done']} done, {t['stale']} stale, {t['missing']} missing")
     if status.qid_map is not None:
         console.print(f"qid_map.parquet: {_cell(status.qid_map)}")
-    console.print("[green]up to date[/green]" if status.up_to_date
-                  else "[yellow]not up to date[/yellow]: `daeda pipeline train` would run the days above")
+    console.print(
+        "[green]up to date[/green]"
+        if status.up_to_date
+        else "[yellow]not up to date[/yellow]: `daeda pipeline train` would run the days above"
+    )

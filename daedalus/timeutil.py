@@ -16,7 +16,9 @@ def parse_duration(text: str) -> dt.timedelta:
     """`90m`, `1h`, `7d`, `2w` -> timedelta; raises ValueError with the reason."""
     m = _DURATION.match(str(text).strip())
     if not m:
-        raise ValueError(f"invalid duration {text!r}: expected <positive int><unit>, unit one of s m h d w (e.g. 90m, 7d)")
+        raise ValueError(
+            f"invalid duration {text!r}: expected <positive int><unit>, unit one of s m h d w (e.g. 90m, 7d)"
+        )
     return dt.timedelta(seconds=int(m.group(1)) * _UNIT_SECONDS[m.group(2)])
 
 

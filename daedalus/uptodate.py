@@ -32,9 +32,9 @@ import datetime as dt
 import hashlib
 import json
 import os
+from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
-from typing import Iterable
 
 from daedalus.atomic import temp_sibling
 
@@ -63,7 +63,7 @@ def _tree_lines(root: Path, patterns: Iterable[str]) -> list[str]:
     return out
 
 
-def source_files(wf: "Workflow") -> list[str]:  # noqa: F821 (daedalus.workflow.Workflow)
+def source_files(wf: Workflow) -> list[str]:  # noqa: F821 (daedalus.workflow.Workflow)
     """Every source file some day of the range declares as an input (the union over days)."""
     days = [dt.date.fromisoformat(d) for d in wf.days]
     files: set[str] = set()
@@ -72,7 +72,7 @@ def source_files(wf: "Workflow") -> list[str]:  # noqa: F821 (daedalus.workflow.
     return sorted(files)
 
 
-def fingerprint(wf: "Workflow", command: list[str], workflow_dir: Path) -> str | None:  # noqa: F821
+def fingerprint(wf: Workflow, command: list[str], workflow_dir: Path) -> str | None:  # noqa: F821
     """The state a no-op decision depends on, hashed; None when an output is missing."""
     stage = wf.stage
     layout = wf.layout
@@ -86,8 +86,11 @@ def fingerprint(wf: "Workflow", command: list[str], workflow_dir: Path) -> str |
     if with_enrich:
         for d in wf.days:
             outputs += [layout.record("enrich", d), layout.day_dir("enrich", d)]
-    lines = ["command\t" + json.dumps(command), "snakemake\t" + metadata.version("snakemake"),
-             "plan\t" + wf.compiled.digest]
+    lines = [
+        "command\t" + json.dumps(command),
+        "snakemake\t" + metadata.version("snakemake"),
+        "plan\t" + wf.compiled.digest,
+    ]
     if with_enrich:
         lines.append("enrich\t" + wf.enrich_digest)
     for out in outputs:
@@ -96,8 +99,12 @@ def fingerprint(wf: "Workflow", command: list[str], workflow_dir: Path) -> str |
             return None
         lines.append("output\t" + line)
     lines += ["input\t" + (_stat_line(f) or f + "\tmissing") for f in source_files(wf)]
-    lines += ["code\t" + x for x in _tree_lines(workflow_dir, ("Snakefile", "rules/*.smk", "scripts/*.py",
-                                                               "profiles/**/*", "daedalus/**/*.py"))]
+    lines += [
+        "code\t" + x
+        for x in _tree_lines(
+            workflow_dir, ("Snakefile", "rules/*.smk", "scripts/*.py", "profiles/**/*", "daedalus/**/*.py")
+        )
+    ]
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 

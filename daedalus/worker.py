@@ -141,8 +141,15 @@ def start(count: int, log_path: str | Path) -> Workers:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for i in range(max(1, count)):
         with open(Path(directory) / f"worker-{i}.log", "w") as log:
-            procs.append(subprocess.Popen([sys.executable, "-m", "daedalus.worker", directory, str(i)],
-                                          stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env))
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "daedalus.worker", directory, str(i)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                )
+            )
     pids = " ".join(str(p.pid) for p in procs)
     (Path(directory) / "pids").write_text(pids)
     job_env = {WORKER_ENV: directory, WORKER_COUNT_ENV: str(len(procs)), WORKER_PID_ENV: pids}

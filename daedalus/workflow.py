@@ -45,7 +45,7 @@ class WorkflowConfig:
     stage: str = "all"  # all | skeleton | enrich (which rules the Snakefile defines)
 
     @classmethod
-    def from_mapping(cls, config: dict[str, Any]) -> "WorkflowConfig":
+    def from_mapping(cls, config: dict[str, Any]) -> WorkflowConfig:
         known = {f for f in cls.__dataclass_fields__}
         values = {k: v for k, v in (config or {}).items() if k in known and v not in (None, "")}
         for k in ("day_workers", "ray_num_cpus"):
@@ -57,8 +57,12 @@ class WorkflowConfig:
 
     @property
     def paths(self) -> DefinitionPaths:
-        return DefinitionPaths(Path(self.feature_views_dir), Path(self.feature_services_dir),
-                               Path(self.runtime_config_path), Path(self.aggregation_config_path))
+        return DefinitionPaths(
+            Path(self.feature_views_dir),
+            Path(self.feature_services_dir),
+            Path(self.runtime_config_path),
+            Path(self.aggregation_config_path),
+        )
 
 
 def _key(sid: str) -> str:
@@ -122,8 +126,9 @@ class Workflow:
     def skeleton_inputs(self, day: str) -> dict[str, list[str]]:
         """Per source, exactly the files the day job reads: partitions day-lookback..day."""
         d = dt.date.fromisoformat(day)
-        return {_key(sid): self.scan(sid).for_day(d, spec.lookback_days)
-                for sid, spec in self.compiled.plan.sources.items()}
+        return {
+            _key(sid): self.scan(sid).for_day(d, spec.lookback_days) for sid, spec in self.compiled.plan.sources.items()
+        }
 
     def job_command(self, workflow_dir: str) -> str:
         """The command of every rule: this Python running scripts/job.py (daedalus.job)."""
@@ -133,8 +138,12 @@ class Workflow:
     def job_options(self) -> str:
         """The run's settings a job needs beyond its rule's params (shell-quoted)."""
         opts = []
-        for flag, value in (("--day-workers", self.config.day_workers), ("--target-date", self.config.target_date),
-                            ("--ray-num-cpus", self.config.ray_num_cpus), ("--ray-address", self.config.ray_address)):
+        for flag, value in (
+            ("--day-workers", self.config.day_workers),
+            ("--target-date", self.config.target_date),
+            ("--ray-num-cpus", self.config.ray_num_cpus),
+            ("--ray-address", self.config.ray_address),
+        ):
             if value not in (None, ""):
                 opts += [flag, shlex.quote(str(value))]
         return " ".join(opts)

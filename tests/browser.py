@@ -36,7 +36,7 @@ def try_install_browser() -> str | None:
 
 class _Pipe:
     def __init__(self, browser: str, profile: Path) -> None:
-        to_r, to_w = os.pipe()     # we write, chromium reads fd 3
+        to_r, to_w = os.pipe()  # we write, chromium reads fd 3
         from_r, from_w = os.pipe()  # chromium writes fd 4, we read
         # Out of the way of 3 and 4 first, so that the dup2 calls below cannot clobber them.
         hi_r, hi_w = fcntl.fcntl(to_r, fcntl.F_DUPFD, 10), fcntl.fcntl(from_w, fcntl.F_DUPFD, 10)
@@ -48,10 +48,25 @@ class _Pipe:
             os.dup2(hi_w, 4)
 
         self.proc = subprocess.Popen(
-            [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-             "--no-first-run", "--no-default-browser-check", "--hide-scrollbars", "--mute-audio",
-             f"--user-data-dir={profile}", "--remote-debugging-pipe", "about:blank"],
-            close_fds=False, preexec_fn=fds, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                browser,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--no-first-run",
+                "--no-default-browser-check",
+                "--hide-scrollbars",
+                "--mute-audio",
+                f"--user-data-dir={profile}",
+                "--remote-debugging-pipe",
+                "about:blank",
+            ],
+            close_fds=False,
+            preexec_fn=fds,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         os.close(hi_r)
         os.close(hi_w)
         self.w, self.r = to_w, from_r
@@ -118,16 +133,24 @@ def load_page(browser: str, page: Path, screenshot: Path, profile: Path, width: 
         sid = pipe.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         for domain in ("Page", "Runtime", "Log"):
             pipe.call(f"{domain}.enable", session=sid)
-        pipe.call("Emulation.setDeviceMetricsOverride",
-                  {"width": width, "height": 800, "deviceScaleFactor": 1, "mobile": False}, session=sid)
+        pipe.call(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": 800, "deviceScaleFactor": 1, "mobile": False},
+            session=sid,
+        )
         pipe.call("Page.navigate", {"url": page.resolve().as_uri()}, session=sid)
         pipe.wait_event("Page.loadEventFired")
-        pipe.call("Runtime.evaluate", {"expression": "new Promise(r => setTimeout(r, 200))", "awaitPromise": True},
-                  session=sid)
+        pipe.call(
+            "Runtime.evaluate",
+            {"expression": "new Promise(r => setTimeout(r, 200))", "awaitPromise": True},
+            session=sid,
+        )
         size = pipe.call("Page.getLayoutMetrics", session=sid)["cssContentSize"]
-        pipe.call("Emulation.setDeviceMetricsOverride",
-                  {"width": width, "height": int(size["height"]) + 1, "deviceScaleFactor": 1, "mobile": False},
-                  session=sid)
+        pipe.call(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": int(size["height"]) + 1, "deviceScaleFactor": 1, "mobile": False},
+            session=sid,
+        )
         shot = pipe.call("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}, session=sid)
         screenshot.parent.mkdir(parents=True, exist_ok=True)
         screenshot.write_bytes(base64.b64decode(shot["data"]))

@@ -27,10 +27,11 @@ DAY_US = 86_400 * US
 
 # --------------------------------------------------------------------------- helpers
 
+
 def T(text: str) -> int:
     """'2026-04-02 10:00:00.000001' (UTC) -> microseconds since the epoch."""
-    value = dt.datetime.fromisoformat(text).replace(tzinfo=dt.timezone.utc)
-    delta = value - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+    value = dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
+    delta = value - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
     return (delta.days * 86_400 + delta.seconds) * US + delta.microseconds
 
 
@@ -88,7 +89,11 @@ def write_hive(base: Path, schema: pa.Schema, ts_field: str, files: dict[str, li
         lo = (day - dt.date(1970, 1, 1)).days * DAY_US
         for r in rows:
             v = r[idx]
-            us = (int(v) // 1000 if unit == "ns" else int(v) * {"s": US, "ms": 1000, "us": 1}[unit]) if isinstance(v, Raw) else v
+            us = (
+                (int(v) // 1000 if unit == "ns" else int(v) * {"s": US, "ms": 1000, "us": 1}[unit])
+                if isinstance(v, Raw)
+                else v
+            )
             assert lo <= us < lo + DAY_US, (rel, r)
         write_file(base / rel, schema, rows)
 
@@ -154,8 +159,9 @@ EXPRS = {
     # coalesce: the first non-null
     "coalesce(home_country, 'unknown')": lambda r: "unknown" if r["home_country"] is None else r["home_country"],
     # CASE with a null condition takes the ELSE branch
-    "CASE WHEN followers >= 100 THEN 'big' ELSE 'small' END":
-        lambda r: "big" if (r["followers"] is not None and r["followers"] >= 100) else "small",
+    "CASE WHEN followers >= 100 THEN 'big' ELSE 'small' END": lambda r: (
+        "big" if (r["followers"] is not None and r["followers"] >= 100) else "small"
+    ),
     # arithmetic: null in -> null out
     "score * 2": lambda r: None if r["score"] is None else r["score"] * 2,
     "value + 1": lambda r: None if r["value"] is None else r["value"] + 1,
@@ -166,22 +172,25 @@ EXPRS = {
 class Dataset:
     root: Path
     service: str
-    days: list[dt.date]           # feed_start..feed_end
-    output_root: str              # relative to root
+    days: list[dt.date]  # feed_start..feed_end
+    output_root: str  # relative to root
     chunk_rows: int
     exprs: dict
     udf_module: str = DEFAULT_UDF_MODULE
 
 
 def _runtime(root: Path, start: str, end: str, chunk_rows: int, output_root: str = "data/training_output") -> None:
-    write_yaml(root / "config/training/runtime.yaml", {
-        "feed_start": D(start),
-        "feed_end": D(end),
-        "output_root": output_root,
-        "day_workers": 1,
-        "skeleton": {"chunk_rows": chunk_rows},
-        "enrich": {"shard_rows": 1000},
-    })
+    write_yaml(
+        root / "config/training/runtime.yaml",
+        {
+            "feed_start": D(start),
+            "feed_end": D(end),
+            "output_root": output_root,
+            "day_workers": 1,
+            "skeleton": {"chunk_rows": chunk_rows},
+            "enrich": {"shard_rows": 1000},
+        },
+    )
 
 
 def _days(start: str, end: str) -> list[dt.date]:
@@ -191,54 +200,64 @@ def _days(start: str, end: str) -> list[dt.date]:
 
 # --------------------------------------------------------------------------- dataset "edge"
 
-FEED_SCHEMA = pa.schema([
-    ("event_timestamp", pa.timestamp("us", tz="UTC")),
-    ("user_id", pa.int64()),
-    ("artwork_id", pa.int64()),
-    ("feed_session", pa.string()),
-    ("clicked", pa.bool_()),
-    ("liked", pa.bool_()),
-    ("position", pa.int16()),
-    ("surface", pa.string()),
-    ("dwell_ms", pa.int32()),
-    ("bid", pa.float64()),
-])
+FEED_SCHEMA = pa.schema(
+    [
+        ("event_timestamp", pa.timestamp("us", tz="UTC")),
+        ("user_id", pa.int64()),
+        ("artwork_id", pa.int64()),
+        ("feed_session", pa.string()),
+        ("clicked", pa.bool_()),
+        ("liked", pa.bool_()),
+        ("position", pa.int16()),
+        ("surface", pa.string()),
+        ("dwell_ms", pa.int32()),
+        ("bid", pa.float64()),
+    ]
+)
 
-PROFILE_SCHEMA = pa.schema([
-    ("user_id", pa.int64()),
-    ("updated_at", pa.timestamp("ns")),           # naive ns
-    ("created_at", pa.timestamp("ms")),           # naive ms, nullable
-    ("followers", pa.int64()),
-    ("home_country", pa.string()),
-    ("is_pro", pa.bool_()),
-    ("signup", pa.date32()),
-    ("artwork_id", pa.int64()),                   # NOT an entity of the view: the user's favourite
-])
+PROFILE_SCHEMA = pa.schema(
+    [
+        ("user_id", pa.int64()),
+        ("updated_at", pa.timestamp("ns")),  # naive ns
+        ("created_at", pa.timestamp("ms")),  # naive ms, nullable
+        ("followers", pa.int64()),
+        ("home_country", pa.string()),
+        ("is_pro", pa.bool_()),
+        ("signup", pa.date32()),
+        ("artwork_id", pa.int64()),  # NOT an entity of the view: the user's favourite
+    ]
+)
 
-USER_ARTWORK_SCHEMA = pa.schema([
-    ("user_id", pa.int64()),
-    ("artwork_id", pa.int64()),
-    ("event_timestamp", pa.timestamp("ns")),      # naive ns with sub-microsecond parts; named like the spine's
-    ("affinity", pa.float64()),
-    ("seen_count", pa.int64()),
-])
+USER_ARTWORK_SCHEMA = pa.schema(
+    [
+        ("user_id", pa.int64()),
+        ("artwork_id", pa.int64()),
+        ("event_timestamp", pa.timestamp("ns")),  # naive ns with sub-microsecond parts; named like the spine's
+        ("affinity", pa.float64()),
+        ("seen_count", pa.int64()),
+    ]
+)
 
-ARTWORK_SCHEMA = pa.schema([
-    ("artwork_id", pa.int64()),
-    ("ts", pa.timestamp("ms", tz="America/New_York")),
-    ("like_count", pa.int64()),
-    ("category", pa.string()),
-    ("published", pa.timestamp("ms", tz="America/New_York")),
-    ("rating", pa.float64()),
-])
+ARTWORK_SCHEMA = pa.schema(
+    [
+        ("artwork_id", pa.int64()),
+        ("ts", pa.timestamp("ms", tz="America/New_York")),
+        ("like_count", pa.int64()),
+        ("category", pa.string()),
+        ("published", pa.timestamp("ms", tz="America/New_York")),
+        ("rating", pa.float64()),
+    ]
+)
 
-LIKES_SCHEMA = pa.schema([
-    ("liked_at", pa.timestamp("s")),              # naive seconds
-    ("artwork_id", pa.int64()),
-    ("liker_id", pa.int64()),
-    ("liker_name", pa.string()),
-    ("weight", pa.float32()),
-])
+LIKES_SCHEMA = pa.schema(
+    [
+        ("liked_at", pa.timestamp("s")),  # naive seconds
+        ("artwork_id", pa.int64()),
+        ("liker_id", pa.int64()),
+        ("liker_name", pa.string()),
+        ("weight", pa.float32()),
+    ]
+)
 
 
 def ns(text: str, extra_ns: int = 0) -> Raw:
@@ -266,7 +285,7 @@ def build_edge(root: Path | str, udf_module: str = DEFAULT_UDF_MODULE) -> Datase
         ],
         "dt=2026-04-02/part-0.parquet": [
             # out of order in the file on purpose (output is sorted by ts, ties in source order)
-            S("2026-04-02 23:59:59", 3, 10, "sM", False, False, 0, "home", 5, 0.5),       # session over midnight
+            S("2026-04-02 23:59:59", 3, 10, "sM", False, False, 0, "home", 5, 0.5),  # session over midnight
             # a feed page: four rows at one instant
             S("2026-04-02 09:00:00", 1, 10, "sA", True, False, 0, "home", 300, 1.0),
             S("2026-04-02 09:00:00", 1, 11, "sA", False, False, 1, "feed", None, 0.5),
@@ -276,37 +295,37 @@ def build_edge(root: Path | str, udf_module: str = DEFAULT_UDF_MODULE) -> Datase
             S("2026-04-02 10:00:00.000001", 1, 11, "sA", False, False, 1, "explore", 60, 2.0),
             # 1h window of this row starts exactly at the page (t - w): included
             S("2026-04-02 10:00:00", 1, 10, "sA", False, False, 0, "explore", 50, 1.0),
-            S("2026-04-02 12:00:00", None, 10, "sB", True, False, 0, "home", 10, 0.5),    # null user
-            S("2026-04-02 12:00:00", 99, 999, "sB", False, False, 1, "home", 20, 0.5),    # unknown user/artwork
-            S("2026-04-02 13:00:00", 2, None, "sC", False, False, 0, "home", 30, 0.5),    # null artwork
+            S("2026-04-02 12:00:00", None, 10, "sB", True, False, 0, "home", 10, 0.5),  # null user
+            S("2026-04-02 12:00:00", 99, 999, "sB", False, False, 1, "home", 20, 0.5),  # unknown user/artwork
+            S("2026-04-02 13:00:00", 2, None, "sC", False, False, 0, "home", 30, 0.5),  # null artwork
             S("2026-04-02 15:00:00", 4, 10, "sD", True, False, 0, "home", 40, 4.0),
-            S("2026-04-02 15:00:00", 4, 10, "sD", True, False, 0, "home", 40, 4.0),       # exact duplicate
+            S("2026-04-02 15:00:00", 4, 10, "sD", True, False, 0, "home", 40, 4.0),  # exact duplicate
         ],
         "dt=2026-04-03/part-0.parquet": [
-            S("2026-04-03 10:00:00", 5, 10, "sP", False, False, 0, "home", 1, 1.0),   # profile at t - ttl
-            S("2026-04-03 10:00:00", 6, 10, "sP", True, False, 1, "home", 2, 1.0),    # profile at t
-            S("2026-04-03 10:00:00", 7, 10, "sP", False, True, 2, "home", 3, 1.0),    # profile at t - ttl - 1us
-            S("2026-04-03 10:00:00", 8, 10, "sP", False, False, 3, "home", 4, 1.0),   # created tie-break
+            S("2026-04-03 10:00:00", 5, 10, "sP", False, False, 0, "home", 1, 1.0),  # profile at t - ttl
+            S("2026-04-03 10:00:00", 6, 10, "sP", True, False, 1, "home", 2, 1.0),  # profile at t
+            S("2026-04-03 10:00:00", 7, 10, "sP", False, True, 2, "home", 3, 1.0),  # profile at t - ttl - 1us
+            S("2026-04-03 10:00:00", 8, 10, "sP", False, False, 3, "home", 4, 1.0),  # created tie-break
         ],
         "dt=2026-04-03/part-1.parquet": [
-            S("2026-04-03 00:00:01", 3, 11, "sM", True, False, 0, "home", 6, 0.5),    # session over midnight
-            S("2026-04-03 09:00:00", 1, 10, "sE", False, False, 0, "home", 7, 0.5),   # user_artwork at t - 36h
+            S("2026-04-03 00:00:01", 3, 11, "sM", True, False, 0, "home", 6, 0.5),  # session over midnight
+            S("2026-04-03 09:00:00", 1, 10, "sE", False, False, 0, "home", 7, 0.5),  # user_artwork at t - 36h
             S("2026-04-03 10:00:00", 10, 11, "sQ", False, False, 0, "home", 8, 1.0),  # ns row at t + 500ns
             S("2026-04-03 10:00:00", 11, 11, "sQ", False, False, 1, "home", 9, 1.0),  # null created loses
-            S("2026-04-03 10:00:00", 12, 12, "sQ", False, False, 2, "home", 10, 1.0), # file order part-0/1
-            S("2026-04-03 10:00:00", 13, 12, "sQ", False, False, 3, "home", 11, 1.0), # row order in a file
-            S("2026-04-03 10:00:00", 14, 12, "sQ", False, False, 4, "home", 12, 1.0), # part-10 vs part-9
-            S("2026-04-03 10:00:00", 15, 13, "sQ", False, False, 5, "home", 13, 1.0), # null feature values
-            S("2026-04-03 10:00:00", 16, 13, "sQ", False, False, 6, "home", 14, 1.0), # newest row has nulls
-            S("2026-04-03 10:00:00", 99, 13, "sQ", False, False, 7, "home", 15, 1.0), # unknown user
+            S("2026-04-03 10:00:00", 12, 12, "sQ", False, False, 2, "home", 10, 1.0),  # file order part-0/1
+            S("2026-04-03 10:00:00", 13, 12, "sQ", False, False, 3, "home", 11, 1.0),  # row order in a file
+            S("2026-04-03 10:00:00", 14, 12, "sQ", False, False, 4, "home", 12, 1.0),  # part-10 vs part-9
+            S("2026-04-03 10:00:00", 15, 13, "sQ", False, False, 5, "home", 13, 1.0),  # null feature values
+            S("2026-04-03 10:00:00", 16, 13, "sQ", False, False, 6, "home", 14, 1.0),  # newest row has nulls
+            S("2026-04-03 10:00:00", 99, 13, "sQ", False, False, 7, "home", 15, 1.0),  # unknown user
         ],
-        "dt=2026-04-05/part-0.parquet": [],                                            # empty file
+        "dt=2026-04-05/part-0.parquet": [],  # empty file
         "dt=2026-04-06/part-0.parquet": [
-            S("2026-04-06 00:00:00", 1, 10, "s6", True, False, 0, "home", 16, 1.0),    # exactly at day start
+            S("2026-04-06 00:00:00", 1, 10, "s6", True, False, 0, "home", 16, 1.0),  # exactly at day start
             S("2026-04-06 08:00:00", 6, 11, "s6", False, False, 1, None, None, None),  # profile at t - 2d
         ],
         "dt=2026-04-07/part-0.parquet": [
-            S("2026-04-07 00:00:00", 1, 10, "s7", True, False, 0, "home", 17, 1.0),    # after feed_end
+            S("2026-04-07 00:00:00", 1, 10, "s7", True, False, 0, "home", 17, 1.0),  # after feed_end
         ],
     }
     write_hive(root / "data/sources/feed", FEED_SCHEMA, "event_timestamp", feed)
@@ -314,8 +333,16 @@ def build_edge(root: Path | str, udf_module: str = DEFAULT_UDF_MODULE) -> Datase
     # ---- user_profile: hive, ttl 2d, ts naive ns, created naive ms (nullable)
     def P(ts, created, user, followers, country, pro, signup):
         fav = None if followers is None else 500 + followers  # a column named like a spine entity
-        return (user, ts, None if created is None else T(created), followers, country, pro,
-                None if signup is None else D(signup), fav)
+        return (
+            user,
+            ts,
+            None if created is None else T(created),
+            followers,
+            country,
+            pro,
+            None if signup is None else D(signup),
+            fav,
+        )
 
     profile = {
         "dt=2026-03-30/part-0.parquet": [
@@ -326,7 +353,7 @@ def build_edge(root: Path | str, udf_module: str = DEFAULT_UDF_MODULE) -> Datase
         ],
         "dt=2026-04-01/part-0.parquet": [
             P(ns("2026-04-01 08:00:00"), "2026-04-01 08:00:00", 1, 20, "FR", False, "2025-01-01"),
-            P(ns("2026-04-01 10:00:00"), "2026-04-01 10:00:00", 5, 50, "ES", True, "2025-03-03"),       # t - 2d
+            P(ns("2026-04-01 10:00:00"), "2026-04-01 10:00:00", 5, 50, "ES", True, "2025-03-03"),  # t - 2d
             P(ns("2026-04-01 09:59:59.999999"), "2026-04-01 10:00:00", 7, 70, "PT", False, "2025-04-04"),  # t-2d-1us
         ],
         # lexical file order: part-10.parquet sorts before part-9.parquet
@@ -338,26 +365,30 @@ def build_edge(root: Path | str, udf_module: str = DEFAULT_UDF_MODULE) -> Datase
             P(ns("2026-04-02 08:00:00"), "2026-04-02 08:00:00", 14, 141, "BBB", False, "2025-05-06"),  # wins
         ],
         "dt=2026-04-03/part-0.parquet": [
-            P(ns("2026-04-03 10:00:00"), "2026-04-03 10:00:00", 6, 61, "IT", True, "2025-02-02"),     # at t
-            P(ns("2026-04-03 08:00:00"), "2026-04-03 08:30:00", 8, 80, "NL", False, "2025-06-06"),    # wins (created)
-            P(ns("2026-04-03 08:00:00"), "2026-04-03 08:05:00", 11, 110, "GB", False, "2025-07-07"),  # wins (null created loses)
+            P(ns("2026-04-03 10:00:00"), "2026-04-03 10:00:00", 6, 61, "IT", True, "2025-02-02"),  # at t
+            P(ns("2026-04-03 08:00:00"), "2026-04-03 08:30:00", 8, 80, "NL", False, "2025-06-06"),  # wins (created)
+            P(
+                ns("2026-04-03 08:00:00"), "2026-04-03 08:05:00", 11, 110, "GB", False, "2025-07-07"
+            ),  # wins (null created loses)
             P(ns("2026-04-03 08:00:00"), "2026-04-03 08:05:00", 12, 120, "IE", False, "2025-08-08"),
             P(ns("2026-04-03 08:00:00"), "2026-04-03 08:05:00", 13, 130, "SE", False, "2025-09-09"),
             P(ns("2026-04-03 08:00:00"), "2026-04-03 08:05:00", 13, 131, "NOR", True, "2025-09-10"),  # wins (row order)
             P(ns("2026-04-03 09:00:00"), "2026-04-03 09:00:00", 10, 100, "CA", True, "2025-10-10"),
             P(ns("2026-04-03 10:00:00", 500), "2026-04-03 10:00:00", 10, 101, "MX", True, "2025-10-11"),  # t+500ns -> t
             P(ns("2026-04-03 10:00:00.000001"), "2026-04-03 10:00:00", 10, 102, "BR", True, "2025-10-12"),  # after t
-            P(ns("2026-04-03 07:00:00"), None, 15, None, None, None, None),                           # all nulls
+            P(ns("2026-04-03 07:00:00"), None, 15, None, None, None, None),  # all nulls
             P(ns("2026-04-03 06:00:00"), "2026-04-03 06:00:00", 16, 160, "JP", True, "2025-11-11"),
-            P(ns("2026-04-03 07:00:00"), "2026-04-03 07:00:00", 16, None, "KR", False, "2025-11-12"), # newest: nulls
+            P(ns("2026-04-03 07:00:00"), "2026-04-03 07:00:00", 16, None, "KR", False, "2025-11-12"),  # newest: nulls
         ],
         "dt=2026-04-03/part-1.parquet": [
             P(ns("2026-04-03 08:00:00"), "2026-04-03 08:10:00", 8, 81, "BE", False, "2025-06-07"),
             P(ns("2026-04-03 08:00:00"), None, 11, 111, "UK", True, "2025-07-08"),
-            P(ns("2026-04-03 08:00:00"), "2026-04-03 08:05:00", 12, 121, "NIR", True, "2025-08-09"),  # wins (file order)
+            P(
+                ns("2026-04-03 08:00:00"), "2026-04-03 08:05:00", 12, 121, "NIR", True, "2025-08-09"
+            ),  # wins (file order)
         ],
         "dt=2026-04-04/part-0.parquet": [
-            P(ns("2026-04-04 08:00:00"), "2026-04-04 08:00:00", 6, 62, "GR", False, "2025-02-03"),    # t - 2d for 04-06
+            P(ns("2026-04-04 08:00:00"), "2026-04-04 08:00:00", 6, 62, "GR", False, "2025-02-03"),  # t - 2d for 04-06
         ],
     }
     write_hive(root / "data/sources/user_profile", PROFILE_SCHEMA, "updated_at", profile)
@@ -368,16 +399,16 @@ def build_edge(root: Path | str, udf_module: str = DEFAULT_UDF_MODULE) -> Datase
 
     user_artwork = {
         "dt=2026-03-31/part-0.parquet": [
-            UA(ns("2026-03-31 20:59:59.999999"), 1, 11, 0.75, 3),   # t - 36h - 1us for (1, 11) at 04-02 09:00
-            UA(ns("2026-03-31 21:00:00"), 1, 13, 0.125, 1),         # exactly t - 36h for (1, 13) at 04-02 09:00
+            UA(ns("2026-03-31 20:59:59.999999"), 1, 11, 0.75, 3),  # t - 36h - 1us for (1, 11) at 04-02 09:00
+            UA(ns("2026-03-31 21:00:00"), 1, 13, 0.125, 1),  # exactly t - 36h for (1, 13) at 04-02 09:00
         ],
         "dt=2026-04-01/part-0.parquet": [
-            UA(ns("2026-04-01 21:00:00"), 1, 10, 0.5, 2),           # exactly t - 36h for (1, 10) at 04-03 09:00
+            UA(ns("2026-04-01 21:00:00"), 1, 10, 0.5, 2),  # exactly t - 36h for (1, 10) at 04-03 09:00
         ],
         "dt=2026-04-02/part-0.parquet": [
-            UA(ns("2026-04-02 09:00:00", 400), 1, 12, 0.25, 5),     # truncates to exactly t
+            UA(ns("2026-04-02 09:00:00", 400), 1, 12, 0.25, 5),  # truncates to exactly t
             UA(ns("2026-04-02 23:00:00"), 3, 10, 1.0, 7),
-            UA(ns("2026-04-02 08:00:00"), None, 10, 9.0, 9),        # null key: joins nothing
+            UA(ns("2026-04-02 08:00:00"), None, 10, 9.0, 9),  # null key: joins nothing
         ],
         "dt=2026-04-05/part-0.parquet": [
             UA(ns("2026-04-05 12:00:00"), 1, 10, 2.0, 11),
@@ -386,14 +417,18 @@ def build_edge(root: Path | str, udf_module: str = DEFAULT_UDF_MODULE) -> Datase
     write_hive(root / "data/sources/user_artwork", USER_ARTWORK_SCHEMA, "event_timestamp", user_artwork)
 
     # ---- artwork_stats: one non-partitioned file, ts in ms with tz America/New_York, no ttl
-    write_file(root / "data/sources/artwork_stats.parquet", ARTWORK_SCHEMA, [
-        (10, T("2026-01-01 00:00:00"), 5, "paint", T("2025-12-31 23:00:00.123"), 4.5),
-        (11, T("2026-04-02 08:00:00"), 1, "photo", T("2026-03-01 00:00:00"), 3.0),
-        (11, T("2026-04-02 08:00:00"), 2, "photo2", T("2026-03-02 00:00:00"), 3.5),   # same ts: later row wins
-        (10, T("2026-04-02 12:00:00"), 7, "paint2", T("2026-04-01 12:34:56.789"), 4.0),
-        (12, T("2026-04-02 09:00:00.001"), 3, "sculpt", None, None),                  # 1ms after the page
-        (10, T("2026-04-06 00:00:00"), 9, "paint3", T("2026-04-05 00:00:00"), 5.0),   # exactly at t
-    ])
+    write_file(
+        root / "data/sources/artwork_stats.parquet",
+        ARTWORK_SCHEMA,
+        [
+            (10, T("2026-01-01 00:00:00"), 5, "paint", T("2025-12-31 23:00:00.123"), 4.5),
+            (11, T("2026-04-02 08:00:00"), 1, "photo", T("2026-03-01 00:00:00"), 3.0),
+            (11, T("2026-04-02 08:00:00"), 2, "photo2", T("2026-03-02 00:00:00"), 3.5),  # same ts: later row wins
+            (10, T("2026-04-02 12:00:00"), 7, "paint2", T("2026-04-01 12:34:56.789"), 4.0),
+            (12, T("2026-04-02 09:00:00.001"), 3, "sculpt", None, None),  # 1ms after the page
+            (10, T("2026-04-06 00:00:00"), 9, "paint3", T("2026-04-05 00:00:00"), 5.0),  # exactly at t
+        ],
+    )
 
     # ---- likes: hive, timestamp[s] naive, an event source for aggregations
     def L(ts, art, liker, name, weight):
@@ -401,118 +436,167 @@ def build_edge(root: Path | str, udf_module: str = DEFAULT_UDF_MODULE) -> Datase
 
     likes_rows = [
         L("2026-03-27 12:00:00", 10, 7, "gus", 1.0),
-        L("2026-04-01 09:59:59", 10, 2, "bob", 8.0),     # t - 1d - 1s for t = 04-02 10:00
-        L("2026-04-01 10:00:00", 10, 1, "ann", 0.5),     # exactly t - 1d
-        L("2026-04-01 12:00:00", None, 9, "zed", 2.0),   # null group: never matches
+        L("2026-04-01 09:59:59", 10, 2, "bob", 8.0),  # t - 1d - 1s for t = 04-02 10:00
+        L("2026-04-01 10:00:00", 10, 1, "ann", 0.5),  # exactly t - 1d
+        L("2026-04-01 12:00:00", None, 9, "zed", 2.0),  # null group: never matches
         L("2026-04-02 08:30:00", 11, 1, "ann", None),
         L("2026-04-02 09:30:00", 10, 1, "ann", None),
         L("2026-04-02 09:45:00", 10, 4, "dan", 0.25),
-        L("2026-04-02 09:45:00", 10, 5, "eve", 0.75),    # same ts, later in the file: more recent
-        L("2026-04-02 09:50:00", 10, 6, None, 1.5),      # most recent, but a null name
-        L("2026-04-02 10:00:00", 10, 3, "cat", 16.0),    # exactly t: excluded
+        L("2026-04-02 09:45:00", 10, 5, "eve", 0.75),  # same ts, later in the file: more recent
+        L("2026-04-02 09:50:00", 10, 6, None, 1.5),  # most recent, but a null name
+        L("2026-04-02 10:00:00", 10, 3, "cat", 16.0),  # exactly t: excluded
         L("2026-04-03 09:59:59", 11, 2, "bob", 0.5),
         L("2026-04-05 12:00:00", 10, 1, "ann", 4.0),
     ]
     write_hive(root / "data/sources/likes", LIKES_SCHEMA, "liked_at", by_day(likes_rows, 0))
 
     # ---- definitions
-    write_yaml(root / "feature_views/user_profile.yaml", {
-        "name": "user_profile",
-        "entities": ["user_id"],
-        "source": {"path": "data/sources/user_profile", "timestamp_field": "updated_at",
-                   "created_timestamp_field": "created_at"},
-        "ttl": "2d",
-        "features": [
-            {"name": "followers", "dtype": "int64"},
-            {"name": "country", "dtype": "string", "column": "home_country"},
-            {"name": "followers_f32", "dtype": "float32", "column": "followers"},
-            {"name": "log_followers", "dtype": "float64", "expr": "ln(1 + followers)"},
-            {"name": "country_or_unknown", "dtype": "string", "expr": "coalesce(home_country, 'unknown')"},
-            {"name": "size_class", "dtype": "string",
-             "expr": "CASE WHEN followers >= 100 THEN 'big' ELSE 'small' END"},
-            {"name": "country_bucket", "dtype": "int32", "udf": f"{udf_module}:country_bucket",
-             "inputs": ["home_country"]},
-            {"name": "boosted", "dtype": "int64", "udf": f"{udf_module}:boost",
-             "inputs": ["followers", "is_pro"]},
-            {"name": "is_pro", "dtype": "bool"},
-            {"name": "signup", "dtype": "date"},
-            {"name": "fav_artwork", "dtype": "int64", "column": "artwork_id"},   # not the spine's artwork_id
-            {"name": "updated", "dtype": "timestamp", "column": "updated_at"},   # ns naive -> us UTC, truncated
-        ],
-    })
-    write_yaml(root / "feature_views/artwork_stats.yaml", {
-        "name": "artwork_stats",
-        "entities": ["artwork_id"],
-        "source": {"path": "data/sources/artwork_stats.parquet", "timestamp_field": "ts"},
-        "features": [
-            {"name": "like_count", "dtype": "int64"},
-            {"name": "category", "dtype": "string"},
-            {"name": "published", "dtype": "timestamp"},
-            {"name": "rating", "dtype": "float64"},
-        ],
-    })
-    write_yaml(root / "feature_views/user_artwork.yaml", {
-        "name": "user_artwork",
-        "entities": ["user_id", "artwork_id"],
-        "source": {"path": "data/sources/user_artwork", "timestamp_field": "event_timestamp"},
-        "ttl": "36h",
-        "features": [
-            {"name": "affinity", "dtype": "float64"},
-            {"name": "seen", "dtype": "int32", "column": "seen_count"},
-        ],
-    })
-    write_yaml(root / "config/training/aggregations.yaml", {"aggregations": [
-        {"name": "user_engagement", "source": "spine", "group_by": ["user_id"], "windows": ["1h", "1d", "2d"],
-         "features": [
-             {"name": "impressions", "function": "count"},
-             {"name": "dwell_events", "column": "dwell_ms", "function": "count"},
-             {"name": "clicks", "column": "clicked", "function": "sum"},
-             {"name": "ctr", "column": "clicked", "function": "mean"},
-             {"name": "dwell_total", "column": "dwell_ms", "function": "sum"},
-             {"name": "dwell_min", "column": "dwell_ms", "function": "min"},
-             {"name": "dwell_max", "column": "dwell_ms", "function": "max"},
-             {"name": "bid_sum", "column": "bid", "function": "sum", "windows": ["1d"]},
-             {"name": "bid_mean", "column": "bid", "function": "mean", "windows": ["1d"]},
-             {"name": "artworks_seen", "column": "artwork_id", "function": "count_distinct"},
-             {"name": "last_surface", "column": "surface", "function": "last"},
-             {"name": "recent_artworks", "column": "artwork_id", "function": "last_k", "k": 3, "windows": ["2d"]},
-         ]},
-        {"name": "artwork_likes",
-         "source": {"path": "data/sources/likes", "timestamp_field": "liked_at"},
-         "group_by": ["artwork_id"], "windows": ["1d"],
-         "features": [
-             {"name": "likes", "function": "count"},
-             {"name": "weighted_likes", "column": "weight", "function": "count"},
-             {"name": "likers", "column": "liker_id", "function": "count_distinct"},
-             {"name": "weight_sum", "column": "weight", "function": "sum"},
-             {"name": "weight_mean", "column": "weight", "function": "mean"},
-             {"name": "weight_min", "column": "weight", "function": "min"},
-             {"name": "weight_max", "column": "weight", "function": "max"},
-             {"name": "last_liker", "column": "liker_name", "function": "last", "windows": ["1d", "1w"]},
-             {"name": "recent_likers", "column": "liker_id", "function": "last_k", "k": 3, "windows": ["2d"]},
-         ]},
-    ]})
-    write_yaml(root / "feature_services/edge_ranking.yaml", {
-        "name": "edge_ranking",
-        "spine": {
-            "source": {"path": "data/sources/feed", "timestamp_field": "event_timestamp"},
-            "entities": ["user_id", "artwork_id"],
-            "session_field": "feed_session",
-            "labels": ["clicked", "liked"],
-            "passthrough": ["position", "surface"],
+    write_yaml(
+        root / "feature_views/user_profile.yaml",
+        {
+            "name": "user_profile",
+            "entities": ["user_id"],
+            "source": {
+                "path": "data/sources/user_profile",
+                "timestamp_field": "updated_at",
+                "created_timestamp_field": "created_at",
+            },
+            "ttl": "2d",
+            "features": [
+                {"name": "followers", "dtype": "int64"},
+                {"name": "country", "dtype": "string", "column": "home_country"},
+                {"name": "followers_f32", "dtype": "float32", "column": "followers"},
+                {"name": "log_followers", "dtype": "float64", "expr": "ln(1 + followers)"},
+                {"name": "country_or_unknown", "dtype": "string", "expr": "coalesce(home_country, 'unknown')"},
+                {
+                    "name": "size_class",
+                    "dtype": "string",
+                    "expr": "CASE WHEN followers >= 100 THEN 'big' ELSE 'small' END",
+                },
+                {
+                    "name": "country_bucket",
+                    "dtype": "int32",
+                    "udf": f"{udf_module}:country_bucket",
+                    "inputs": ["home_country"],
+                },
+                {"name": "boosted", "dtype": "int64", "udf": f"{udf_module}:boost", "inputs": ["followers", "is_pro"]},
+                {"name": "is_pro", "dtype": "bool"},
+                {"name": "signup", "dtype": "date"},
+                {"name": "fav_artwork", "dtype": "int64", "column": "artwork_id"},  # not the spine's artwork_id
+                {"name": "updated", "dtype": "timestamp", "column": "updated_at"},  # ns naive -> us UTC, truncated
+            ],
         },
-        "features": [
-            "user_profile",
-            {"view": "artwork_stats", "features": ["category", "like_count", "published"]},
-            "user_artwork",
-        ],
-        "aggregations": ["user_engagement", "artwork_likes"],
-    })
+    )
+    write_yaml(
+        root / "feature_views/artwork_stats.yaml",
+        {
+            "name": "artwork_stats",
+            "entities": ["artwork_id"],
+            "source": {"path": "data/sources/artwork_stats.parquet", "timestamp_field": "ts"},
+            "features": [
+                {"name": "like_count", "dtype": "int64"},
+                {"name": "category", "dtype": "string"},
+                {"name": "published", "dtype": "timestamp"},
+                {"name": "rating", "dtype": "float64"},
+            ],
+        },
+    )
+    write_yaml(
+        root / "feature_views/user_artwork.yaml",
+        {
+            "name": "user_artwork",
+            "entities": ["user_id", "artwork_id"],
+            "source": {"path": "data/sources/user_artwork", "timestamp_field": "event_timestamp"},
+            "ttl": "36h",
+            "features": [
+                {"name": "affinity", "dtype": "float64"},
+                {"name": "seen", "dtype": "int32", "column": "seen_count"},
+            ],
+        },
+    )
+    write_yaml(
+        root / "config/training/aggregations.yaml",
+        {
+            "aggregations": [
+                {
+                    "name": "user_engagement",
+                    "source": "spine",
+                    "group_by": ["user_id"],
+                    "windows": ["1h", "1d", "2d"],
+                    "features": [
+                        {"name": "impressions", "function": "count"},
+                        {"name": "dwell_events", "column": "dwell_ms", "function": "count"},
+                        {"name": "clicks", "column": "clicked", "function": "sum"},
+                        {"name": "ctr", "column": "clicked", "function": "mean"},
+                        {"name": "dwell_total", "column": "dwell_ms", "function": "sum"},
+                        {"name": "dwell_min", "column": "dwell_ms", "function": "min"},
+                        {"name": "dwell_max", "column": "dwell_ms", "function": "max"},
+                        {"name": "bid_sum", "column": "bid", "function": "sum", "windows": ["1d"]},
+                        {"name": "bid_mean", "column": "bid", "function": "mean", "windows": ["1d"]},
+                        {"name": "artworks_seen", "column": "artwork_id", "function": "count_distinct"},
+                        {"name": "last_surface", "column": "surface", "function": "last"},
+                        {
+                            "name": "recent_artworks",
+                            "column": "artwork_id",
+                            "function": "last_k",
+                            "k": 3,
+                            "windows": ["2d"],
+                        },
+                    ],
+                },
+                {
+                    "name": "artwork_likes",
+                    "source": {"path": "data/sources/likes", "timestamp_field": "liked_at"},
+                    "group_by": ["artwork_id"],
+                    "windows": ["1d"],
+                    "features": [
+                        {"name": "likes", "function": "count"},
+                        {"name": "weighted_likes", "column": "weight", "function": "count"},
+                        {"name": "likers", "column": "liker_id", "function": "count_distinct"},
+                        {"name": "weight_sum", "column": "weight", "function": "sum"},
+                        {"name": "weight_mean", "column": "weight", "function": "mean"},
+                        {"name": "weight_min", "column": "weight", "function": "min"},
+                        {"name": "weight_max", "column": "weight", "function": "max"},
+                        {"name": "last_liker", "column": "liker_name", "function": "last", "windows": ["1d", "1w"]},
+                        {
+                            "name": "recent_likers",
+                            "column": "liker_id",
+                            "function": "last_k",
+                            "k": 3,
+                            "windows": ["2d"],
+                        },
+                    ],
+                },
+            ]
+        },
+    )
+    write_yaml(
+        root / "feature_services/edge_ranking.yaml",
+        {
+            "name": "edge_ranking",
+            "spine": {
+                "source": {"path": "data/sources/feed", "timestamp_field": "event_timestamp"},
+                "entities": ["user_id", "artwork_id"],
+                "session_field": "feed_session",
+                "labels": ["clicked", "liked"],
+                "passthrough": ["position", "surface"],
+            },
+            "features": [
+                "user_profile",
+                {"view": "artwork_stats", "features": ["category", "like_count", "published"]},
+                "user_artwork",
+            ],
+            "aggregations": ["user_engagement", "artwork_likes"],
+        },
+    )
     _runtime(root, "2026-04-02", "2026-04-06", chunk_rows=3)
-    return Dataset(root, "edge_ranking", _days("2026-04-02", "2026-04-06"), "data/training_output", 3, EXPRS, udf_module)
+    return Dataset(
+        root, "edge_ranking", _days("2026-04-02", "2026-04-06"), "data/training_output", 3, EXPRS, udf_module
+    )
 
 
 # --------------------------------------------------------------------------- dataset "simple"
+
 
 def build_simple(root: Path | str, udf_module: str = DEFAULT_UDF_MODULE) -> Dataset:
     """A second shape: non-hive spine file (naive ns, not sorted, timestamp column not named
@@ -521,126 +605,171 @@ def build_simple(root: Path | str, udf_module: str = DEFAULT_UDF_MODULE) -> Data
     root = Path(root)
     write_udfs(root, udf_module)
 
-    spine_schema = pa.schema([
-        ("impression_ts", pa.timestamp("ns")),
-        ("user_id", pa.string()),
-        ("label", pa.int8()),
-        ("item", pa.string()),
-    ])
-    write_file(root / "data/sources/impressions.parquet", spine_schema, [
-        (T("2026-04-03 12:00:00"), "bob", 1, "x"),
-        (T("2026-03-28 08:00:00"), "ann", 3, "old"),        # look-back (1w)
-        (T("2026-04-01 06:30:00"), "ann", 1, "a"),
-        (T("2026-04-01 08:00:00"), "ann", 0, "b"),          # 90m window starts exactly at 06:30
-        (T("2026-04-01 08:00:00"), "bob", None, "c"),
-        (T("2026-04-01 00:00:00"), None, 2, "d"),           # null entity, at day start
-        (T("2026-04-03 12:00:00"), "bob", 1, "x"),          # duplicate
-        (T("2026-04-03 13:29:59.999"), "bob", 0, "y"),      # 90m window: 12:00 is t - w + 1ms: in
-        (T("2026-04-03 13:30:00.001"), "bob", 5, "z"),      # 90m window: 12:00 is t - w - 1ms: out
-        (T("2026-04-03 23:59:59.999"), "zoe", 4, "w"),
-        # equal once truncated to us: same timestamp, so source order (p before q), and
-        # neither is strictly before the other (each one's window excludes the other)
-        (Raw(T("2026-04-03 15:00:00") * 1000 + 900), "cy", 1, "p"),
-        (Raw(T("2026-04-03 15:00:00") * 1000 + 100), "cy", 2, "q"),
-        (T("2026-04-04 00:00:00"), "ann", 1, "after"),      # after feed_end
-    ])
+    spine_schema = pa.schema(
+        [
+            ("impression_ts", pa.timestamp("ns")),
+            ("user_id", pa.string()),
+            ("label", pa.int8()),
+            ("item", pa.string()),
+        ]
+    )
+    write_file(
+        root / "data/sources/impressions.parquet",
+        spine_schema,
+        [
+            (T("2026-04-03 12:00:00"), "bob", 1, "x"),
+            (T("2026-03-28 08:00:00"), "ann", 3, "old"),  # look-back (1w)
+            (T("2026-04-01 06:30:00"), "ann", 1, "a"),
+            (T("2026-04-01 08:00:00"), "ann", 0, "b"),  # 90m window starts exactly at 06:30
+            (T("2026-04-01 08:00:00"), "bob", None, "c"),
+            (T("2026-04-01 00:00:00"), None, 2, "d"),  # null entity, at day start
+            (T("2026-04-03 12:00:00"), "bob", 1, "x"),  # duplicate
+            (T("2026-04-03 13:29:59.999"), "bob", 0, "y"),  # 90m window: 12:00 is t - w + 1ms: in
+            (T("2026-04-03 13:30:00.001"), "bob", 5, "z"),  # 90m window: 12:00 is t - w - 1ms: out
+            (T("2026-04-03 23:59:59.999"), "zoe", 4, "w"),
+            # equal once truncated to us: same timestamp, so source order (p before q), and
+            # neither is strictly before the other (each one's window excludes the other)
+            (Raw(T("2026-04-03 15:00:00") * 1000 + 900), "cy", 1, "p"),
+            (Raw(T("2026-04-03 15:00:00") * 1000 + 100), "cy", 2, "q"),
+            (T("2026-04-04 00:00:00"), "ann", 1, "after"),  # after feed_end
+        ],
+    )
 
-    stats_schema = pa.schema([
-        ("user_id", pa.string()),
-        ("ts", pa.timestamp("ms", tz="Asia/Tokyo")),
-        ("created", pa.timestamp("us", tz="UTC")),
-        ("score", pa.float64()),
-        ("tier", pa.string()),
-        ("active", pa.bool_()),
-    ])
+    stats_schema = pa.schema(
+        [
+            ("user_id", pa.string()),
+            ("ts", pa.timestamp("ms", tz="Asia/Tokyo")),
+            ("created", pa.timestamp("us", tz="UTC")),
+            ("score", pa.float64()),
+            ("tier", pa.string()),
+            ("active", pa.bool_()),
+        ]
+    )
     # glob source: a.parquet sorts before b.parquet; b is written first
-    write_file(root / "data/sources/user_stats/b.parquet", stats_schema, [
-        ("ann", T("2026-04-01 05:00:00"), T("2026-04-01 05:00:00"), 2.5, "gold", True),   # t - 90m for 06:30
-        ("ann", T("2026-04-01 06:30:00"), T("2026-04-01 06:00:00"), 3.5, "plat", False),  # same ts as in a: wins
-        ("bob", T("2026-04-03 10:29:59.999"), None, 1.0, "tin", True),                    # t - 90m - 1ms for 12:00
-    ])
-    write_file(root / "data/sources/user_stats/a.parquet", stats_schema, [
-        ("ann", T("2026-04-01 06:30:00"), T("2026-04-01 06:00:00"), 9.0, "lost", True),
-        ("bob", T("2026-04-03 12:00:00"), T("2026-04-03 12:00:00"), None, None, None),    # exactly at t, nulls
-        ("zoe", T("2026-04-03 22:30:00"), T("2026-04-03 22:30:00"), 0.125, "new", True),
-    ])
+    write_file(
+        root / "data/sources/user_stats/b.parquet",
+        stats_schema,
+        [
+            ("ann", T("2026-04-01 05:00:00"), T("2026-04-01 05:00:00"), 2.5, "gold", True),  # t - 90m for 06:30
+            ("ann", T("2026-04-01 06:30:00"), T("2026-04-01 06:00:00"), 3.5, "plat", False),  # same ts as in a: wins
+            ("bob", T("2026-04-03 10:29:59.999"), None, 1.0, "tin", True),  # t - 90m - 1ms for 12:00
+        ],
+    )
+    write_file(
+        root / "data/sources/user_stats/a.parquet",
+        stats_schema,
+        [
+            ("ann", T("2026-04-01 06:30:00"), T("2026-04-01 06:00:00"), 9.0, "lost", True),
+            ("bob", T("2026-04-03 12:00:00"), T("2026-04-03 12:00:00"), None, None, None),  # exactly at t, nulls
+            ("zoe", T("2026-04-03 22:30:00"), T("2026-04-03 22:30:00"), 0.125, "new", True),
+        ],
+    )
     write_file(root / "data/sources/user_stats/notes.txt.parquet.bak", stats_schema, [])  # not matched by the glob
 
-    static_schema = pa.schema([
-        ("user_id", pa.string()),
-        ("valid_from", pa.timestamp("us")),
-        ("cohort", pa.int32()),
-        ("signup", pa.date32()),
-    ])
-    write_hive(root / "data/sources/user_static", static_schema, "valid_from", {
-        "dt=2026-01-15/part-0.parquet": [
-            ("ann", T("2026-01-15 00:00:00"), 1, D("2026-01-15")),
-            ("bob", T("2026-01-15 12:00:00"), 2, None),
-        ],
-        "dt=2026-03-31/part-0.parquet": [
-            ("ann", T("2026-03-31 23:59:59.999999"), 3, D("2026-03-31")),
-        ],
-        "dt=2026-04-03/part-0.parquet": [
-            ("zoe", T("2026-04-03 23:59:59.999"), 4, D("2026-04-03")),  # exactly at t
-        ],
-    })
-
-    write_yaml(root / "feature_views/user_stats.yaml", {
-        "name": "user_stats",
-        "entities": ["user_id"],
-        "source": {"path": "data/sources/user_stats/*.parquet", "timestamp_field": "ts",
-                   "created_timestamp_field": "created"},
-        "ttl": "90m",
-        "features": [
-            {"name": "score", "dtype": "float64"},
-            {"name": "tier", "dtype": "string"},
-            {"name": "double_score", "dtype": "float64", "expr": "score * 2"},
-            {"name": "active", "dtype": "bool"},
-            {"name": "tier_len", "dtype": "int64", "udf": f"{udf_module}:tag_len", "inputs": ["tier"]},
-        ],
-    })
-    write_yaml(root / "feature_views/user_static.yaml", {
-        "name": "user_static",
-        "entities": ["user_id"],
-        "source": {"path": "data/sources/user_static", "timestamp_field": "valid_from"},
-        "features": [
-            {"name": "cohort", "dtype": "int32"},
-            {"name": "signup", "dtype": "date"},
-        ],
-    })
-    write_yaml(root / "config/training/aggregations.yaml", {"aggregations": [
-        {"name": "user_activity", "source": "spine", "group_by": ["user_id"], "windows": ["90m", "1w"],
-         "features": [
-             {"name": "n", "function": "count"},
-             {"name": "n_recent", "function": "count", "windows": ["45s"]},
-             {"name": "label_sum", "column": "label", "function": "sum"},
-             {"name": "label_mean", "column": "label", "function": "mean"},
-             {"name": "label_max", "column": "label", "function": "max"},
-             {"name": "label_min", "column": "label", "function": "min", "windows": ["1w"]},
-             {"name": "recent_labels", "column": "label", "function": "last_k", "k": 3, "windows": ["1w"]},
-             {"name": "last_item", "column": "item", "function": "last", "windows": ["1w"]},
-             {"name": "items", "column": "item", "function": "count_distinct", "windows": ["1w"]},
-         ]},
-    ]})
-    write_yaml(root / "feature_services/simple.yaml", {
-        "name": "simple",
-        "spine": {
-            "source": {"path": "data/sources/impressions.parquet", "timestamp_field": "impression_ts"},
-            "entities": ["user_id"],
-            "labels": ["label"],
+    static_schema = pa.schema(
+        [
+            ("user_id", pa.string()),
+            ("valid_from", pa.timestamp("us")),
+            ("cohort", pa.int32()),
+            ("signup", pa.date32()),
+        ]
+    )
+    write_hive(
+        root / "data/sources/user_static",
+        static_schema,
+        "valid_from",
+        {
+            "dt=2026-01-15/part-0.parquet": [
+                ("ann", T("2026-01-15 00:00:00"), 1, D("2026-01-15")),
+                ("bob", T("2026-01-15 12:00:00"), 2, None),
+            ],
+            "dt=2026-03-31/part-0.parquet": [
+                ("ann", T("2026-03-31 23:59:59.999999"), 3, D("2026-03-31")),
+            ],
+            "dt=2026-04-03/part-0.parquet": [
+                ("zoe", T("2026-04-03 23:59:59.999"), 4, D("2026-04-03")),  # exactly at t
+            ],
         },
-        "features": [{"view": "user_static", "features": ["signup", "cohort"]}, "user_stats"],
-        "aggregations": ["user_activity"],
-    })
+    )
+
+    write_yaml(
+        root / "feature_views/user_stats.yaml",
+        {
+            "name": "user_stats",
+            "entities": ["user_id"],
+            "source": {
+                "path": "data/sources/user_stats/*.parquet",
+                "timestamp_field": "ts",
+                "created_timestamp_field": "created",
+            },
+            "ttl": "90m",
+            "features": [
+                {"name": "score", "dtype": "float64"},
+                {"name": "tier", "dtype": "string"},
+                {"name": "double_score", "dtype": "float64", "expr": "score * 2"},
+                {"name": "active", "dtype": "bool"},
+                {"name": "tier_len", "dtype": "int64", "udf": f"{udf_module}:tag_len", "inputs": ["tier"]},
+            ],
+        },
+    )
+    write_yaml(
+        root / "feature_views/user_static.yaml",
+        {
+            "name": "user_static",
+            "entities": ["user_id"],
+            "source": {"path": "data/sources/user_static", "timestamp_field": "valid_from"},
+            "features": [
+                {"name": "cohort", "dtype": "int32"},
+                {"name": "signup", "dtype": "date"},
+            ],
+        },
+    )
+    write_yaml(
+        root / "config/training/aggregations.yaml",
+        {
+            "aggregations": [
+                {
+                    "name": "user_activity",
+                    "source": "spine",
+                    "group_by": ["user_id"],
+                    "windows": ["90m", "1w"],
+                    "features": [
+                        {"name": "n", "function": "count"},
+                        {"name": "n_recent", "function": "count", "windows": ["45s"]},
+                        {"name": "label_sum", "column": "label", "function": "sum"},
+                        {"name": "label_mean", "column": "label", "function": "mean"},
+                        {"name": "label_max", "column": "label", "function": "max"},
+                        {"name": "label_min", "column": "label", "function": "min", "windows": ["1w"]},
+                        {"name": "recent_labels", "column": "label", "function": "last_k", "k": 3, "windows": ["1w"]},
+                        {"name": "last_item", "column": "item", "function": "last", "windows": ["1w"]},
+                        {"name": "items", "column": "item", "function": "count_distinct", "windows": ["1w"]},
+                    ],
+                },
+            ]
+        },
+    )
+    write_yaml(
+        root / "feature_services/simple.yaml",
+        {
+            "name": "simple",
+            "spine": {
+                "source": {"path": "data/sources/impressions.parquet", "timestamp_field": "impression_ts"},
+                "entities": ["user_id"],
+                "labels": ["label"],
+            },
+            "features": [{"view": "user_static", "features": ["signup", "cohort"]}, "user_stats"],
+            "aggregations": ["user_activity"],
+        },
+    )
     _runtime(root, "2026-04-01", "2026-04-03", chunk_rows=2, output_root="out/skeleton")
     return Dataset(root, "simple", _days("2026-04-01", "2026-04-03"), "out/skeleton", 2, EXPRS, udf_module)
 
 
 # --------------------------------------------------------------------------- random datasets
 
-GRID_US = 30 * 60 * US                    # 30-minute grid: ties and exact window bounds are frequent
-RANDOM_BASE = T("2026-04-01 00:00:00")    # 04-01 is look-back only; feed 04-02..04-03
-RANDOM_SLOTS = 3 * 48                     # 04-01 00:00 .. 04-03 23:30
+GRID_US = 30 * 60 * US  # 30-minute grid: ties and exact window bounds are frequent
+RANDOM_BASE = T("2026-04-01 00:00:00")  # 04-01 is look-back only; feed 04-02..04-03
+RANDOM_SLOTS = 3 * 48  # 04-01 00:00 .. 04-03 23:30
 
 
 def random_spec_strategy():
@@ -653,26 +782,33 @@ def random_spec_strategy():
         # and ttls catch rows often; some spread, a few in the look-back day
         base = draw(st.integers(48, RANDOM_SLOTS - 4))
         offset = st.one_of(st.integers(-3, 3), st.integers(-3, 3), st.integers(-52, 6))
-        slots = draw(st.lists(offset.map(lambda o: min(max(base + o, 36), RANDOM_SLOTS - 1)),
-                              min_size=2, max_size=6, unique=True))
+        slots = draw(
+            st.lists(
+                offset.map(lambda o: min(max(base + o, 36), RANDOM_SLOTS - 1)), min_size=2, max_size=6, unique=True
+            )
+        )
         slot = st.sampled_from(slots)
         user = st.one_of(st.integers(1, 3), st.integers(1, 3), st.integers(1, 3), st.none())
         art = st.one_of(st.integers(1, 3), st.integers(1, 3), st.none())
         opt_int = st.one_of(st.integers(0, 5), st.none())
         opt_float = st.one_of(st.sampled_from([0.0, 0.5, 1.25, -2.0, 8.0]), st.none())
         opt_tag = st.one_of(st.sampled_from(["a", "b", "cc"]), st.none())
-        spine = draw(st.lists(
-            st.tuples(slot, user, art, st.sampled_from(["s1", "s2", "s3", "s4"]), st.booleans(), opt_int),
-            min_size=4, max_size=14))
-        profile = draw(st.lists(
-            st.tuples(slot, user, st.one_of(slot, st.none()), opt_int, opt_tag),
-            min_size=2, max_size=10))
+        spine = draw(
+            st.lists(
+                st.tuples(slot, user, art, st.sampled_from(["s1", "s2", "s3", "s4"]), st.booleans(), opt_int),
+                min_size=4,
+                max_size=14,
+            )
+        )
+        profile = draw(
+            st.lists(st.tuples(slot, user, st.one_of(slot, st.none()), opt_int, opt_tag), min_size=2, max_size=10)
+        )
         events = draw(st.lists(st.tuples(slot, art, opt_float, opt_tag), min_size=2, max_size=10))
         return {
             "spine": spine,
             "profile": profile,
             "events": events,
-            "spine_split": draw(st.integers(0, 14)),      # where each spine partition splits into 2 files
+            "spine_split": draw(st.integers(0, 14)),  # where each spine partition splits into 2 files
             "profile_split": draw(st.integers(0, 10)),
             "ttl": draw(st.sampled_from([None, "1h", "90m", "1d"])),
             "user_windows": draw(st.lists(st.sampled_from(["1h", "2h", "1d"]), min_size=1, max_size=2, unique=True)),
@@ -708,40 +844,63 @@ def build_random(root: Path | str, specs: list[dict], udf_module: str = DEFAULT_
     def key(i, v):
         return None if v is None else 10 * i + v
 
-    spine_schema = pa.schema([
-        ("event_timestamp", pa.timestamp("us", tz="UTC")),
-        ("user_id", pa.int64()), ("artwork_id", pa.int64()), ("session", pa.string()),
-        ("clicked", pa.bool_()), ("value", pa.int64()),
-    ])
-    spine_rows = [(ts(sl), key(i, u), key(i, a), f"{i}{sess}", c, v)
-                  for i, spec in enumerate(specs) for (sl, u, a, sess, c, v) in spec["spine"]]
-    write_hive(root / "data/sources/feed", spine_schema, "event_timestamp",
-               two_files(spine_rows, 0, specs[0]["spine_split"]))
+    spine_schema = pa.schema(
+        [
+            ("event_timestamp", pa.timestamp("us", tz="UTC")),
+            ("user_id", pa.int64()),
+            ("artwork_id", pa.int64()),
+            ("session", pa.string()),
+            ("clicked", pa.bool_()),
+            ("value", pa.int64()),
+        ]
+    )
+    spine_rows = [
+        (ts(sl), key(i, u), key(i, a), f"{i}{sess}", c, v)
+        for i, spec in enumerate(specs)
+        for (sl, u, a, sess, c, v) in spec["spine"]
+    ]
+    write_hive(
+        root / "data/sources/feed", spine_schema, "event_timestamp", two_files(spine_rows, 0, specs[0]["spine_split"])
+    )
 
-    profile_schema = pa.schema([
-        ("user_id", pa.int64()), ("ts", pa.timestamp("ms")), ("created", pa.timestamp("s")),
-        ("value", pa.int64()), ("tag", pa.string()),
-    ])
-    events_schema = pa.schema([
-        ("ts", pa.timestamp("s", tz="Europe/Berlin")), ("artwork_id", pa.int64()),
-        ("amount", pa.float32()), ("tag", pa.string()),
-    ])
+    profile_schema = pa.schema(
+        [
+            ("user_id", pa.int64()),
+            ("ts", pa.timestamp("ms")),
+            ("created", pa.timestamp("s")),
+            ("value", pa.int64()),
+            ("tag", pa.string()),
+        ]
+    )
+    events_schema = pa.schema(
+        [
+            ("ts", pa.timestamp("s", tz="Europe/Berlin")),
+            ("artwork_id", pa.int64()),
+            ("amount", pa.float32()),
+            ("tag", pa.string()),
+        ]
+    )
     aggregations = []
     service_features = []
     service_aggs = []
     for i, spec in enumerate(specs):
-        profile_rows = [(key(i, u), ts(sl), None if c is None else ts(c), v, tag)
-                        for (sl, u, c, v, tag) in spec["profile"]]
-        write_hive(root / f"data/sources/profile_{i}", profile_schema, "ts",
-                   two_files(profile_rows, 1, spec["profile_split"]))
+        profile_rows = [
+            (key(i, u), ts(sl), None if c is None else ts(c), v, tag) for (sl, u, c, v, tag) in spec["profile"]
+        ]
+        write_hive(
+            root / f"data/sources/profile_{i}", profile_schema, "ts", two_files(profile_rows, 1, spec["profile_split"])
+        )
         event_rows = [(ts(sl), key(i, a), amt, tag) for (sl, a, amt, tag) in spec["events"]]
         write_file(root / f"data/sources/events_{i}.parquet", events_schema, event_rows)
 
         view = {
             "name": f"profile_{i}",
             "entities": ["user_id"],
-            "source": {"path": f"data/sources/profile_{i}", "timestamp_field": "ts",
-                       "created_timestamp_field": "created"},
+            "source": {
+                "path": f"data/sources/profile_{i}",
+                "timestamp_field": "ts",
+                "created_timestamp_field": "created",
+            },
             "features": [
                 {"name": "value", "dtype": "int64"},
                 {"name": "label", "dtype": "string", "column": "tag"},
@@ -754,41 +913,52 @@ def build_random(root: Path | str, specs: list[dict], udf_module: str = DEFAULT_
         write_yaml(root / f"feature_views/profile_{i}.yaml", view)
         service_features.append(f"profile_{i}")
         aggregations += [
-            {"name": f"user_agg_{i}", "source": "spine", "group_by": ["user_id"], "windows": spec["user_windows"],
-             "features": [
-                 {"name": "n", "function": "count"},
-                 {"name": "clicks", "column": "clicked", "function": "sum"},
-                 {"name": "ctr", "column": "clicked", "function": "mean"},
-                 {"name": "value_sum", "column": "value", "function": "sum"},
-                 {"name": "value_min", "column": "value", "function": "min"},
-                 {"name": "arts", "column": "artwork_id", "function": "last_k", "k": 2},
-             ]},
-            {"name": f"art_events_{i}",
-             "source": {"path": f"data/sources/events_{i}.parquet", "timestamp_field": "ts"},
-             "group_by": ["artwork_id"], "windows": [spec["event_window"]],
-             "features": [
-                 {"name": "n_amount", "column": "amount", "function": "count"},
-                 {"name": "amount_sum", "column": "amount", "function": "sum"},
-                 {"name": "amount_mean", "column": "amount", "function": "mean"},
-                 {"name": "amount_max", "column": "amount", "function": "max"},
-                 {"name": "tags", "column": "tag", "function": "count_distinct"},
-                 {"name": "last_tag", "column": "tag", "function": "last"},
-                 {"name": "recent_tags", "column": "tag", "function": "last_k", "k": 3},
-             ]},
+            {
+                "name": f"user_agg_{i}",
+                "source": "spine",
+                "group_by": ["user_id"],
+                "windows": spec["user_windows"],
+                "features": [
+                    {"name": "n", "function": "count"},
+                    {"name": "clicks", "column": "clicked", "function": "sum"},
+                    {"name": "ctr", "column": "clicked", "function": "mean"},
+                    {"name": "value_sum", "column": "value", "function": "sum"},
+                    {"name": "value_min", "column": "value", "function": "min"},
+                    {"name": "arts", "column": "artwork_id", "function": "last_k", "k": 2},
+                ],
+            },
+            {
+                "name": f"art_events_{i}",
+                "source": {"path": f"data/sources/events_{i}.parquet", "timestamp_field": "ts"},
+                "group_by": ["artwork_id"],
+                "windows": [spec["event_window"]],
+                "features": [
+                    {"name": "n_amount", "column": "amount", "function": "count"},
+                    {"name": "amount_sum", "column": "amount", "function": "sum"},
+                    {"name": "amount_mean", "column": "amount", "function": "mean"},
+                    {"name": "amount_max", "column": "amount", "function": "max"},
+                    {"name": "tags", "column": "tag", "function": "count_distinct"},
+                    {"name": "last_tag", "column": "tag", "function": "last"},
+                    {"name": "recent_tags", "column": "tag", "function": "last_k", "k": 3},
+                ],
+            },
         ]
         service_aggs += [f"user_agg_{i}", f"art_events_{i}"]
     write_yaml(root / "config/training/aggregations.yaml", {"aggregations": aggregations})
-    write_yaml(root / "feature_services/rand.yaml", {
-        "name": "rand",
-        "spine": {
-            "source": {"path": "data/sources/feed", "timestamp_field": "event_timestamp"},
-            "entities": ["user_id", "artwork_id"],
-            "session_field": "session",
-            "labels": ["clicked"],
+    write_yaml(
+        root / "feature_services/rand.yaml",
+        {
+            "name": "rand",
+            "spine": {
+                "source": {"path": "data/sources/feed", "timestamp_field": "event_timestamp"},
+                "entities": ["user_id", "artwork_id"],
+                "session_field": "session",
+                "labels": ["clicked"],
+            },
+            "features": service_features,
+            "aggregations": service_aggs,
         },
-        "features": service_features,
-        "aggregations": service_aggs,
-    })
+    )
     chunk = specs[0]["chunk_rows"]
     _runtime(root, "2026-04-02", "2026-04-03", chunk_rows=chunk)
     return Dataset(root, "rand", _days("2026-04-02", "2026-04-03"), "data/training_output", chunk, EXPRS, udf_module)

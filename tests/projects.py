@@ -15,8 +15,17 @@ DAEDA = [sys.executable, "-m", "daedalus"]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
 
 
-def make_project(dest: Path, *, start: str = "2026-04-01", end: str = "2026-04-03", users: int = 40,
-                 artworks: int = 60, events_per_day: int = 150, lookback_days: int = 31, day_workers: int = 1) -> Path:
+def make_project(
+    dest: Path,
+    *,
+    start: str = "2026-04-01",
+    end: str = "2026-04-03",
+    users: int = 40,
+    artworks: int = 60,
+    events_per_day: int = 150,
+    lookback_days: int = 31,
+    day_workers: int = 1,
+) -> Path:
     """Copy the shipped definitions into `dest`, make small demo data, and narrow the range."""
     dest.mkdir(parents=True, exist_ok=True)
     for d in ("feature_views", "feature_services"):
@@ -29,8 +38,27 @@ def make_project(dest: Path, *, start: str = "2026-04-01", end: str = "2026-04-0
     rt = re.sub(r"(?m)^feed_end:.*$", f"feed_end: {end}", rt)
     rt = re.sub(r"(?m)^day_workers:.*$", f"day_workers: {day_workers}", rt)
     (dest / "config" / "training" / "runtime.yaml").write_text(rt)
-    run(DAEDA + ["demo", "--out", "data/demo", "--start", start, "--end", end, "--lookback-days", str(lookback_days),
-                 "--users", str(users), "--artworks", str(artworks), "--events-per-day", str(events_per_day)], dest)
+    run(
+        DAEDA
+        + [
+            "demo",
+            "--out",
+            "data/demo",
+            "--start",
+            start,
+            "--end",
+            end,
+            "--lookback-days",
+            str(lookback_days),
+            "--users",
+            str(users),
+            "--artworks",
+            str(artworks),
+            "--events-per-day",
+            str(events_per_day),
+        ],
+        dest,
+    )
     return dest
 
 
@@ -38,7 +66,9 @@ def run(cmd: list[str], cwd: Path, *, check: bool = True, timeout: int = 600) ->
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
     if check and res.returncode != 0:
-        raise AssertionError(f"{' '.join(map(str, cmd))} failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
+        raise AssertionError(
+            f"{' '.join(map(str, cmd))} failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+        )
     return res
 
 
@@ -58,5 +88,8 @@ def data_files(root: Path) -> dict[str, str]:
 
 def all_files(root: Path) -> dict[str, tuple[str, int]]:
     """sha256 and mtime of every file under root, bookkeeping included."""
-    return {p.relative_to(root).as_posix(): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }

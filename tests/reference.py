@@ -43,9 +43,10 @@ import math
 import os
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -70,6 +71,7 @@ DTYPES: dict[str, pa.DataType] = {
 
 # --------------------------------------------------------------------------- time helpers
 
+
 def duration_us(text: str) -> int:
     m = re.fullmatch(r"([1-9][0-9]*)([smhdw])", str(text).strip())
     if not m:
@@ -84,8 +86,8 @@ def day_start_us(day: dt.date) -> int:
 def us_of(value: dt.datetime) -> int:
     """A datetime (naive = UTC) -> UTC microseconds since the epoch."""
     if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
-    delta = value - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+        value = value.replace(tzinfo=dt.UTC)
+    delta = value - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
     return (delta.days * 86_400 + delta.seconds) * US + delta.microseconds
 
 
@@ -178,6 +180,7 @@ def cast_value(v: Any, dtype: str) -> Any:
 
 # --------------------------------------------------------------------------- sources
 
+
 @dataclass
 class Source:
     rows: list[dict]  # column -> value, plus _ts, _cts, _ord, _file
@@ -232,6 +235,7 @@ def read_source(src: dict, workdir: Path, cache: dict | None = None) -> Source:
 
 
 # --------------------------------------------------------------------------- definitions
+
 
 @dataclass
 class Defs:
@@ -346,6 +350,7 @@ def load_udf(spec: str, workdir: Path) -> Callable:
 
 # --------------------------------------------------------------------------- the PIT join
 
+
 def _created_key(cts):
     # a null created timestamp sorts lowest
     return (0, 0) if cts is None else (1, cts)
@@ -392,6 +397,7 @@ def view_feature_value(defs: Defs, view: dict, f: dict, chosen: dict | None, src
 
 
 # --------------------------------------------------------------------------- windows
+
 
 def _numeric(v):
     if isinstance(v, decimal.Decimal):  # decimals aggregate as float64 (docs/concepts.md)
@@ -447,6 +453,7 @@ def window_events(rows: list[dict], group_by: list[str], key: dict, t: int, w: i
 
 # --------------------------------------------------------------------------- one day
 
+
 def expected_day(defs: Defs, service_name: str, day: dt.date, cache: dict | None = None) -> list[dict]:
     """The skeleton rows of `day` (qid left as None: see `expected_run`)."""
     cache = {} if cache is None else cache
@@ -494,6 +501,7 @@ def expected_day(defs: Defs, service_name: str, day: dt.date, cache: dict | None
 
 # --------------------------------------------------------------------------- qids / runs
 
+
 def assign_qids(rows_written: list[dict], session_field: str, existing: dict | None = None) -> dict:
     """Contract §7: existing qids stay; sessions new to the run get qids above every existing
     one, numbered by their first row among `rows_written` (which must already be in
@@ -509,8 +517,9 @@ def assign_qids(rows_written: list[dict], session_field: str, existing: dict | N
     return qmap
 
 
-def expected_run(defs: Defs, service_name: str, days: list[dt.date], existing_qids: dict | None = None,
-                 cache: dict | None = None) -> tuple[dict[dt.date, list[dict]], dict | None]:
+def expected_run(
+    defs: Defs, service_name: str, days: list[dt.date], existing_qids: dict | None = None, cache: dict | None = None
+) -> tuple[dict[dt.date, list[dict]], dict | None]:
     """Rows of every day a run writes (qid filled in) and the qid map after the run
     (None without a session field)."""
     cache = {} if cache is None else cache
@@ -527,6 +536,7 @@ def expected_run(defs: Defs, service_name: str, days: list[dt.date], existing_qi
 
 # --------------------------------------------------------------------------- comparison
 
+
 def table_values(table: pa.Table) -> dict[str, list]:
     """Output table -> column -> Python values in the reference's representation."""
     out = {}
@@ -534,7 +544,9 @@ def table_values(table: pa.Table) -> dict[str, list]:
         col = table.column(name)
         if pa.types.is_timestamp(col.type):
             out[name] = column_values(col)
-        elif (pa.types.is_list(col.type) or pa.types.is_large_list(col.type)) and pa.types.is_timestamp(col.type.value_type):
+        elif (pa.types.is_list(col.type) or pa.types.is_large_list(col.type)) and pa.types.is_timestamp(
+            col.type.value_type
+        ):
             vals = []
             for item in col.to_pylist():
                 vals.append(None if item is None else [None if x is None else us_of(x) for x in item])
@@ -564,13 +576,18 @@ def values_equal(a: Any, b: Any) -> bool:
             return math.isnan(a) and math.isnan(b)
         return math.isclose(a, b, rel_tol=1e-9, abs_tol=0.0) or a == b
     if isinstance(a, list) or isinstance(b, list):
-        return (isinstance(a, list) and isinstance(b, list) and len(a) == len(b)
-                and all(values_equal(x, y) for x, y in zip(a, b)))
+        return (
+            isinstance(a, list)
+            and isinstance(b, list)
+            and len(a) == len(b)
+            and all(values_equal(x, y) for x, y in zip(a, b))
+        )
     return type(a) is type(b) and a == b
 
 
-def compare_rows(columns: list[tuple[str, pa.DataType]], expected: list[dict], table: pa.Table,
-                 label: str = "", limit: int = 60) -> list[str]:
+def compare_rows(
+    columns: list[tuple[str, pa.DataType]], expected: list[dict], table: pa.Table, label: str = "", limit: int = 60
+) -> list[str]:
     """Every difference between `expected` rows and an output table, as readable lines."""
     problems: list[str] = []
     names = [c for c, _ in columns]

@@ -40,12 +40,22 @@ def install() -> str | None:
     if shutil.which("apt-get") is None:
         return "Slurm is not installed and this machine has no apt-get to install it"
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    res = subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", *PACKAGES],
-                         capture_output=True, text=True, env=env, timeout=900)
+    res = subprocess.run(
+        ["apt-get", "install", "-y", "--no-install-recommends", *PACKAGES],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
     if res.returncode != 0:  # stale package lists on a fresh machine
         subprocess.run(["apt-get", "update"], capture_output=True, env=env, timeout=900)
-        res = subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", *PACKAGES],
-                             capture_output=True, text=True, env=env, timeout=900)
+        res = subprocess.run(
+            ["apt-get", "install", "-y", "--no-install-recommends", *PACKAGES],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=900,
+        )
     if res.returncode != 0:
         return f"apt-get install {' '.join(PACKAGES)} failed: {res.stderr.strip().splitlines()[-1:]}"
     return None if not _missing() else f"still missing after install: {', '.join(_missing())}"
@@ -67,8 +77,10 @@ def _mem_mb() -> int:
 def _munge_works() -> bool:
     try:
         cred = subprocess.run(["munge", "-n"], capture_output=True, timeout=10)
-        return cred.returncode == 0 and subprocess.run(["unmunge"], input=cred.stdout, capture_output=True,
-                                                       timeout=10).returncode == 0
+        return (
+            cred.returncode == 0
+            and subprocess.run(["unmunge"], input=cred.stdout, capture_output=True, timeout=10).returncode == 0
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
 

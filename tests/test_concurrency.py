@@ -16,9 +16,14 @@ OTHER = "data/other_output"
 
 def start(project: Path, log: Path, *args: str) -> subprocess.Popen:
     with log.open("w") as fh:
-        return subprocess.Popen(DAEDA + ["pipeline", "train", "dssm_ranking", "--skeleton-only", *args], cwd=project,
-                                stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                                start_new_session=True)
+        return subprocess.Popen(
+            DAEDA + ["pipeline", "train", "dssm_ranking", "--skeleton-only", *args],
+            cwd=project,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            start_new_session=True,
+        )
 
 
 def wait_started(proc: subprocess.Popen, log: Path, timeout: float = 300) -> None:

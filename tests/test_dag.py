@@ -7,8 +7,8 @@ import re
 import xml.etree.ElementTree as ET
 
 import pytest
-
 from projects import DAEDA, run
+
 from daedalus.compile import compile_service
 from daedalus.dagviz import ENGINE_COLORS, graphviz_available, plan_graph, render, to_dot
 from daedalus.loading import DefinitionPaths
@@ -47,10 +47,13 @@ def test_own_svg_is_valid_and_coloured_by_engine(graph):
     for engine in ("sql", "sql_arrow_udf", "pythonic"):
         assert f'fill="{ENGINE_COLORS[engine][0]}"' in svg and f"engine {engine}" in texts
     # Boxes do not overlap.
-    rects = [tuple(float(r.get(k)) for k in ("x", "y", "width", "height"))
-             for r in root.iter() if r.tag.endswith("rect") and r.get("rx") in ("2", "6", "12")]
+    rects = [
+        tuple(float(r.get(k)) for k in ("x", "y", "width", "height"))
+        for r in root.iter()
+        if r.tag.endswith("rect") and r.get("rx") in ("2", "6", "12")
+    ]
     for i, a in enumerate(rects):
-        for b in rects[i + 1:]:
+        for b in rects[i + 1 :]:
             assert a[0] + a[2] <= b[0] or b[0] + b[2] <= a[0] or a[1] + a[3] <= b[1] or b[1] + b[3] <= a[1]
 
 
@@ -66,7 +69,9 @@ def test_cli_png_and_dot(project):
     assert bad.returncode == 2 and bad.stderr.startswith("daeda: error: --format: unknown format 'gif'")
 
 
-@pytest.mark.skipif(not graphviz_available(), reason="Graphviz `dot` is not installed (the pure-Python renderer is tested)")
+@pytest.mark.skipif(
+    not graphviz_available(), reason="Graphviz `dot` is not installed (the pure-Python renderer is tested)"
+)
 def test_graphviz_svg(graph):
     _, g = graph
     svg = render(g, "svg", use_graphviz=True).decode()

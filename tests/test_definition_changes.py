@@ -9,7 +9,6 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
-
 from projects import data_files, train
 
 ROOT = "data/training_output"
@@ -52,8 +51,12 @@ def test_new_feature_and_changed_window_rerun_every_day_like_a_fresh_run(trained
     before = mtimes(project / ROOT)
 
     # A new derived feature in a view: every day gains the column.
-    edit(project / "feature_views/user_profile.yaml",
-         lambda v: v["features"].append({"name": "log_following", "dtype": "float64", "expr": "ln(1 + following_count)"}))
+    edit(
+        project / "feature_views/user_profile.yaml",
+        lambda v: v["features"].append(
+            {"name": "log_following", "dtype": "float64", "expr": "ln(1 + following_count)"}
+        ),
+    )
     train(project, "--skeleton-only")
     after = mtimes(project / ROOT)
     assert rerun_days(before, after) == set(DAYS)
@@ -61,8 +64,12 @@ def test_new_feature_and_changed_window_rerun_every_day_like_a_fresh_run(trained
     assert "user_profile__log_following" in names
 
     # A changed window: the renamed column, over the new window.
-    edit(project / "config/training/aggregations.yaml",
-         lambda c: next(a for a in c["aggregations"] if a["name"] == "user_engagement").update(windows=["2h", "1d", "7d"]))
+    edit(
+        project / "config/training/aggregations.yaml",
+        lambda c: next(a for a in c["aggregations"] if a["name"] == "user_engagement").update(
+            windows=["2h", "1d", "7d"]
+        ),
+    )
     train(project, "--skeleton-only")
     assert rerun_days(after, mtimes(project / ROOT)) == set(DAYS)
     names = pq.read_schema(project / ROOT / "dt=2026-04-02/part-0-0.parquet").names

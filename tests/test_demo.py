@@ -16,32 +16,55 @@ from daedalus.demo import generate_demo
 
 START = datetime.date(2026, 4, 1)
 END = datetime.date(2026, 4, 3)
-SMALL = dict(start=START, end=END, lookback_days=2, users=50, artworks=80, events_per_day=300,
-             embedding_dim=16, seed=7)
+SMALL = dict(start=START, end=END, lookback_days=2, users=50, artworks=80, events_per_day=300, embedding_dim=16, seed=7)
 DAYS = [datetime.date(2026, 3, 30) + datetime.timedelta(days=i) for i in range(5)]
 SOURCES = ("feed", "user_profile", "artwork_stats", "likes")
 UTC_TS = pa.timestamp("us", tz="UTC")
 
 EXPECTED_SCHEMAS = {
-    "feed": pa.schema([
-        ("event_timestamp", UTC_TS), ("user_id", pa.int64()), ("artwork_id", pa.int64()),
-        ("feed_session", pa.string()), ("position", pa.int32()), ("device", pa.string()),
-        ("clicked", pa.bool_()), ("liked", pa.bool_()),
-    ]),
-    "user_profile": pa.schema([
-        ("user_id", pa.int64()), ("event_timestamp", UTC_TS), ("created_at", UTC_TS),
-        ("follower_count", pa.int64()), ("following_count", pa.int64()), ("Country", pa.string()),
-        ("account_age_days", pa.int32()), ("bio_length", pa.int32()),
-    ]),
-    "artwork_stats": pa.schema([
-        ("artwork_id", pa.int64()), ("event_timestamp", UTC_TS), ("like_count", pa.int64()),
-        ("view_count", pa.int64()), ("category", pa.string()), ("price", pa.float64()),
-        ("is_featured", pa.bool_()),
-    ]),
-    "likes": pa.schema([
-        ("event_timestamp", UTC_TS), ("user_id", pa.int64()), ("artwork_id", pa.int64()),
-        ("surface", pa.string()),
-    ]),
+    "feed": pa.schema(
+        [
+            ("event_timestamp", UTC_TS),
+            ("user_id", pa.int64()),
+            ("artwork_id", pa.int64()),
+            ("feed_session", pa.string()),
+            ("position", pa.int32()),
+            ("device", pa.string()),
+            ("clicked", pa.bool_()),
+            ("liked", pa.bool_()),
+        ]
+    ),
+    "user_profile": pa.schema(
+        [
+            ("user_id", pa.int64()),
+            ("event_timestamp", UTC_TS),
+            ("created_at", UTC_TS),
+            ("follower_count", pa.int64()),
+            ("following_count", pa.int64()),
+            ("Country", pa.string()),
+            ("account_age_days", pa.int32()),
+            ("bio_length", pa.int32()),
+        ]
+    ),
+    "artwork_stats": pa.schema(
+        [
+            ("artwork_id", pa.int64()),
+            ("event_timestamp", UTC_TS),
+            ("like_count", pa.int64()),
+            ("view_count", pa.int64()),
+            ("category", pa.string()),
+            ("price", pa.float64()),
+            ("is_featured", pa.bool_()),
+        ]
+    ),
+    "likes": pa.schema(
+        [
+            ("event_timestamp", UTC_TS),
+            ("user_id", pa.int64()),
+            ("artwork_id", pa.int64()),
+            ("surface", pa.string()),
+        ]
+    ),
 }
 
 
@@ -58,7 +81,7 @@ def _us(table: pa.Table, column: str = "event_timestamp") -> np.ndarray:
 
 
 def _day_bounds_us(day: datetime.date) -> tuple[int, int]:
-    start = int(datetime.datetime.combine(day, datetime.time(), datetime.timezone.utc).timestamp())
+    start = int(datetime.datetime.combine(day, datetime.time(), datetime.UTC).timestamp())
     return start * 1_000_000, (start + 86_400) * 1_000_000
 
 
@@ -72,8 +95,16 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 def medium(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Enough rows for rates and correlations to be stable."""
     root = tmp_path_factory.mktemp("demo_medium")
-    generate_demo(root, start=datetime.date(2026, 4, 1), end=datetime.date(2026, 4, 2),
-                  lookback_days=0, users=2000, artworks=3000, events_per_day=60_000, seed=1)
+    generate_demo(
+        root,
+        start=datetime.date(2026, 4, 1),
+        end=datetime.date(2026, 4, 2),
+        lookback_days=0,
+        users=2000,
+        artworks=3000,
+        events_per_day=60_000,
+        seed=1,
+    )
     return root
 
 
@@ -224,8 +255,7 @@ def test_likes_contain_the_feed_likes(small: tuple[Path, dict]) -> None:
     for r in likes.filter(pc.equal(likes["surface"], "feed")).to_pylist():
         feed_likes[(r["user_id"], r["artwork_id"])].append(r["event_timestamp"])
     feed_ts = feed["event_timestamp"].to_pylist()
-    last_midnight = datetime.datetime.combine(DAYS[-1] + datetime.timedelta(days=1),
-                                              datetime.time(), datetime.timezone.utc)
+    last_midnight = datetime.datetime.combine(DAYS[-1] + datetime.timedelta(days=1), datetime.time(), datetime.UTC)
     for i in np.flatnonzero(liked):
         if feed_ts[i] >= last_midnight - datetime.timedelta(seconds=30):
             continue  # its like may fall after the last day, which is not written
@@ -262,9 +292,14 @@ def test_rates_and_learnable_clicks(medium: Path) -> None:
 
     # Better artworks (higher like/view ratio in the stats source) get clicked more.
     stats = pq.read_table(_part(medium, "artwork_stats", days[0]))
-    like_ratio = dict(zip(stats["artwork_id"].to_pylist(),
-                          (pc.divide(pc.cast(stats["like_count"], pa.float64()),
-                                     pc.cast(stats["view_count"], pa.float64()))).to_pylist()))
+    like_ratio = dict(
+        zip(
+            stats["artwork_id"].to_pylist(),
+            (
+                pc.divide(pc.cast(stats["like_count"], pa.float64()), pc.cast(stats["view_count"], pa.float64()))
+            ).to_pylist(),
+        )
+    )
     ratio = np.array([like_ratio[a] for a in feed["artwork_id"].to_pylist()])
     good = ratio > np.median(ratio)
     assert clicked[good].mean() > 1.3 * clicked[~good].mean()

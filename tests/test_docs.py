@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from projects import REPO
+
 from daedalus import docgen
 from daedalus.definitions import AggregationsConfig, FeatureService, FeatureView, RuntimeConfig
 
@@ -47,8 +48,10 @@ def test_json_schemas_accept_the_shipped_definitions_and_refuse_a_bad_one():
 
     pairs = [("FeatureView", p) for p in sorted((REPO / "feature_views").glob("*.yaml"))]
     pairs += [("FeatureService", p) for p in sorted((REPO / "feature_services").glob("*.yaml"))]
-    pairs += [("AggregationsConfig", REPO / "config/training/aggregations.yaml"),
-              ("RuntimeConfig", REPO / "config/training/runtime.yaml")]
+    pairs += [
+        ("AggregationsConfig", REPO / "config/training/aggregations.yaml"),
+        ("RuntimeConfig", REPO / "config/training/runtime.yaml"),
+    ]
     for name, path in pairs:
         jsonschema.validate(yaml.safe_load(path.read_text()), schema(name))
     view = yaml.safe_load((REPO / "feature_views/user_profile.yaml").read_text())

@@ -39,7 +39,9 @@ def store_rows(seed: int = 0):
     """Keys 0..59 minus every 5th id, plus a duplicate of id 3 (the later row wins)."""
     rng = np.random.default_rng(seed)
     keys = [k for k in range(60) if k % 5 != 4]
-    vecs = (rng.standard_normal((len(keys), DIM)) * rng.choice([1e-3, 1.0, 1e3], size=(len(keys), 1))).astype(np.float32)
+    vecs = (rng.standard_normal((len(keys), DIM)) * rng.choice([1e-3, 1.0, 1e3], size=(len(keys), 1))).astype(
+        np.float32
+    )
     dup = rng.standard_normal(DIM).astype(np.float32)
     keys.append(3)
     vecs = np.vstack([vecs, dup[None, :]])
@@ -68,7 +70,7 @@ def skeleton_table(n: int, seed: int, t0: int = 0) -> pa.Table:
     """Edge cases: null/missing scalar ids, null/empty lists, duplicates, null elements."""
     rng = np.random.default_rng(seed)
     art, recent = [], []
-    for i in range(n):
+    for _ in range(n):
         r = rng.random()
         art.append(None if r < 0.1 else int(rng.integers(0, 70)))  # 60..69 and x%5==4: missing
         kind = rng.random()
@@ -84,14 +86,16 @@ def skeleton_table(n: int, seed: int, t0: int = 0) -> pa.Table:
                 lst.insert(1, None)  # a null element is skipped
             recent.append(lst)
     ts = pa.array((t0 + np.arange(n)) * 1_000_000, pa.timestamp("us", tz="UTC"))
-    return pa.table({
-        "event_timestamp": ts,
-        "user_id": pa.array(rng.integers(0, 9, n), pa.int64()),
-        "artwork_id": pa.array(art, pa.int64()),
-        "country": pa.array([["fr", "de", None][i % 3] for i in range(n)], pa.string()),
-        "clicked": pa.array(rng.random(n) < 0.3),
-        "recent": pa.array(recent, pa.list_(pa.int64())),
-    })
+    return pa.table(
+        {
+            "event_timestamp": ts,
+            "user_id": pa.array(rng.integers(0, 9, n), pa.int64()),
+            "artwork_id": pa.array(art, pa.int64()),
+            "country": pa.array([["fr", "de", None][i % 3] for i in range(n)], pa.string()),
+            "clicked": pa.array(rng.random(n) < 0.3),
+            "recent": pa.array(recent, pa.list_(pa.int64())),
+        }
+    )
 
 
 def write_day(day_dir: Path, sizes: dict[int, int], seed: int = 0) -> pa.Table:
@@ -191,7 +195,9 @@ def run(world, out_day: Path, **kw):
 
 
 def _store(keys, vecs):
-    return EmbeddingStore.from_arrays(pa.array(keys), pa.FixedSizeListArray.from_arrays(pa.array(vecs.reshape(-1)), DIM))
+    return EmbeddingStore.from_arrays(
+        pa.array(keys), pa.FixedSizeListArray.from_arrays(pa.array(vecs.reshape(-1)), DIM)
+    )
 
 
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense-index", "searchsorted"])
@@ -205,7 +211,10 @@ def test_pooling_matches_reference(sparse):
     skel = skeleton_table(400, 3)
     if sparse:
         skel = skel.set_column(2, "artwork_id", pc.multiply(pc.subtract(skel["artwork_id"], 5), 10**12))
-        rec = [None if l is None else [None if x is None else (x - 5) * 10**12 for x in l] for l in skel["recent"].to_pylist()]
+        rec = [
+            None if lst is None else [None if x is None else (x - 5) * 10**12 for x in lst]
+            for lst in skel["recent"].to_pylist()
+        ]
         skel = skel.set_column(5, "recent", pa.array(rec, pa.list_(pa.int64())))
     out = enrich_table(skel, st, [EmbeddingSpec(n, c) for n, c in EMBEDDINGS])
     check_against_reference(out, skel, d)
@@ -224,11 +233,15 @@ def test_pooling_other_id_types_and_long_lists(monkeypatch):
     monkeypatch.setattr(pooling, "BLOCK_ROWS", 3)  # many blocks, lists longer than a block
     rng = np.random.default_rng(5)
     lists = [[int(x) for x in rng.integers(0, 70, rng.integers(0, 40))] for _ in range(50)]
-    t = pa.table({
-        "a32": pa.array([None if i % 7 == 0 else i for i in range(50)], pa.int32()),
-        "big": pa.array(lists, pa.large_list(pa.int64())),
-        "small": pa.array([[x % 60 for x in l[:3]] + [0] * (3 - len(l[:3])) for l in lists], pa.list_(pa.int32(), 3)),
-    })
+    t = pa.table(
+        {
+            "a32": pa.array([None if i % 7 == 0 else i for i in range(50)], pa.int32()),
+            "big": pa.array(lists, pa.large_list(pa.int64())),
+            "small": pa.array(
+                [[x % 60 for x in lst[:3]] + [0] * (3 - len(lst[:3])) for lst in lists], pa.list_(pa.int32(), 3)
+            ),
+        }
+    )
     specs = [("e1", "a32"), ("e2", "big"), ("e3", "small")]
     out = enrich_table(t, st, [EmbeddingSpec(n, c) for n, c in specs])
     for name, col in specs:
@@ -246,14 +259,18 @@ def test_store_rules_duplicates_nulls_empty():
     # a null element inside the vector of id 9 makes that row unusable
     child = pa.array([None if i == 5 * DIM + 1 else float(x) for i, x in enumerate(flat)], pa.float32())
     fsl = pa.FixedSizeListArray.from_arrays(child, DIM, mask=pa.array([False, False, False, False, True, False]))
-    st = EmbeddingStore.from_arrays(pa.chunked_array([keys.slice(0, 2), keys.slice(2)]), pa.chunked_array([fsl.slice(0, 3), fsl.slice(3)]))
+    st = EmbeddingStore.from_arrays(
+        pa.chunked_array([keys.slice(0, 2), keys.slice(2)]), pa.chunked_array([fsl.slice(0, 3), fsl.slice(3)])
+    )
     assert st.keys.tolist() == [1, 5]  # null key, null vector (7), null element (9) dropped
     vec = lambda i: st.matrix[st.rows(np.array([i]))[0]]  # noqa: E731
     np.testing.assert_array_equal(vec(5), flat[3 * DIM : 4 * DIM])  # id 5: the later row wins
     np.testing.assert_array_equal(vec(1), flat[1 * DIM : 2 * DIM])
     assert st.rows(np.array([7, 9, -3, 2**62])).tolist() == [st.missing_row] * 4
     np.testing.assert_array_equal(st.matrix[st.missing_row], np.zeros(DIM))
-    empty = EmbeddingStore.from_arrays(pa.array([], pa.int64()), pa.FixedSizeListArray.from_arrays(pa.array([], pa.float32()), DIM))
+    empty = EmbeddingStore.from_arrays(
+        pa.array([], pa.int64()), pa.FixedSizeListArray.from_arrays(pa.array([], pa.float32()), DIM)
+    )
     vec, cnt = pooling.pool_column(pa.array([[1, 2], None, []], pa.list_(pa.int64())), empty)
     assert cnt.to_pylist() == [0, 0, 0] and vec.flatten().to_numpy().tolist() == [0.0] * 3 * DIM
 
@@ -288,9 +305,16 @@ def test_store_missing_and_pinned_version(tmp_path):
     ref = pin_store(uri, "artwork_id", "embedding")
     assert ref.version == 1 and ref.dim == DIM
     # an append after pinning does not change what the pinned version loads
-    lance.write_dataset(pa.table({"artwork_id": pa.array([1000], pa.int64()),
-                                  "embedding": pa.FixedSizeListArray.from_arrays(pa.array([1.0] * DIM, pa.float32()), DIM)}),
-                        uri, mode="append")
+    lance.write_dataset(
+        pa.table(
+            {
+                "artwork_id": pa.array([1000], pa.int64()),
+                "embedding": pa.FixedSizeListArray.from_arrays(pa.array([1.0] * DIM, pa.float32()), DIM),
+            }
+        ),
+        uri,
+        mode="append",
+    )
     assert 1000 not in EmbeddingStore.load(ref).keys.tolist()
     assert 1000 in EmbeddingStore.load(pin_store(uri, "artwork_id", "embedding")).keys.tolist()
     with pytest.raises(DaedalusError, match="version 99"):
@@ -342,13 +366,25 @@ def test_zero_row_day(ray_local, world, tmp_path):
     skel_day = tmp_path / "skeleton" / DAY
     empty = write_day(skel_day, {0: 0})
     out_day = tmp_path / "out" / DAY
-    res = stage.run_enrich_stage(skel_day, out_day, store_uri=world["uri"], key="artwork_id", vector="embedding",
-                                 embeddings=EMBEDDINGS, shard_rows=7)
+    res = stage.run_enrich_stage(
+        skel_day,
+        out_day,
+        store_uri=world["uri"],
+        key="artwork_id",
+        vector="embedding",
+        embeddings=EMBEDDINGS,
+        shard_rows=7,
+    )
     assert res["rows"] == 0 and res["shards"] == 1
     assert sorted(os.listdir(out_day)) == ["part-00000.parquet"]
     t = pq.read_table(out_day / "part-00000.parquet")
     assert t.num_rows == 0
-    assert t.column_names == empty.column_names + ["artwork_emb", "artwork_emb_count", "history_emb", "history_emb_count"]
+    assert t.column_names == empty.column_names + [
+        "artwork_emb",
+        "artwork_emb_count",
+        "history_emb",
+        "history_emb_count",
+    ]
     assert t.schema.field("history_emb").type == pa.list_(pa.float32(), DIM)
 
 
@@ -356,8 +392,16 @@ def test_exact_multiple_of_shard_rows(ray_local, world, tmp_path):
     skel_day = tmp_path / "skeleton" / DAY
     skel = write_day(skel_day, {0: 8, 1: 6})
     out_day = tmp_path / "out" / DAY
-    res = stage.run_enrich_stage(skel_day, out_day, store_uri=world["uri"], key="artwork_id", vector="embedding",
-                                 embeddings=EMBEDDINGS[::-1], shard_rows=7, batch_rows=3)
+    res = stage.run_enrich_stage(
+        skel_day,
+        out_day,
+        store_uri=world["uri"],
+        key="artwork_id",
+        vector="embedding",
+        embeddings=EMBEDDINGS[::-1],
+        shard_rows=7,
+        batch_rows=3,
+    )
     assert res["shards"] == 2
     out, names = read_day(out_day)
     assert names == ["part-00000.parquet", "part-00001.parquet"]
@@ -418,8 +462,15 @@ def test_invalid_inputs_touch_nothing(ray_local, world, tmp_path):
             run(world, out_day, **kw)
         assert problem in e.value.problem and "\n" not in str(e.value)
     with pytest.raises(DaedalusError, match="no skeleton parts"):
-        stage.run_enrich_stage(tmp_path, out_day, store_uri=world["uri"], key="artwork_id", vector="embedding",
-                               embeddings=EMBEDDINGS, shard_rows=7)
+        stage.run_enrich_stage(
+            tmp_path,
+            out_day,
+            store_uri=world["uri"],
+            key="artwork_id",
+            vector="embedding",
+            embeddings=EMBEDDINGS,
+            shard_rows=7,
+        )
     assert os.listdir(out_day) == ["keep.parquet"] and os.listdir(out_day.parent) == [DAY]
 
 
@@ -453,8 +504,13 @@ def test_same_output_through_a_shared_head(ray_local, world, tmp_path):
         env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
         env["RAY_ADDRESS"] = address
         out = tmp_path / "job" / DAY
-        job = subprocess.run([sys.executable, "-c", JOB, world["uri"], str(world["skel_day"]), str(out), ""],
-                             env=env, capture_output=True, text=True, timeout=300)
+        job = subprocess.run(
+            [sys.executable, "-c", JOB, world["uri"], str(world["skel_day"]), str(out), ""],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert job.returncode == 0, job.stderr[-3000:]
         assert job.stdout.strip() == "attached"
         assert job.stderr == ""  # nothing from Ray on the job's stderr

@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
-
 from projects import DAEDA, data_files, run, train
 
 ROOT = "data/training_output"
@@ -60,7 +59,7 @@ class Watcher:
                     self.gaps.append(str(d))
             self.looks += 1
 
-    def __enter__(self) -> "Watcher":
+    def __enter__(self) -> Watcher:
         self._thread.start()
         return self
 
@@ -101,9 +100,12 @@ def test_failed_skeleton_reruns_keep_the_old_days(trained: Path, tmp_path: Path)
     # 2. A UDF that raises inside the day job.
     edit(view, "expr: CAST(Country AS INTEGER)", "expr: ln(1 + follower_count)")
     udfs = trained / "feature_views/udfs.py"
-    edit(udfs, '    """Region code of a 2-letter country (4 = elsewhere, null stays null)."""\n',
-         '    """Region code of a 2-letter country (4 = elsewhere, null stays null)."""\n'
-         '    raise RuntimeError("broken udf")\n')
+    edit(
+        udfs,
+        '    """Region code of a 2-letter country (4 = elsewhere, null stays null)."""\n',
+        '    """Region code of a 2-letter country (4 = elsewhere, null stays null)."""\n'
+        '    raise RuntimeError("broken udf")\n',
+    )
     failed_train(trained, "--skeleton-only")
     assert days_of(trained, ROOT) == old
     edit(udfs, '    raise RuntimeError("broken udf")\n', "")
@@ -135,8 +137,13 @@ def test_a_killed_rerun_leaves_the_old_or_the_new_day(trained: Path) -> None:
     edit(trained / VIEW, "expr: ln(1 + follower_count)", "expr: ln(3 + follower_count)")
     landed = 0
     for _ in range(6):
-        proc = subprocess.Popen(DAEDA + ["pipeline", "train", "dssm_ranking", "--skeleton-only"], cwd=trained,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            DAEDA + ["pipeline", "train", "dssm_ranking", "--skeleton-only"],
+            cwd=trained,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 120
         # A day job is writing when its hidden temp directory exists: kill the run then.
         while proc.poll() is None and time.monotonic() < deadline:

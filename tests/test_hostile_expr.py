@@ -103,9 +103,16 @@ def test_hostile_expr_is_one_compile_error(workdir, capsys, expr, word):
     assert not Path("/tmp/daeda_pwned.csv").exists() and not Path("/tmp/daeda_pwned.db").exists()
 
 
-@pytest.mark.parametrize("expr", ["ln(1 + follower_count)", "if(follower_count > 10, 1.0, 0.0)",
-                                  "list_sum(list_transform([follower_count, following_count], lambda x: x * 2))",
-                                  "length(split_part(Country, ';', 1))::double", "coalesce(nullif(bio_length, 0), 1)"])
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "ln(1 + follower_count)",
+        "if(follower_count > 10, 1.0, 0.0)",
+        "list_sum(list_transform([follower_count, following_count], lambda x: x * 2))",
+        "length(split_part(Country, ';', 1))::double",
+        "coalesce(nullif(bio_length, 0), 1)",
+    ],
+)
 def test_ordinary_expressions_still_compile(workdir, capsys, expr):
     original = set_expr(workdir, expr)
     try:
@@ -136,17 +143,26 @@ def test_hand_edited_plan_with_hostile_expr_is_refused(workdir, capsys):
     assert not (workdir / "data/training_output").exists()
 
 
-@pytest.mark.parametrize("expr", ["(select count(*) from read_csv('/etc/passwd', header=false))::double",
-                                  "(select length(content) from read_text('/etc/hostname'))::double",
-                                  "(select count(*) from read_parquet('data/demo/sources/feed/*/*.parquet'))::double"])
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "(select count(*) from read_csv('/etc/passwd', header=false))::double",
+        "(select length(content) from read_text('/etc/hostname'))::double",
+        "(select count(*) from read_parquet('data/demo/sources/feed/*/*.parquet'))::double",
+    ],
+)
 def test_skeleton_duckdb_cannot_reach_other_files(workdir, tmp_path, expr):
     """The second wall: a plan whose expression was never checked still cannot read a file
     the day job was not given (not even another file of the project's own sources)."""
     old = os.getcwd()
     os.chdir(workdir)
     try:
-        paths = DefinitionPaths(Path("feature_views"), Path("feature_services"),
-                                Path("config/training/runtime.yaml"), Path("config/training/aggregations.yaml"))
+        paths = DefinitionPaths(
+            Path("feature_views"),
+            Path("feature_services"),
+            Path("config/training/runtime.yaml"),
+            Path("config/training/aggregations.yaml"),
+        )
         data = yaml.safe_load(compile_service("dssm_ranking", paths, output_dir=None).plan.to_yaml())
         derive = next(op for op in data["operators"] if op["name"] == "derive.user_profile")
         next(f for f in derive["params"]["features"] if f.get("expr"))["expr"] = expr

@@ -73,8 +73,7 @@ def _env() -> dict[str, str]:
 
 
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([DAEDA, *args], cwd=cwd, env=_env(), capture_output=True, text=True,
-                          timeout=TIMEOUT)
+    return subprocess.run([DAEDA, *args], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=TIMEOUT)
 
 
 def tree_hashes(root: Path) -> dict[str, str]:
@@ -103,16 +102,19 @@ def dump_yaml(path: Path, data) -> None:
 
 def edit_yaml(rel: str, fn: Callable) -> Callable[[Path], None]:
     """Load rel, let fn edit the data in place (its return value is ignored), write it back."""
+
     def mutate(d: Path) -> None:
         data = load_yaml(d / rel)
         fn(data)
         dump_yaml(d / rel, data)
+
     return mutate
 
 
 def write_text(rel: str, text: str) -> Callable[[Path], None]:
     def mutate(d: Path) -> None:
         (d / rel).write_text(text)
+
     return mutate
 
 
@@ -124,6 +126,7 @@ def set_runtime(**values: str) -> Callable[[Path], None]:
             text, n = re.subn(rf"(?m)^{key}:.*$", f"{key}: {value}", text)
             assert n == 1, key
         p.write_text(text)
+
     return mutate
 
 
@@ -144,6 +147,7 @@ def garbage_parquet(pick: Callable[[list[Path]], Path]) -> Callable[[Path], None
         files = sorted((d / "data/demo/sources").rglob("*.parquet"))
         target = pick(files)
         target.write_bytes(b"this is not a parquet file\x00\x01\x02" * 64)
+
     return mutate
 
 
@@ -152,6 +156,7 @@ def file_of(source: str, day: str) -> Callable[[list[Path]], Path]:
         own = sorted(f for f in files if f"/sources/{source}/dt={day}/" in f.as_posix())
         assert own, (source, day)
         return own[0]
+
     return pick
 
 
@@ -160,6 +165,7 @@ def truncate_parquet(pick: Callable[[list[Path]], Path]) -> Callable[[Path], Non
         target = pick(sorted((d / "data/demo/sources").rglob("*.parquet")))
         data = target.read_bytes()
         target.write_bytes(data[: len(data) // 2])
+
     return mutate
 
 
@@ -173,30 +179,36 @@ def _corrupt_pages(target: Path) -> None:
 
 def retype_column(pick: Callable[[list[Path]], Path], column: str, to: pa.DataType) -> Callable[[Path], None]:
     """Rewrite one partition with `column` of another type (a producer that changed its schema)."""
+
     def mutate(d: Path) -> None:
         target = pick(sorted((d / "data/demo/sources").rglob("*.parquet")))
         t = pq.read_table(target)
         i = t.schema.get_field_index(column)
         pq.write_table(t.set_column(i, column, t[column].cast(to)), target)
+
     return mutate
 
 
 def bad_store(keys: pa.Array, vectors: pa.Array) -> Callable[[Path], None]:
     """A Lance store with these columns, and the aggregation config pointing at it."""
+
     def mutate(d: Path) -> None:
         import lance
 
         lance.write_dataset(pa.table({"artwork_id": keys, "embedding": vectors}), str(d / BAD_STORE))
         edit_yaml(AGG, lambda c: c["embedding_store"].update(uri=BAD_STORE))(d)
+
     return mutate
 
 
 def hand_plan(fn: Callable[[dict], None]) -> Callable[[Path], None]:
     """Write config/pipelines/dssm_ranking.yaml = the compiled plan, edited by fn."""
+
     def mutate(d: Path) -> None:
         plan = yaml.safe_load((d / "compiled_plan.yaml").read_text())
         fn(plan)
         dump_yaml(d / HAND_PLAN, plan)
+
     return mutate
 
 
@@ -227,272 +239,504 @@ def _append_feature(rel_view: str, feat: dict) -> Callable[[Path], None]:
 
 CASES: list[Case] = [
     # ---- YAML shape -------------------------------------------------------------------------
-    Case("view_yaml_syntax_error",
-         write_text(UP, "name: user_profile\nentities: [user_id\nsource: {path: x\n"),
-         ("user_profile.yaml",)),
-    Case("view_top_level_is_list",
-         write_text(UP, "- name: user_profile\n- entities: [user_id]\n"),
-         ("user_profile.yaml",)),
-    Case("view_unknown_key",
-         edit_yaml(UP, lambda v: v.update(ttl_days=3)),
-         ("user_profile.yaml",), contains=("ttl_days",)),
-    Case("view_unknown_feature_key",
-         edit_yaml(UP, lambda v: feature(v, "bio_length").update(dtpye="int32")),
-         ("user_profile.yaml",), contains=("dtpye",)),
-    Case("aggregations_yaml_syntax_error",
-         write_text(AGG, "aggregations:\n  - {name: x\n"),
-         ("aggregations.yaml",)),
+    Case(
+        "view_yaml_syntax_error",
+        write_text(UP, "name: user_profile\nentities: [user_id\nsource: {path: x\n"),
+        ("user_profile.yaml",),
+    ),
+    Case(
+        "view_top_level_is_list",
+        write_text(UP, "- name: user_profile\n- entities: [user_id]\n"),
+        ("user_profile.yaml",),
+    ),
+    Case(
+        "view_unknown_key",
+        edit_yaml(UP, lambda v: v.update(ttl_days=3)),
+        ("user_profile.yaml",),
+        contains=("ttl_days",),
+    ),
+    Case(
+        "view_unknown_feature_key",
+        edit_yaml(UP, lambda v: feature(v, "bio_length").update(dtpye="int32")),
+        ("user_profile.yaml",),
+        contains=("dtpye",),
+    ),
+    Case("aggregations_yaml_syntax_error", write_text(AGG, "aggregations:\n  - {name: x\n"), ("aggregations.yaml",)),
     # ---- names -------------------------------------------------------------------------------
-    Case("service_unknown_feature_view",
-         edit_yaml(SVC, lambda s: s["features"].append("no_such_view")),
-         ("dssm_ranking.yaml",), contains=("no_such_view",)),
-    Case("view_name_differs_from_file_stem",
-         edit_yaml(UP, lambda v: v.update(name="user_profiles")),
-         ("user_profile.yaml",)),
-    Case("view_duplicate_feature_name",
-         _append_feature(UP, {"name": "follower_count", "dtype": "int64"}),
-         ("user_profile.yaml",), contains=("follower_count",)),
-    Case("service_duplicate_view",
-         edit_yaml(SVC, lambda s: s["features"].append("user_profile")),
-         ("dssm_ranking.yaml",), contains=("user_profile",)),
-    Case("view_bad_feature_identifier",
-         _append_feature(UP, {"name": "Name-1", "dtype": "int64", "column": "follower_count"}),
-         ("user_profile.yaml",), contains=("Name-1",)),
-    Case("aggregation_bad_identifier",
-         edit_yaml(AGG, lambda c: aggregation(c, "user_likes").update(name="User-Likes")),
-         ("aggregations.yaml",), contains=("User-Likes",)),
-    Case("service_unknown_aggregation",
-         edit_yaml(SVC, lambda s: s["aggregations"].append("no_such_agg")),
-         ("dssm_ranking.yaml",), contains=("no_such_agg",)),
-    Case("service_unknown_embedding",
-         edit_yaml(SVC, lambda s: s["embeddings"].append("no_such_emb")),
-         ("dssm_ranking.yaml",), contains=("no_such_emb",)),
+    Case(
+        "service_unknown_feature_view",
+        edit_yaml(SVC, lambda s: s["features"].append("no_such_view")),
+        ("dssm_ranking.yaml",),
+        contains=("no_such_view",),
+    ),
+    Case(
+        "view_name_differs_from_file_stem",
+        edit_yaml(UP, lambda v: v.update(name="user_profiles")),
+        ("user_profile.yaml",),
+    ),
+    Case(
+        "view_duplicate_feature_name",
+        _append_feature(UP, {"name": "follower_count", "dtype": "int64"}),
+        ("user_profile.yaml",),
+        contains=("follower_count",),
+    ),
+    Case(
+        "service_duplicate_view",
+        edit_yaml(SVC, lambda s: s["features"].append("user_profile")),
+        ("dssm_ranking.yaml",),
+        contains=("user_profile",),
+    ),
+    Case(
+        "view_bad_feature_identifier",
+        _append_feature(UP, {"name": "Name-1", "dtype": "int64", "column": "follower_count"}),
+        ("user_profile.yaml",),
+        contains=("Name-1",),
+    ),
+    Case(
+        "aggregation_bad_identifier",
+        edit_yaml(AGG, lambda c: aggregation(c, "user_likes").update(name="User-Likes")),
+        ("aggregations.yaml",),
+        contains=("User-Likes",),
+    ),
+    Case(
+        "service_unknown_aggregation",
+        edit_yaml(SVC, lambda s: s["aggregations"].append("no_such_agg")),
+        ("dssm_ranking.yaml",),
+        contains=("no_such_agg",),
+    ),
+    Case(
+        "service_unknown_embedding",
+        edit_yaml(SVC, lambda s: s["embeddings"].append("no_such_emb")),
+        ("dssm_ranking.yaml",),
+        contains=("no_such_emb",),
+    ),
     # ---- durations, dtypes, functions ---------------------------------------------------------
-    Case("view_ttl_bad_unit_7x",
-         edit_yaml(UP, lambda v: v.update(ttl="7x")),
-         ("user_profile.yaml",), contains=("7x",)),
-    Case("view_ttl_zero_0d",
-         edit_yaml(UP, lambda v: v.update(ttl="0d")),
-         ("user_profile.yaml",), contains=("0d",)),
-    Case("aggregation_window_negative",
-         edit_yaml(AGG, lambda c: aggregation(c, "user_engagement").update(windows=["-1h", "1d", "7d"])),
-         ("aggregations.yaml",), contains=("-1h",)),
-    Case("view_bad_dtype",
-         edit_yaml(UP, lambda v: feature(v, "follower_count").update(dtype="flot64")),
-         ("user_profile.yaml",), contains=("dtype",)),
-    Case("aggregation_bad_function",
-         edit_yaml(AGG, lambda c: aggregation(c, "user_engagement")["features"][2].update(function="medain")),
-         ("aggregations.yaml",), contains=("function",)),
-    Case("aggregation_last_k_without_k",
-         edit_yaml(AGG, lambda c: next(f for f in aggregation(c, "user_engagement")["features"]
-                                       if f["name"] == "recent_artworks").pop("k")),
-         ("aggregations.yaml",), contains=("recent_artworks",)),
-    Case("aggregation_sum_over_string",
-         edit_yaml(AGG, lambda c: aggregation(c, "user_engagement")["features"].append(
-             {"name": "device_sum", "column": "device", "function": "sum"})),
-         ("aggregations.yaml",)),
-    Case("aggregation_unknown_column",
-         edit_yaml(AGG, lambda c: aggregation(c, "user_engagement")["features"].append(
-             {"name": "nope_sum", "column": "no_such_col", "function": "sum"})),
-         ("aggregations.yaml",), contains=("no_such_col",)),
+    Case("view_ttl_bad_unit_7x", edit_yaml(UP, lambda v: v.update(ttl="7x")), ("user_profile.yaml",), contains=("7x",)),
+    Case("view_ttl_zero_0d", edit_yaml(UP, lambda v: v.update(ttl="0d")), ("user_profile.yaml",), contains=("0d",)),
+    Case(
+        "aggregation_window_negative",
+        edit_yaml(AGG, lambda c: aggregation(c, "user_engagement").update(windows=["-1h", "1d", "7d"])),
+        ("aggregations.yaml",),
+        contains=("-1h",),
+    ),
+    Case(
+        "view_bad_dtype",
+        edit_yaml(UP, lambda v: feature(v, "follower_count").update(dtype="flot64")),
+        ("user_profile.yaml",),
+        contains=("dtype",),
+    ),
+    Case(
+        "aggregation_bad_function",
+        edit_yaml(AGG, lambda c: aggregation(c, "user_engagement")["features"][2].update(function="medain")),
+        ("aggregations.yaml",),
+        contains=("function",),
+    ),
+    Case(
+        "aggregation_last_k_without_k",
+        edit_yaml(
+            AGG,
+            lambda c: next(
+                f for f in aggregation(c, "user_engagement")["features"] if f["name"] == "recent_artworks"
+            ).pop("k"),
+        ),
+        ("aggregations.yaml",),
+        contains=("recent_artworks",),
+    ),
+    Case(
+        "aggregation_sum_over_string",
+        edit_yaml(
+            AGG,
+            lambda c: aggregation(c, "user_engagement")["features"].append(
+                {"name": "device_sum", "column": "device", "function": "sum"}
+            ),
+        ),
+        ("aggregations.yaml",),
+    ),
+    Case(
+        "aggregation_unknown_column",
+        edit_yaml(
+            AGG,
+            lambda c: aggregation(c, "user_engagement")["features"].append(
+                {"name": "nope_sum", "column": "no_such_col", "function": "sum"}
+            ),
+        ),
+        ("aggregations.yaml",),
+        contains=("no_such_col",),
+    ),
     # ---- dates ---------------------------------------------------------------------------------
-    Case("runtime_bad_feed_start",
-         set_runtime(feed_start="2026-13"),
-         ("runtime.yaml",), contains=("feed_start",)),
-    Case("runtime_feed_end_before_start",
-         set_runtime(feed_start="2026-04-02", feed_end="2026-04-01"),
-         ("runtime.yaml",)),
+    Case("runtime_bad_feed_start", set_runtime(feed_start="2026-13"), ("runtime.yaml",), contains=("feed_start",)),
+    Case(
+        "runtime_feed_end_before_start", set_runtime(feed_start="2026-04-02", feed_end="2026-04-01"), ("runtime.yaml",)
+    ),
     # ---- columns -------------------------------------------------------------------------------
-    Case("view_feature_column_not_in_source",
-         _append_feature(UP, {"name": "nope_col", "dtype": "int64"}),
-         ("user_profile.yaml",), contains=("nope_col",)),
-    Case("view_entity_not_in_source",
-         edit_yaml(UP, lambda v: v.update(entities=["user_id", "artwork_id"])),
-         ("user_profile.yaml",), contains=("artwork_id",)),
-    Case("view_entity_not_in_spine",
-         edit_yaml(UP, lambda v: v.update(entities=["user_id", "bio_length"])),
-         ("user_profile.yaml",), contains=("bio_length",)),
-    Case("spine_label_missing",
-         edit_yaml(SVC, lambda s: s["spine"]["labels"].append("shared")),
-         ("dssm_ranking.yaml",), contains=("shared",)),
-    Case("view_timestamp_field_not_timestamp",
-         edit_yaml(UP, lambda v: v["source"].update(timestamp_field="follower_count")),
-         ("user_profile.yaml",), contains=("follower_count",)),
+    Case(
+        "view_feature_column_not_in_source",
+        _append_feature(UP, {"name": "nope_col", "dtype": "int64"}),
+        ("user_profile.yaml",),
+        contains=("nope_col",),
+    ),
+    Case(
+        "view_entity_not_in_source",
+        edit_yaml(UP, lambda v: v.update(entities=["user_id", "artwork_id"])),
+        ("user_profile.yaml",),
+        contains=("artwork_id",),
+    ),
+    Case(
+        "view_entity_not_in_spine",
+        edit_yaml(UP, lambda v: v.update(entities=["user_id", "bio_length"])),
+        ("user_profile.yaml",),
+        contains=("bio_length",),
+    ),
+    Case(
+        "spine_label_missing",
+        edit_yaml(SVC, lambda s: s["spine"]["labels"].append("shared")),
+        ("dssm_ranking.yaml",),
+        contains=("shared",),
+    ),
+    Case(
+        "view_timestamp_field_not_timestamp",
+        edit_yaml(UP, lambda v: v["source"].update(timestamp_field="follower_count")),
+        ("user_profile.yaml",),
+        contains=("follower_count",),
+    ),
     # ---- sources and stores ------------------------------------------------------------------
-    Case("view_source_path_missing",
-         edit_yaml(UP, lambda v: v["source"].update(path="data/demo/sources/no_such_source")),
-         ("user_profile.yaml", "no_such_source")),
+    Case(
+        "view_source_path_missing",
+        edit_yaml(UP, lambda v: v["source"].update(path="data/demo/sources/no_such_source")),
+        ("user_profile.yaml", "no_such_source"),
+    ),
     # The oldest partition the run reads: the spine's look-back (its longest `source: spine`
     # window, 30d) reaches 2026-03-02 from 2026-04-01. Older ones are not read at all
     # (tests/test_partitions.py).
-    Case("unreadable_parquet_oldest_needed_partition_of_feed",
-         garbage_parquet(file_of("feed", "2026-03-02")),
-         ("feed/dt=2026-03-02",), contains=("unreadable parquet",)),
-    Case("unreadable_parquet_in_range_user_profile",
-         garbage_parquet(file_of("user_profile", "2026-04-01")),
-         ("user_profile/dt=2026-04-01", "user_profile.yaml")),
-    Case("embedding_store_missing",
-         edit_yaml(AGG, lambda c: c["embedding_store"].update(uri="data/demo/embeddings/missing.lance")),
-         ("aggregations.yaml", "missing.lance")),
-    Case("embedding_ids_not_an_output_column",
-         edit_yaml(AGG, lambda c: embedding(c, "history_emb").update(ids="no_such_column")),
-         ("aggregations.yaml",), contains=("no_such_column",)),
-    Case("truncated_parquet_in_range_user_profile",
-         truncate_parquet(file_of("user_profile", "2026-04-01")),
-         ("user_profile/dt=2026-04-01",), contains=("unreadable parquet",)),
-    Case("truncated_parquet_of_the_spine",
-         truncate_parquet(file_of("feed", "2026-04-02")),
-         ("feed/dt=2026-04-02",), contains=("unreadable parquet",)),
-    Case("source_partition_column_changes_type",
-         retype_column(file_of("user_profile", "2026-04-02"), "follower_count", pa.string()),
-         ("user_profile/dt=2026-04-02",), contains=("follower_count", "string")),
-    Case("spine_partition_label_changes_type",
-         retype_column(file_of("feed", "2026-04-01"), "clicked", pa.string()),
-         ("feed/dt=2026-04-01",), contains=("clicked",)),
-    Case("store_key_wrong_type",
-         bad_store(pa.array(["1", "2"]), pa.FixedSizeListArray.from_arrays(pa.array([0.5] * 64, pa.float32()), 32)),
-         ("aggregations.yaml", "bad.lance"), contains=("artwork_id", "int64")),
-    Case("store_vectors_without_a_fixed_dimension",
-         bad_store(pa.array([1, 2], pa.int64()), pa.array([[0.5] * 32, [0.5] * 16], pa.list_(pa.float32()))),
-         ("aggregations.yaml", "bad.lance"), contains=("embedding", "fixed_size_list")),
-    Case("store_vectors_float64",
-         bad_store(pa.array([1, 2], pa.int64()), pa.FixedSizeListArray.from_arrays(pa.array([0.5] * 64, pa.float64()), 32)),
-         ("aggregations.yaml", "bad.lance"), contains=("embedding",)),
+    Case(
+        "unreadable_parquet_oldest_needed_partition_of_feed",
+        garbage_parquet(file_of("feed", "2026-03-02")),
+        ("feed/dt=2026-03-02",),
+        contains=("unreadable parquet",),
+    ),
+    Case(
+        "unreadable_parquet_in_range_user_profile",
+        garbage_parquet(file_of("user_profile", "2026-04-01")),
+        ("user_profile/dt=2026-04-01", "user_profile.yaml"),
+    ),
+    Case(
+        "embedding_store_missing",
+        edit_yaml(AGG, lambda c: c["embedding_store"].update(uri="data/demo/embeddings/missing.lance")),
+        ("aggregations.yaml", "missing.lance"),
+    ),
+    Case(
+        "embedding_ids_not_an_output_column",
+        edit_yaml(AGG, lambda c: embedding(c, "history_emb").update(ids="no_such_column")),
+        ("aggregations.yaml",),
+        contains=("no_such_column",),
+    ),
+    Case(
+        "truncated_parquet_in_range_user_profile",
+        truncate_parquet(file_of("user_profile", "2026-04-01")),
+        ("user_profile/dt=2026-04-01",),
+        contains=("unreadable parquet",),
+    ),
+    Case(
+        "truncated_parquet_of_the_spine",
+        truncate_parquet(file_of("feed", "2026-04-02")),
+        ("feed/dt=2026-04-02",),
+        contains=("unreadable parquet",),
+    ),
+    Case(
+        "source_partition_column_changes_type",
+        retype_column(file_of("user_profile", "2026-04-02"), "follower_count", pa.string()),
+        ("user_profile/dt=2026-04-02",),
+        contains=("follower_count", "string"),
+    ),
+    Case(
+        "spine_partition_label_changes_type",
+        retype_column(file_of("feed", "2026-04-01"), "clicked", pa.string()),
+        ("feed/dt=2026-04-01",),
+        contains=("clicked",),
+    ),
+    Case(
+        "store_key_wrong_type",
+        bad_store(pa.array(["1", "2"]), pa.FixedSizeListArray.from_arrays(pa.array([0.5] * 64, pa.float32()), 32)),
+        ("aggregations.yaml", "bad.lance"),
+        contains=("artwork_id", "int64"),
+    ),
+    Case(
+        "store_vectors_without_a_fixed_dimension",
+        bad_store(pa.array([1, 2], pa.int64()), pa.array([[0.5] * 32, [0.5] * 16], pa.list_(pa.float32()))),
+        ("aggregations.yaml", "bad.lance"),
+        contains=("embedding", "fixed_size_list"),
+    ),
+    Case(
+        "store_vectors_float64",
+        bad_store(
+            pa.array([1, 2], pa.int64()), pa.FixedSizeListArray.from_arrays(pa.array([0.5] * 64, pa.float64()), 32)
+        ),
+        ("aggregations.yaml", "bad.lance"),
+        contains=("embedding",),
+    ),
     # ---- wrong shape, unknown keys -------------------------------------------------------
-    Case("runtime_unknown_key_did_you_mean",
-         lambda d: (d / RT).write_text((d / RT).read_text() + "day_worker: 2\n"),
-         ("runtime.yaml",), contains=("day_worker", "did you mean", "day_workers")),
-    Case("runtime_is_a_list",
-         write_text(RT, "- feed_start: 2026-04-01\n- feed_end: 2026-04-02\n"),
-         ("runtime.yaml",)),
-    Case("view_features_is_a_mapping",
-         edit_yaml(UP, lambda v: v.update(features={"follower_count": "int64"})),
-         ("user_profile.yaml",), contains=("features",)),
-    Case("service_features_is_a_string",
-         edit_yaml(SVC, lambda s: s.update(features="user_profile")),
-         ("dssm_ranking.yaml",), contains=("features",)),
-    Case("aggregation_windows_is_a_number",
-         edit_yaml(AGG, lambda c: aggregation(c, "user_engagement").update(windows=7)),
-         ("aggregations.yaml",), contains=("windows",)),
+    Case(
+        "runtime_unknown_key_did_you_mean",
+        lambda d: (d / RT).write_text((d / RT).read_text() + "day_worker: 2\n"),
+        ("runtime.yaml",),
+        contains=("day_worker", "did you mean", "day_workers"),
+    ),
+    Case("runtime_is_a_list", write_text(RT, "- feed_start: 2026-04-01\n- feed_end: 2026-04-02\n"), ("runtime.yaml",)),
+    Case(
+        "view_features_is_a_mapping",
+        edit_yaml(UP, lambda v: v.update(features={"follower_count": "int64"})),
+        ("user_profile.yaml",),
+        contains=("features",),
+    ),
+    Case(
+        "service_features_is_a_string",
+        edit_yaml(SVC, lambda s: s.update(features="user_profile")),
+        ("dssm_ranking.yaml",),
+        contains=("features",),
+    ),
+    Case(
+        "aggregation_windows_is_a_number",
+        edit_yaml(AGG, lambda c: aggregation(c, "user_engagement").update(windows=7)),
+        ("aggregations.yaml",),
+        contains=("windows",),
+    ),
     # ---- output root -----------------------------------------------------------------------
-    Case("opt_output_root_not_writable", nothing, ("--output-root",),
-         args=(*TRAIN, "--output-root", UNDER_A_FILE), contains=("not writable",)),
-    Case("runtime_output_root_not_writable",
-         set_runtime(output_root=UNDER_A_FILE),
-         ("runtime.yaml",), contains=("output_root", "not writable")),
-    Case("opt_target_date_before_range", nothing, ("--target-date",),
-         args=(*TRAIN, "--target-date", "2026-03-31"), contains=("outside",)),
+    Case(
+        "opt_output_root_not_writable",
+        nothing,
+        ("--output-root",),
+        args=(*TRAIN, "--output-root", UNDER_A_FILE),
+        contains=("not writable",),
+    ),
+    Case(
+        "runtime_output_root_not_writable",
+        set_runtime(output_root=UNDER_A_FILE),
+        ("runtime.yaml",),
+        contains=("output_root", "not writable"),
+    ),
+    Case(
+        "opt_target_date_before_range",
+        nothing,
+        ("--target-date",),
+        args=(*TRAIN, "--target-date", "2026-03-31"),
+        contains=("outside",),
+    ),
     # ---- expressions and UDFs ------------------------------------------------------------------
-    Case("expr_with_semicolon",
-         edit_yaml(UP, lambda v: feature(v, "log_followers").update(expr="ln(1 + follower_count); select 1")),
-         ("user_profile.yaml",), contains=("log_followers",)),
-    Case("expr_with_subquery",
-         edit_yaml(UP, lambda v: feature(v, "log_followers").update(
-             expr="(select max(follower_count) from user_profile)")),
-         ("user_profile.yaml",), contains=("log_followers",)),
-    Case("expr_unknown_column",
-         edit_yaml(UP, lambda v: feature(v, "log_followers").update(expr="ln(1 + no_such_col)")),
-         ("user_profile.yaml",), contains=("log_followers",)),
-    Case("udf_module_not_importable",
-         edit_yaml(AS, lambda v: feature(v, "price_band").update(udf="feature_views.no_such_module:price_band")),
-         ("artwork_stats.yaml",)),
+    Case(
+        "expr_with_semicolon",
+        edit_yaml(UP, lambda v: feature(v, "log_followers").update(expr="ln(1 + follower_count); select 1")),
+        ("user_profile.yaml",),
+        contains=("log_followers",),
+    ),
+    Case(
+        "expr_with_subquery",
+        edit_yaml(
+            UP, lambda v: feature(v, "log_followers").update(expr="(select max(follower_count) from user_profile)")
+        ),
+        ("user_profile.yaml",),
+        contains=("log_followers",),
+    ),
+    Case(
+        "expr_unknown_column",
+        edit_yaml(UP, lambda v: feature(v, "log_followers").update(expr="ln(1 + no_such_col)")),
+        ("user_profile.yaml",),
+        contains=("log_followers",),
+    ),
+    Case(
+        "udf_module_not_importable",
+        edit_yaml(AS, lambda v: feature(v, "price_band").update(udf="feature_views.no_such_module:price_band")),
+        ("artwork_stats.yaml",),
+    ),
     # ---- options -------------------------------------------------------------------------------
-    Case("opt_day_workers_zero", nothing, ("--day-workers",),
-         args=(*TRAIN, "--day-workers", "0")),
-    Case("opt_day_workers_not_int", nothing, ("--day-workers",),
-         args=(*TRAIN, "--day-workers", "abc")),
-    Case("opt_target_date_invalid", nothing, ("--target-date",),
-         args=(*TRAIN, "--target-date", "2026-02-30")),
-    Case("opt_target_date_outside_range", nothing, ("--target-date",),
-         args=(*TRAIN, "--target-date", "2026-04-05")),
-    Case("opt_skeleton_only_and_enrich_only", nothing, ("--skeleton-only", "--enrich-only"),
-         args=(*TRAIN, "--enrich-only")),
-    Case("opt_unknown_option", nothing, ("--no-such-option",),
-         args=(*TRAIN, "--no-such-option")),
-    Case("opt_unknown_service", nothing, ("no_such_service", "SERVICE", "service"),
-         args=("pipeline", "train", "no_such_service", "--skeleton-only")),
-    Case("opt_runtime_config_path_missing", nothing, ("--runtime-config-path", "missing_runtime.yaml"),
-         args=(*TRAIN, "--runtime-config-path", "config/training/missing_runtime.yaml")),
-    Case("opt_feature_views_dir_not_a_directory", nothing, ("--feature-views-dir", "config.yaml"),
-         args=(*TRAIN, "--feature-views-dir", "config/config.yaml")),
+    Case("opt_day_workers_zero", nothing, ("--day-workers",), args=(*TRAIN, "--day-workers", "0")),
+    Case("opt_day_workers_not_int", nothing, ("--day-workers",), args=(*TRAIN, "--day-workers", "abc")),
+    Case("opt_target_date_invalid", nothing, ("--target-date",), args=(*TRAIN, "--target-date", "2026-02-30")),
+    Case("opt_target_date_outside_range", nothing, ("--target-date",), args=(*TRAIN, "--target-date", "2026-04-05")),
+    Case(
+        "opt_skeleton_only_and_enrich_only",
+        nothing,
+        ("--skeleton-only", "--enrich-only"),
+        args=(*TRAIN, "--enrich-only"),
+    ),
+    Case("opt_unknown_option", nothing, ("--no-such-option",), args=(*TRAIN, "--no-such-option")),
+    Case(
+        "opt_unknown_service",
+        nothing,
+        ("no_such_service", "SERVICE", "service"),
+        args=("pipeline", "train", "no_such_service", "--skeleton-only"),
+    ),
+    Case(
+        "opt_runtime_config_path_missing",
+        nothing,
+        ("--runtime-config-path", "missing_runtime.yaml"),
+        args=(*TRAIN, "--runtime-config-path", "config/training/missing_runtime.yaml"),
+    ),
+    Case(
+        "opt_feature_views_dir_not_a_directory",
+        nothing,
+        ("--feature-views-dir", "config.yaml"),
+        args=(*TRAIN, "--feature-views-dir", "config/config.yaml"),
+    ),
     # ---- hand-edited plan ------------------------------------------------------------------------
-    Case("hand_plan_engine_unsupported_by_operator",
-         hand_plan(lambda p: operator(p, "derive.user_profile").update(engine="pythonic")),
-         ("pipelines/dssm_ranking.yaml",), contains=("derive.user_profile", "pythonic")),
-    Case("hand_plan_engine_unknown",
-         hand_plan(lambda p: operator(p, "window_agg.user_engagement").update(engine="spark")),
-         ("pipelines/dssm_ranking.yaml",), contains=("engine",)),
+    Case(
+        "hand_plan_engine_unsupported_by_operator",
+        hand_plan(lambda p: operator(p, "derive.user_profile").update(engine="pythonic")),
+        ("pipelines/dssm_ranking.yaml",),
+        contains=("derive.user_profile", "pythonic"),
+    ),
+    Case(
+        "hand_plan_engine_unknown",
+        hand_plan(lambda p: operator(p, "window_agg.user_engagement").update(engine="spark")),
+        ("pipelines/dssm_ranking.yaml",),
+        contains=("engine",),
+    ),
     # ---- errors name the value given and the choices (issue 12) ---------------------------------
-    Case("view_dtype_int128_names_value_and_choices",
-         edit_yaml(UP, lambda v: feature(v, "follower_count").update(dtype="int128")),
-         ("user_profile.yaml",), contains=("dtype", "'int128'", "int64", "timestamp", "did you mean")),
-    Case("aggregation_function_median_did_you_mean",
-         edit_yaml(AGG, lambda c: aggregation(c, "user_engagement")["features"][2].update(function="median")),
-         ("aggregations.yaml",), contains=("function", "'median'", "count_distinct", "did you mean 'mean'")),
-    Case("runtime_unquoted_date_month_13",
-         write_text(RT, "feed_start: 2026-13-01\nfeed_end: 2026-04-02\n"),
-         ("runtime.yaml",), contains=("feed_start", "2026-13-01", "month")),
-    Case("runtime_unquoted_date_day_out_of_range",
-         write_text(RT, "feed_start: 2026-04-01\nfeed_end: 2026-04-31\n"),
-         ("runtime.yaml",), contains=("feed_end", "2026-04-31")),
-    Case("runtime_day_workers_a_word",
-         set_runtime(day_workers="two"),
-         ("runtime.yaml",), contains=("day_workers", "integer", "'two'")),
-    Case("runtime_chunk_rows_zero",
-         lambda d: (d / RT).write_text((d / RT).read_text() + "skeleton: {chunk_rows: 0}\n"),
-         ("runtime.yaml",), contains=("skeleton.chunk_rows", "got 0")),
-    Case("view_ttl_a_number",
-         edit_yaml(UP, lambda v: v.update(ttl=7)),
-         ("user_profile.yaml",), contains=("ttl", "string", "got 7")),
-    Case("aggregation_source_typo_did_you_mean",
-         edit_yaml(AGG, lambda c: aggregation(c, "user_engagement").update(source="spin")),
-         ("aggregations.yaml",), contains=("source", "'spin'", "did you mean 'spine'")),
-    Case("aggregation_source_mapping_missing_key",
-         edit_yaml(AGG, lambda c: aggregation(c, "artwork_likes")["source"].pop("timestamp_field")),
-         ("aggregations.yaml",), contains=("source.timestamp_field", "missing")),
-    Case("aggregation_windows_a_string",
-         edit_yaml(AGG, lambda c: aggregation(c, "user_engagement").update(windows="7d")),
-         ("aggregations.yaml",), contains=("windows", "list", "'7d'")),
-    Case("view_column_typo_did_you_mean",
-         edit_yaml(UP, lambda v: feature(v, "follower_count").update(column="folower_count")),
-         ("user_profile.yaml",), contains=("folower_count", "did you mean 'follower_count'")),
-    Case("view_string_column_declared_int64",
-         edit_yaml(UP, lambda v: feature(v, "country").update(dtype="int64")),
-         ("user_profile.yaml",), contains=("country", "Country", "string", "int64")),
-    Case("empty_parquet_file_in_range",
-         lambda d: file_of("user_profile", "2026-04-02")(sorted((d / "data/demo/sources").rglob("*.parquet"))).write_bytes(b""),
-         ("user_profile/dt=2026-04-02",), contains=("empty", "0 bytes")),
-    Case("corrupt_pages_behind_a_good_footer",  # found by the lint's read of the timestamps
-         lambda d: _corrupt_pages(file_of("user_profile", "2026-04-02")(sorted((d / "data/demo/sources").rglob("*.parquet")))),
-         ("user_profile/dt=2026-04-02",), contains=("unreadable parquet data",)),
-    Case("hand_plan_engine_typo",
-         hand_plan(lambda p: operator(p, "window_agg.user_engagement").update(engine="sqll")),
-         ("pipelines/dssm_ranking.yaml",), contains=("engine", "'sqll'", "pythonic", "did you mean 'sql'")),
-    Case("hand_plan_derive_dtype_int128",
-         hand_plan(lambda p: operator(p, "derive.user_profile")["params"]["features"][0].update(dtype="int128")),
-         ("pipelines/dssm_ranking.yaml",), contains=("derive.user_profile", "dtype", "'int128'")),
-    Case("hand_plan_output_type_int7",
-         hand_plan(lambda p: operator(p, "derive.user_profile")["outputs"][0].update(type="int7")),
-         ("pipelines/dssm_ranking.yaml",), contains=("'int7'",)),
-    Case("hand_plan_source_column_changed_kind",
-         hand_plan(lambda p: p["sources"]["view.user_profile"]["columns"].update(follower_count="string")),
-         ("pipelines/dssm_ranking.yaml",), contains=("view.user_profile", "follower_count", "string", "int64")),
-    Case("hand_plan_old_format",
-         hand_plan(lambda p: p.update(format=1)),
-         ("pipelines/dssm_ranking.yaml",), contains=("format", "recompile")),
+    Case(
+        "view_dtype_int128_names_value_and_choices",
+        edit_yaml(UP, lambda v: feature(v, "follower_count").update(dtype="int128")),
+        ("user_profile.yaml",),
+        contains=("dtype", "'int128'", "int64", "timestamp", "did you mean"),
+    ),
+    Case(
+        "aggregation_function_median_did_you_mean",
+        edit_yaml(AGG, lambda c: aggregation(c, "user_engagement")["features"][2].update(function="median")),
+        ("aggregations.yaml",),
+        contains=("function", "'median'", "count_distinct", "did you mean 'mean'"),
+    ),
+    Case(
+        "runtime_unquoted_date_month_13",
+        write_text(RT, "feed_start: 2026-13-01\nfeed_end: 2026-04-02\n"),
+        ("runtime.yaml",),
+        contains=("feed_start", "2026-13-01", "month"),
+    ),
+    Case(
+        "runtime_unquoted_date_day_out_of_range",
+        write_text(RT, "feed_start: 2026-04-01\nfeed_end: 2026-04-31\n"),
+        ("runtime.yaml",),
+        contains=("feed_end", "2026-04-31"),
+    ),
+    Case(
+        "runtime_day_workers_a_word",
+        set_runtime(day_workers="two"),
+        ("runtime.yaml",),
+        contains=("day_workers", "integer", "'two'"),
+    ),
+    Case(
+        "runtime_chunk_rows_zero",
+        lambda d: (d / RT).write_text((d / RT).read_text() + "skeleton: {chunk_rows: 0}\n"),
+        ("runtime.yaml",),
+        contains=("skeleton.chunk_rows", "got 0"),
+    ),
+    Case(
+        "view_ttl_a_number",
+        edit_yaml(UP, lambda v: v.update(ttl=7)),
+        ("user_profile.yaml",),
+        contains=("ttl", "string", "got 7"),
+    ),
+    Case(
+        "aggregation_source_typo_did_you_mean",
+        edit_yaml(AGG, lambda c: aggregation(c, "user_engagement").update(source="spin")),
+        ("aggregations.yaml",),
+        contains=("source", "'spin'", "did you mean 'spine'"),
+    ),
+    Case(
+        "aggregation_source_mapping_missing_key",
+        edit_yaml(AGG, lambda c: aggregation(c, "artwork_likes")["source"].pop("timestamp_field")),
+        ("aggregations.yaml",),
+        contains=("source.timestamp_field", "missing"),
+    ),
+    Case(
+        "aggregation_windows_a_string",
+        edit_yaml(AGG, lambda c: aggregation(c, "user_engagement").update(windows="7d")),
+        ("aggregations.yaml",),
+        contains=("windows", "list", "'7d'"),
+    ),
+    Case(
+        "view_column_typo_did_you_mean",
+        edit_yaml(UP, lambda v: feature(v, "follower_count").update(column="folower_count")),
+        ("user_profile.yaml",),
+        contains=("folower_count", "did you mean 'follower_count'"),
+    ),
+    Case(
+        "view_string_column_declared_int64",
+        edit_yaml(UP, lambda v: feature(v, "country").update(dtype="int64")),
+        ("user_profile.yaml",),
+        contains=("country", "Country", "string", "int64"),
+    ),
+    Case(
+        "empty_parquet_file_in_range",
+        lambda d: file_of("user_profile", "2026-04-02")(
+            sorted((d / "data/demo/sources").rglob("*.parquet"))
+        ).write_bytes(b""),
+        ("user_profile/dt=2026-04-02",),
+        contains=("empty", "0 bytes"),
+    ),
+    Case(
+        "corrupt_pages_behind_a_good_footer",  # found by the lint's read of the timestamps
+        lambda d: _corrupt_pages(
+            file_of("user_profile", "2026-04-02")(sorted((d / "data/demo/sources").rglob("*.parquet")))
+        ),
+        ("user_profile/dt=2026-04-02",),
+        contains=("unreadable parquet data",),
+    ),
+    Case(
+        "hand_plan_engine_typo",
+        hand_plan(lambda p: operator(p, "window_agg.user_engagement").update(engine="sqll")),
+        ("pipelines/dssm_ranking.yaml",),
+        contains=("engine", "'sqll'", "pythonic", "did you mean 'sql'"),
+    ),
+    Case(
+        "hand_plan_derive_dtype_int128",
+        hand_plan(lambda p: operator(p, "derive.user_profile")["params"]["features"][0].update(dtype="int128")),
+        ("pipelines/dssm_ranking.yaml",),
+        contains=("derive.user_profile", "dtype", "'int128'"),
+    ),
+    Case(
+        "hand_plan_output_type_int7",
+        hand_plan(lambda p: operator(p, "derive.user_profile")["outputs"][0].update(type="int7")),
+        ("pipelines/dssm_ranking.yaml",),
+        contains=("'int7'",),
+    ),
+    Case(
+        "hand_plan_source_column_changed_kind",
+        hand_plan(lambda p: p["sources"]["view.user_profile"]["columns"].update(follower_count="string")),
+        ("pipelines/dssm_ranking.yaml",),
+        contains=("view.user_profile", "follower_count", "string", "int64"),
+    ),
+    Case(
+        "hand_plan_old_format",
+        hand_plan(lambda p: p.update(format=1)),
+        ("pipelines/dssm_ranking.yaml",),
+        contains=("format", "recompile"),
+    ),
     # ---- compile -------------------------------------------------------------------------------
-    Case("compile_view_bad_dtype",
-         edit_yaml(UP, lambda v: feature(v, "follower_count").update(dtype="flot64")),
-         ("user_profile.yaml",), args=tuple(COMPILE), contains=("dtype",)),
-    Case("compile_expr_with_semicolon",
-         edit_yaml(UP, lambda v: feature(v, "log_followers").update(expr="ln(1 + follower_count); select 1")),
-         ("user_profile.yaml",), args=tuple(COMPILE), contains=("log_followers",)),
-    Case("compile_service_unknown_aggregation",
-         edit_yaml(SVC, lambda s: s["aggregations"].append("no_such_agg")),
-         ("dssm_ranking.yaml",), args=tuple(COMPILE), contains=("no_such_agg",)),
-    Case("compile_aggregation_config_path_missing", nothing,
-         ("--aggregation-config-path", "missing_aggs.yaml"),
-         args=(*COMPILE, "--aggregation-config-path", "config/training/missing_aggs.yaml")),
+    Case(
+        "compile_view_bad_dtype",
+        edit_yaml(UP, lambda v: feature(v, "follower_count").update(dtype="flot64")),
+        ("user_profile.yaml",),
+        args=tuple(COMPILE),
+        contains=("dtype",),
+    ),
+    Case(
+        "compile_expr_with_semicolon",
+        edit_yaml(UP, lambda v: feature(v, "log_followers").update(expr="ln(1 + follower_count); select 1")),
+        ("user_profile.yaml",),
+        args=tuple(COMPILE),
+        contains=("log_followers",),
+    ),
+    Case(
+        "compile_service_unknown_aggregation",
+        edit_yaml(SVC, lambda s: s["aggregations"].append("no_such_agg")),
+        ("dssm_ranking.yaml",),
+        args=tuple(COMPILE),
+        contains=("no_such_agg",),
+    ),
+    Case(
+        "compile_aggregation_config_path_missing",
+        nothing,
+        ("--aggregation-config-path", "missing_aggs.yaml"),
+        args=(*COMPILE, "--aggregation-config-path", "config/training/missing_aggs.yaml"),
+    ),
 ]
 
 assert len({c.id for c in CASES}) == len(CASES), "duplicate case ids"
@@ -528,8 +772,26 @@ def prepared(workspace: Path) -> Path:
     shutil.copytree(REPO / "config/training", d / "config/training", ignore=ignore)
     shutil.copy2(REPO / "config/config.yaml", d / "config/config.yaml")
 
-    r = _run(["demo", "--out", "data/demo", "--start", "2026-04-01", "--end", "2026-04-02",
-              "--lookback-days", "31", "--users", "40", "--artworks", "60", "--events-per-day", "150"], d)
+    r = _run(
+        [
+            "demo",
+            "--out",
+            "data/demo",
+            "--start",
+            "2026-04-01",
+            "--end",
+            "2026-04-02",
+            "--lookback-days",
+            "31",
+            "--users",
+            "40",
+            "--artworks",
+            "60",
+            "--events-per-day",
+            "150",
+        ],
+        d,
+    )
     assert r.returncode == 0, r.stderr
     set_runtime(feed_start="2026-04-01", feed_end="2026-04-02")(d)
 
@@ -597,8 +859,10 @@ def results(prepared: Path, workspace: Path) -> dict[str, Result]:
 
 
 def _describe(res: Result) -> str:
-    return (f"case {res.case.id}: `{res.cmd}` exited {res.returncode}\n"
-            f"--- stderr ---\n{res.stderr}--- stdout ---\n{res.stdout[-2000:]}")
+    return (
+        f"case {res.case.id}: `{res.cmd}` exited {res.returncode}\n"
+        f"--- stderr ---\n{res.stderr}--- stdout ---\n{res.stdout[-2000:]}"
+    )
 
 
 def _diff(before: dict[str, str], after: dict[str, str]) -> str:
@@ -644,12 +908,13 @@ def test_invalid_input_is_one_clean_error(case: Case, results: dict[str, Result]
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_invalid_input_leaves_compiled_plans_alone(case: Case, results: dict[str, Result]) -> None:
-    """"before any output is touched": config/pipelines/* (generated plan, targets) are not rewritten."""
+    """ "before any output is touched": config/pipelines/* (generated plan, targets) are not rewritten."""
     res = results[case.id]
     if res.error is not None:
         raise res.error
-    assert res.plans_after == res.plans_before, \
+    assert res.plans_after == res.plans_before, (
         f"config/pipelines changed: {_diff(res.plans_before, res.plans_after)}\n{_describe(res)}"
+    )
 
 
 def test_control_unmodified_copy_is_up_to_date(results: dict[str, Result]) -> None:
@@ -667,5 +932,4 @@ def test_control_unmodified_copy_is_up_to_date(results: dict[str, Result]) -> No
     def data(h: dict[str, str]) -> dict[str, str]:
         return {k: v for k, v in h.items() if not k.startswith(".daedalus/logs/")}
 
-    assert data(res.output_after) == data(res.output_before), \
-        _diff(data(res.output_before), data(res.output_after))
+    assert data(res.output_after) == data(res.output_before), _diff(data(res.output_before), data(res.output_after))

@@ -27,9 +27,9 @@ import time
 from pathlib import Path
 
 import psutil
+from projects import DAEDA, data_files, train
 
 from daedalus.enrich.cluster import stop_recorded_head
-from projects import DAEDA, data_files, train
 
 SEED = 20261128
 # Three kills per stage in the suite; DAEDALUS_KILL_TRIALS=40 for a longer soak.
@@ -92,8 +92,9 @@ class Reader(threading.Thread):
                     # moments later is a real partial day.
                     time.sleep(0.5)
                     if d.exists():
-                        self.problems.append(f"{key}: {sorted(seen)} is not the complete day "
-                                             f"{sorted(self.clean.get(key, {}))}")
+                        self.problems.append(
+                            f"{key}: {sorted(seen)} is not the complete day {sorted(self.clean.get(key, {}))}"
+                        )
                 self.days_read += 1
 
     def run(self) -> None:
@@ -183,7 +184,7 @@ def test_kill_9_anywhere_then_rerun_matches_a_clean_run(demo_template, trained_t
             stage = ("skeleton", "enrich")[i % 2]
             delay = rng.random() * job_s[stage]
             if not pending(project, stage):  # give the trial something to kill: start that stage over
-                for root in (ROOTS if stage == "skeleton" else ROOTS[1:]):
+                for root in ROOTS if stage == "skeleton" else ROOTS[1:]:
                     shutil.rmtree(project / root, ignore_errors=True)
             # A skeleton trial need not pay for the Ray head (and its dry run) it would not use.
             args = ["--skeleton-only"] if stage == "skeleton" else []
@@ -192,8 +193,14 @@ def test_kill_9_anywhere_then_rerun_matches_a_clean_run(demo_template, trained_t
             set_small_day_rows(project, 0 if stage == "enrich" or i % 4 == 2 else None)
             since = time.time()
             with (tmp_path / f"trial-{i}.log").open("w") as log:
-                proc = subprocess.Popen(DAEDA + ["pipeline", "train", "dssm_ranking", *args], cwd=project, env=env,
-                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                proc = subprocess.Popen(
+                    DAEDA + ["pipeline", "train", "dssm_ranking", *args],
+                    cwd=project,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
             sessions.add(proc.pid)
             hit = wait_for_job(project, stage, since, proc)
             if hit:
@@ -228,8 +235,10 @@ def test_kill_9_anywhere_then_rerun_matches_a_clean_run(demo_template, trained_t
         stop_recorded_head(project / HEAD_RECORD)
 
     kills = {s: sum(1 for st, _, k, _ in trials if k and st == s) for s in STAGE_LOGS}
-    print(f"trials={trials} kills={kills} stale ray heads stopped by the next run={stale_heads} "
-          f"reader looked at {reader.days_read} days")
+    print(
+        f"trials={trials} kills={kills} stale ray heads stopped by the next run={stale_heads} "
+        f"reader looked at {reader.days_read} days"
+    )
     assert not reader.problems, reader.problems[:5]
     # A kill that lands after the job ended is no kill inside a job; most must land inside.
     assert kills["skeleton"] >= 1 and kills["enrich"] >= 1 and sum(kills.values()) >= TRIALS // 2, trials

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import yaml
-
 from projects import DAEDA, all_files, data_files, run, train
 
 SOURCES = "data/demo/sources"
@@ -47,10 +46,10 @@ def one_error_line(stderr: str) -> str:
 
 
 def test_bad_partitions_outside_the_lookback_do_not_stop_a_run(trained: Path, tmp_path: Path) -> None:
-    garbage(partition(trained, "feed", "2026-03-01"))            # spine look-back starts 03-02
-    truncate(partition(trained, "user_profile", "2026-03-01"))   # ttl 30d: from 03-02
-    empty(partition(trained, "artwork_stats", "2026-03-20"))     # ttl 7d: from 03-25
-    empty(partition(trained, "likes", "2026-03-10"))             # 14d window: from 03-18
+    garbage(partition(trained, "feed", "2026-03-01"))  # spine look-back starts 03-02
+    truncate(partition(trained, "user_profile", "2026-03-01"))  # ttl 30d: from 03-02
+    empty(partition(trained, "artwork_stats", "2026-03-20"))  # ttl 7d: from 03-25
+    empty(partition(trained, "likes", "2026-03-10"))  # 14d window: from 03-18
     (trained / SOURCES / "likes" / "dt=2026-03-05").mkdir(exist_ok=True)  # an empty partition directory
     before = all_files(trained / ROOT)
 
@@ -70,7 +69,7 @@ def test_bad_partitions_outside_the_lookback_do_not_stop_a_run(trained: Path, tm
 
 
 def test_a_bad_partition_inside_the_lookback_is_one_error_naming_it(project: Path) -> None:
-    bad = partition(project, "artwork_stats", "2026-03-26")   # read by 04-01 and 04-02, not by 04-03
+    bad = partition(project, "artwork_stats", "2026-03-26")  # read by 04-01 and 04-02, not by 04-03
     truncate(bad)
     res = train(project, "--skeleton-only", "--target-date", "2026-04-03")
     assert (project / ROOT / "dt=2026-04-03").is_dir()

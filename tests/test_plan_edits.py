@@ -49,46 +49,65 @@ def second_store(plan: dict) -> None:
 
 
 CASES: list[tuple[str, Callable[[dict], None], tuple[str, ...]]] = [
-    ("renamed operator, inputs not updated",
-     lambda p: op(p, "pit_join.user_profile").update(name="pj.user_profile"),
-     ("derive.user_profile", "pit_join.user_profile", "did you mean 'pj.user_profile'")),
-    ("derive dtype int128",
-     lambda p: op(p, "derive.user_profile")["params"]["features"][0].update(dtype="int128"),
-     ("derive.user_profile", "'int128'", "int64")),
-    ("output type int7",
-     lambda p: op(p, "derive.user_profile")["outputs"][0].update(type="int7"),
-     ("derive.user_profile", "'int7'")),
-    ("derive reads another view's join",
-     lambda p: move_before_write(p, "derive.user_profile", inputs=["pit_join.artwork_stats"]),
-     ("derive.user_profile", "follower_count")),
-    ("derive reads a window aggregation",
-     lambda p: move_before_write(p, "derive.user_profile", inputs=["window_agg.user_engagement"]),
-     ("derive.user_profile", "window_agg", "pit_join")),
-    ("a second embed over another store",
-     second_store,
-     ("2 embedding stores", "other.lance")),
-    ("embed ids not in the skeleton output",
-     lambda p: op(p, "embed.history_emb")["params"].update(ids="no_such_column"),
-     ("embed.history_emb", "no_such_column")),
-    ("write_parts output that no input makes",
-     lambda p: op(p, "write_parts")["outputs"].append({"name": "ghost", "type": "int64"}),
-     ("write_parts", "ghost")),
-    ("output type the values cannot take",
-     lambda p: next(c for c in op(p, "write_parts")["outputs"] if c["name"] == "user_profile__follower_count")
-     .update(type="list<int64>"),
-     ("write_parts", "list<int64>")),
-    ("join no longer carries a column a feature reads",
-     lambda p: op(p, "pit_join.user_profile")["params"]["columns"].remove("Country"),
-     ("Country",)),
-    ("unknown operator kind",
-     lambda p: op(p, "qid").update(kind="quid"),
-     ("qid", "'quid'", "did you mean 'qid'")),
-    ("params.source disagrees with the source input",
-     lambda p: op(p, "pit_join.user_profile")["params"].update(source="view.artwork_stats"),
-     ("pit_join.user_profile", "view.artwork_stats")),
-    ("an aggregation function the engine lacks is checked per engine",
-     lambda p: op(p, "window_agg.user_likes")["params"]["features"][0].update(function="median"),
-     ("window_agg.user_likes", "'median'", "did you mean 'mean'")),
+    (
+        "renamed operator, inputs not updated",
+        lambda p: op(p, "pit_join.user_profile").update(name="pj.user_profile"),
+        ("derive.user_profile", "pit_join.user_profile", "did you mean 'pj.user_profile'"),
+    ),
+    (
+        "derive dtype int128",
+        lambda p: op(p, "derive.user_profile")["params"]["features"][0].update(dtype="int128"),
+        ("derive.user_profile", "'int128'", "int64"),
+    ),
+    (
+        "output type int7",
+        lambda p: op(p, "derive.user_profile")["outputs"][0].update(type="int7"),
+        ("derive.user_profile", "'int7'"),
+    ),
+    (
+        "derive reads another view's join",
+        lambda p: move_before_write(p, "derive.user_profile", inputs=["pit_join.artwork_stats"]),
+        ("derive.user_profile", "follower_count"),
+    ),
+    (
+        "derive reads a window aggregation",
+        lambda p: move_before_write(p, "derive.user_profile", inputs=["window_agg.user_engagement"]),
+        ("derive.user_profile", "window_agg", "pit_join"),
+    ),
+    ("a second embed over another store", second_store, ("2 embedding stores", "other.lance")),
+    (
+        "embed ids not in the skeleton output",
+        lambda p: op(p, "embed.history_emb")["params"].update(ids="no_such_column"),
+        ("embed.history_emb", "no_such_column"),
+    ),
+    (
+        "write_parts output that no input makes",
+        lambda p: op(p, "write_parts")["outputs"].append({"name": "ghost", "type": "int64"}),
+        ("write_parts", "ghost"),
+    ),
+    (
+        "output type the values cannot take",
+        lambda p: next(
+            c for c in op(p, "write_parts")["outputs"] if c["name"] == "user_profile__follower_count"
+        ).update(type="list<int64>"),
+        ("write_parts", "list<int64>"),
+    ),
+    (
+        "join no longer carries a column a feature reads",
+        lambda p: op(p, "pit_join.user_profile")["params"]["columns"].remove("Country"),
+        ("Country",),
+    ),
+    ("unknown operator kind", lambda p: op(p, "qid").update(kind="quid"), ("qid", "'quid'", "did you mean 'qid'")),
+    (
+        "params.source disagrees with the source input",
+        lambda p: op(p, "pit_join.user_profile")["params"].update(source="view.artwork_stats"),
+        ("pit_join.user_profile", "view.artwork_stats"),
+    ),
+    (
+        "an aggregation function the engine lacks is checked per engine",
+        lambda p: op(p, "window_agg.user_likes")["params"]["features"][0].update(function="median"),
+        ("window_agg.user_likes", "'median'", "did you mean 'mean'"),
+    ),
 ]
 
 
@@ -121,10 +140,12 @@ def test_a_defect_in_a_hand_edited_plan_is_a_compile_error(in_project, case):
 
 def test_consistent_renames_run_and_give_the_same_bytes(in_project):
     generated = compile_service("dssm_ranking", DefinitionPaths())
+
     def edit(p: dict) -> None:
         rename(p, "pit_join.user_profile", "profile_join")
         rename(p, "spine", "feed")
         rename(p, "window_agg.user_engagement", "engagement")
+
     hand_edit(edit)
     hand = compile_service("dssm_ranking", DefinitionPaths())
     assert hand.plan_path == HAND and hand.plan.op("profile_join").kind == "pit_join"

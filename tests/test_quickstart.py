@@ -6,7 +6,6 @@ import shutil
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-
 from projects import SNAKEMAKE, data_files, run, train
 
 DAYS = ["2026-04-01", "2026-04-02", "2026-04-03"]
@@ -26,7 +25,12 @@ def test_quickstart_both_stages_and_plain_snakemake_agree(trained_template, demo
         e = pa.concat_tables([pq.read_table(s) for s in shards])
         assert e.num_rows == t.num_rows
         assert e.column_names[: t.num_columns] == t.column_names
-        assert e.column_names[t.num_columns:] == ["artwork_emb", "artwork_emb_count", "history_emb", "history_emb_count"]
+        assert e.column_names[t.num_columns :] == [
+            "artwork_emb",
+            "artwork_emb_count",
+            "history_emb",
+            "history_emb_count",
+        ]
         assert e.schema.field("artwork_emb").type == pa.list_(pa.float32(), 32)
         assert e.schema.field("history_emb_count").type == pa.int32()
         assert e.slice(0, 0).select(t.column_names).schema == t.schema
@@ -37,6 +41,7 @@ def test_quickstart_both_stages_and_plain_snakemake_agree(trained_template, demo
     # A second run does nothing.
     res = train(project)
     assert "nothing to do" in res.stderr
+
     # Rebuilding one skeleton day reruns that day's enrich job and no other.
     def mtimes():
         return {d: max(p.stat().st_mtime_ns for p in (enr / f"dt={d}").glob("*.parquet")) for d in DAYS}

@@ -37,10 +37,10 @@ CLI_TIMEOUT = 600
 
 # --------------------------------------------------------------------------- running the CLI
 
+
 def _installed() -> bool:
     """Is `daedalus` importable outside the repository (e.g. an editable install)?"""
-    probe = subprocess.run([sys.executable, "-c", "import daedalus"], cwd=tempfile.gettempdir(),
-                           capture_output=True)
+    probe = subprocess.run([sys.executable, "-c", "import daedalus"], cwd=tempfile.gettempdir(), capture_output=True)
     return probe.returncode == 0
 
 
@@ -61,8 +61,11 @@ def run_cli(ds: edge_data.Dataset, *extra: str, env_extra: dict | None = None) -
 
 def require_ok(proc: subprocess.CompletedProcess, what: str) -> None:
     if proc.returncode != 0:
-        pytest.fail(f"{what}: exit {proc.returncode}\n--- stderr (tail) ---\n{proc.stderr[-4000:]}"
-                    f"\n--- stdout (tail) ---\n{proc.stdout[-2000:]}", pytrace=False)
+        pytest.fail(
+            f"{what}: exit {proc.returncode}\n--- stderr (tail) ---\n{proc.stderr[-4000:]}"
+            f"\n--- stdout (tail) ---\n{proc.stdout[-2000:]}",
+            pytrace=False,
+        )
 
 
 PART_RE = re.compile(r"^part-(\d+)-0\.parquet$")
@@ -125,7 +128,9 @@ def qid_map_problems(ds, defs, expected: dict | None) -> list[str]:
     if t.column_names != [sf, "qid"]:
         problems.append(f"qid_map columns: expected {[sf, 'qid']}, got {t.column_names}")
         return problems
-    spine_type = R.normalize_type(R.read_source(defs.services[ds.service]["spine"]["source"], ds.root).schema.field(sf).type)
+    spine_type = R.normalize_type(
+        R.read_source(defs.services[ds.service]["spine"]["source"], ds.root).schema.field(sf).type
+    )
     if t.schema.field(sf).type != spine_type:
         problems.append(f"qid_map {sf} type {t.schema.field(sf).type}, expected {spine_type}")
     if t.schema.field("qid").type != pa.int64():
@@ -137,8 +142,10 @@ def qid_map_problems(ds, defs, expected: dict | None) -> list[str]:
         problems.append(f"qid_map has duplicate qids: {qids}")
     got = dict(zip(sessions, qids))
     if got != expected:
-        problems.append(f"qid_map: expected {sorted(expected.items(), key=lambda kv: kv[1])}, "
-                        f"got {sorted(got.items(), key=lambda kv: (kv[1] is None, kv[1]))}")
+        problems.append(
+            f"qid_map: expected {sorted(expected.items(), key=lambda kv: kv[1])}, "
+            f"got {sorted(got.items(), key=lambda kv: (kv[1] is None, kv[1]))}"
+        )
     return problems
 
 
@@ -154,9 +161,15 @@ def fail_if(problems: list[str]) -> None:
 
 # --------------------------------------------------------------------------- the reference itself
 
+
 def find(rows, ts: str, user=..., art=...):
-    hits = [r for r in rows if r["event_timestamp"] == T(ts)
-            and (user is ... or r.get("user_id") == user) and (art is ... or r.get("artwork_id") == art)]
+    hits = [
+        r
+        for r in rows
+        if r["event_timestamp"] == T(ts)
+        and (user is ... or r.get("user_id") == user)
+        and (art is ... or r.get("artwork_id") == art)
+    ]
     assert len(hits) == 1, (ts, user, art, len(hits))
     return hits[0]
 
@@ -179,8 +192,8 @@ def test_reference_hand_values_edge(tmp_path):
     assert r["user_engagement__clicks_1h"] == 2 and r["user_engagement__ctr_1h"] == 0.5
     assert r["user_engagement__dwell_total_1h"] == 1100
     assert (r["user_engagement__dwell_min_1h"], r["user_engagement__dwell_max_1h"]) == (100, 700)
-    assert r["user_engagement__last_surface_1h"] == "search"      # tie at 09:00: later source row, non-null
-    assert r["user_engagement__impressions_1d"] == 5              # + 04-01 10:00 at exactly t - 1d
+    assert r["user_engagement__last_surface_1h"] == "search"  # tie at 09:00: later source row, non-null
+    assert r["user_engagement__impressions_1d"] == 5  # + 04-01 10:00 at exactly t - 1d
     assert r["user_engagement__recent_artworks_2d"] == [13, 12, 11]
     assert r["user_engagement__bid_sum_1d"] == 3.75 and r["user_engagement__bid_mean_1d"] == 0.9375
     # likes of artwork 10 in [04-01 10:00, 04-02 10:00): 'bob' at t - 1d - 1s out, 'cat' at t out
@@ -197,10 +210,10 @@ def test_reference_hand_values_edge(tmp_path):
     # the page itself: profile row exactly at t joins; the rows of the page do not see each other
     r = find(d2, "2026-04-02 09:00:00", 1, 12)
     assert r["user_profile__followers"] == 30 and r["user_engagement__impressions_1h"] == 0
-    assert r["user_artwork__affinity"] == 0.25                    # ns row 400ns after t truncates to t
+    assert r["user_artwork__affinity"] == 0.25  # ns row 400ns after t truncates to t
     assert find(d2, "2026-04-02 09:00:00", 1, 13)["user_artwork__affinity"] == 0.125  # exactly t - 36h
-    assert find(d2, "2026-04-02 09:00:00", 1, 11)["user_artwork__affinity"] is None   # t - 36h - 1us
-    assert find(d2, "2026-04-02 09:00:00", 1, 11)["artwork_stats__like_count"] == 2   # same ts: later row
+    assert find(d2, "2026-04-02 09:00:00", 1, 11)["user_artwork__affinity"] is None  # t - 36h - 1us
+    assert find(d2, "2026-04-02 09:00:00", 1, 11)["artwork_stats__like_count"] == 2  # same ts: later row
     # empty windows
     r = find(d2, "2026-04-02 12:00:00", None, 10)
     assert r["user_profile__followers"] is None and r["user_engagement__impressions_2d"] == 0
@@ -213,25 +226,25 @@ def test_reference_hand_values_edge(tmp_path):
 
     # PIT join boundaries and tie-breaks at 04-03 10:00
     f = {r["user_id"]: r for r in d3 if r["event_timestamp"] == T("2026-04-03 10:00:00")}
-    assert f[5]["user_profile__followers"] == 50        # exactly t - ttl
-    assert f[6]["user_profile__followers"] == 61        # exactly t
-    assert f[7]["user_profile__followers"] is None      # t - ttl - 1us
+    assert f[5]["user_profile__followers"] == 50  # exactly t - ttl
+    assert f[6]["user_profile__followers"] == 61  # exactly t
+    assert f[7]["user_profile__followers"] is None  # t - ttl - 1us
     assert f[7]["user_profile__country_or_unknown"] is None  # no row: derived features null too
-    assert f[8]["user_profile__followers"] == 80        # greater created
-    assert f[10]["user_profile__followers"] == 101      # ns t + 500ns truncates to t
-    assert f[11]["user_profile__followers"] == 110      # null created sorts lowest
-    assert f[12]["user_profile__followers"] == 121      # part-1 after part-0
-    assert f[13]["user_profile__followers"] == 131      # later row in the file
-    assert f[14]["user_profile__followers"] == 141      # part-9 after part-10 (lexical)
+    assert f[8]["user_profile__followers"] == 80  # greater created
+    assert f[10]["user_profile__followers"] == 101  # ns t + 500ns truncates to t
+    assert f[11]["user_profile__followers"] == 110  # null created sorts lowest
+    assert f[12]["user_profile__followers"] == 121  # part-1 after part-0
+    assert f[13]["user_profile__followers"] == 131  # later row in the file
+    assert f[14]["user_profile__followers"] == 141  # part-9 after part-10 (lexical)
     assert f[15]["user_profile__country_or_unknown"] == "unknown" and f[15]["user_profile__country_bucket"] == -1
     assert f[15]["user_profile__size_class"] == "small" and f[15]["user_profile__log_followers"] is None
     assert f[16]["user_profile__followers"] is None and f[16]["user_profile__country"] == "KR"
     assert f[10]["user_profile__boosted"] == 202 and f[10]["user_profile__size_class"] == "big"
-    assert f[10]["user_profile__updated"] == T("2026-04-03 10:00:00")     # ns value truncated
+    assert f[10]["user_profile__updated"] == T("2026-04-03 10:00:00")  # ns value truncated
     assert f[10]["user_profile__fav_artwork"] == 601 and f[10]["artwork_id"] == 11
     assert f[99]["user_profile__is_pro"] is None
-    assert find(d3, "2026-04-03 09:00:00", 1, 10)["user_artwork__affinity"] == 0.5   # exactly t - 36h
-    assert find(d6, "2026-04-06 08:00:00", 6, 11)["user_profile__followers"] == 62   # exactly t - 2d
+    assert find(d3, "2026-04-03 09:00:00", 1, 10)["user_artwork__affinity"] == 0.5  # exactly t - 36h
+    assert find(d6, "2026-04-06 08:00:00", 6, 11)["user_profile__followers"] == 62  # exactly t - 2d
     assert find(d6, "2026-04-06 00:00:00", 1, 10)["artwork_stats__like_count"] == 9  # no ttl, row at t
     assert find(d6, "2026-04-06 00:00:00", 1, 10)["artwork_stats__published"] == T("2026-04-05 00:00:00")
 
@@ -251,19 +264,19 @@ def test_reference_hand_values_simple(tmp_path):
     assert r["user_static__cohort"] == 3 and r["user_activity__n_1w"] == 1 and r["user_activity__n_90m"] == 0
     assert r["user_activity__recent_labels_1w"] == [3]
     r = find(d1, "2026-04-01 08:00:00", "ann")
-    assert r["user_activity__n_90m"] == 1 and r["user_activity__label_sum_90m"] == 1   # 06:30 = t - 90m
+    assert r["user_activity__n_90m"] == 1 and r["user_activity__label_sum_90m"] == 1  # 06:30 = t - 90m
     r = find(d1, "2026-04-01 08:00:00", "bob")
     assert r["user_stats__score"] is None and r["user_static__cohort"] == 2
     r = find(d3, "2026-04-03 13:29:59.999", "bob")
-    assert r["user_activity__n_90m"] == 2 and r["user_stats__tier_len"] == 0   # row with null tier: udf -> 0
+    assert r["user_activity__n_90m"] == 2 and r["user_stats__tier_len"] == 0  # row with null tier: udf -> 0
     r = find(d3, "2026-04-03 13:30:00.001", "bob")
     assert r["user_activity__n_90m"] == 1 and r["user_stats__tier_len"] is None  # no row: null
     assert r["user_activity__recent_labels_1w"] == [0, 1, 1] and r["user_activity__last_item_1w"] == "y"
-    assert r["user_activity__n_recent_45s"] == 1                  # 13:29:59.999 is 2ms before
+    assert r["user_activity__n_recent_45s"] == 1  # 13:29:59.999 is 2ms before
     cy = [r for r in d3 if r["user_id"] == "cy"]
     assert [r["event_timestamp"] for r in cy] == [T("2026-04-03 15:00:00")] * 2
-    assert [r["label"] for r in cy] == [1, 2]                     # source order, not raw ns order
-    assert [r["user_activity__n_1w"] for r in cy] == [0, 0]       # same truncated ts: not strictly before
+    assert [r["label"] for r in cy] == [1, 2]  # source order, not raw ns order
+    assert [r["user_activity__n_1w"] for r in cy] == [0, 0]  # same truncated ts: not strictly before
     r = find(d3, "2026-04-03 23:59:59.999", "zoe")
     assert r["user_static__cohort"] == 4 and r["user_stats__double_score"] == 0.25
 
@@ -275,6 +288,7 @@ def test_reference_assign_qids():
 
 
 # --------------------------------------------------------------------------- CLI vs reference
+
 
 @pytest.fixture(scope="module")
 def edge_run(tmp_path_factory):
@@ -382,9 +396,14 @@ SPECS_PER_EXAMPLE = int(os.environ.get("DAEDALUS_REF_SPECS", "6"))
 # Each example merges SPECS_PER_EXAMPLE random specs into one working directory (disjoint
 # keys, one view and two aggregations per spec) and runs the CLI once (with --day-workers 2):
 # a CLI run costs 10-20 s, so this is how ~12 random datasets fit in the time budget.
-@settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
-          phases=[Phase.explicit, Phase.generate],  # no shrinking: every example runs the CLI
-          suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    phases=[Phase.explicit, Phase.generate],  # no shrinking: every example runs the CLI
+    suppress_health_check=list(HealthCheck),
+)
 @given(specs=st.lists(edge_data.random_spec_strategy(), min_size=SPECS_PER_EXAMPLE, max_size=SPECS_PER_EXAMPLE))
 def test_random_datasets(specs):
     with tempfile.TemporaryDirectory(prefix="daedalus_ref_") as tmp:

@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-
 from browser import load_page, try_install_browser
 from projects import DAEDA, REPO, run
+
 from daedalus.plan import load_plan
 from daedalus.quality import read_stats, stats_path
 
@@ -66,11 +66,14 @@ def test_stats_are_deterministic(trained_template, tmp_path, monkeypatch):
     monkeypatch.chdir(trained_template)
     plan = load_plan(Path("config/pipelines/dssm_ranking.generated.yaml"))
     run_skeleton_stage(plan, dt.date(2026, 4, 2), tmp_path / "out", chunk_rows=50, threads=1)
-    assert (stats_path(tmp_path / "out", "skeleton", "2026-04-02").read_bytes()
-            == stats_path(ROOT, "skeleton", "2026-04-02").read_bytes())
+    assert (
+        stats_path(tmp_path / "out", "skeleton", "2026-04-02").read_bytes()
+        == stats_path(ROOT, "skeleton", "2026-04-02").read_bytes()
+    )
     # Not inside the day: the day directory holds only its parts.
-    assert all(p.name.startswith("part-") for p in (tmp_path / "out/dt=2026-04-02").iterdir()
-               if not p.name.startswith("."))
+    assert all(
+        p.name.startswith("part-") for p in (tmp_path / "out/dt=2026-04-02").iterdir() if not p.name.startswith(".")
+    )
 
 
 @pytest.fixture(scope="module")

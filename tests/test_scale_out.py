@@ -8,7 +8,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from projects import DAEDA, data_files, run, train
 from slurm_cluster import LocalSlurm, install
 
@@ -78,8 +77,11 @@ _SUBMITTED = re.compile(r"Job \d+ has been submitted with SLURM jobid (\d+) \(lo
 
 def test_slurm_profile_runs_every_day_job_through_slurm(slurm, local_run, project):
     # The polling flags only make a tiny test quick; without accounting `sacct` cannot answer.
-    fast = ["--slurm-status-command=squeue", "--slurm-init-seconds-before-status-checks=1",
-            "--seconds-between-status-checks=1"]
+    fast = [
+        "--slurm-status-command=squeue",
+        "--slurm-init-seconds-before-status-checks=1",
+        "--seconds-between-status-checks=1",
+    ]
     cmd = DAEDA + ["pipeline", "train", "dssm_ranking", "--profile", "slurm", "--day-workers", "2"]
     cmd += [f"--snakemake-arg={a}" for a in fast]
     # `timeout -s KILL`: a snakemake waiting on a lost Slurm job ignores SIGTERM
@@ -106,5 +108,6 @@ def test_profile_errors_are_one_line(project):
     res = run(DAEDA + ["pipeline", "train", "dssm_ranking", "--profile", "no/such/profile"], project, check=False)
     assert res.returncode == 2
     assert res.stderr.strip().splitlines() == [
-        "daeda: error: --profile: no/such/profile: not a Snakemake profile (no no/such/profile/config.yaml)"]
+        "daeda: error: --profile: no/such/profile: not a Snakemake profile (no no/such/profile/config.yaml)"
+    ]
     assert not (project / SKEL).exists()

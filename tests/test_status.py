@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 import re
+import shutil
 
 import pyarrow.parquet as pq
-
 from projects import DAEDA, run
+
 from daedalus.status import EXIT_NOT_UP_TO_DATE, classify
 
 DAYS = ["2026-04-01", "2026-04-02", "2026-04-03"]
@@ -19,8 +19,10 @@ def status(project, *args):
     res = run(DAEDA + ["pipeline", "status", "dssm_ranking", "--json", *args], project, check=False)
     assert res.returncode in (0, EXIT_NOT_UP_TO_DATE), res.stderr
     data = json.loads(res.stdout)
-    table = {d["day"]: (d["skeleton"]["state"], d["skeleton"]["reasons"], d["enrich"]["state"], d["enrich"]["reasons"])
-             for d in data["days"]}
+    table = {
+        d["day"]: (d["skeleton"]["state"], d["skeleton"]["reasons"], d["enrich"]["state"], d["enrich"]["reasons"])
+        for d in data["days"]
+    }
     return res.returncode, table, data
 
 
@@ -51,8 +53,10 @@ def test_source_code_and_missing(trained):
     assert table["2026-04-01"] == ("done", [], "missing", [])
     assert table["2026-04-02"] == ("stale", ["source changed"], "stale", ["skeleton changed"])
     assert table["2026-04-03"] == ("stale", ["source changed"], "stale", ["skeleton changed"])
-    assert data["totals"] == {"skeleton": {"done": 1, "stale": 2, "missing": 0},
-                              "enrich": {"done": 0, "stale": 2, "missing": 1}}
+    assert data["totals"] == {
+        "skeleton": {"done": 1, "stale": 2, "missing": 0},
+        "enrich": {"done": 0, "stale": 2, "missing": 1},
+    }
     # --target-date narrows the table to that day.
     rc, table, _ = status(trained, "--target-date", "2026-04-02")
     assert list(table) == ["2026-04-02"] and rc == EXIT_NOT_UP_TO_DATE
@@ -74,5 +78,6 @@ def test_reason_mapping():
     assert classify("skeleton", "Set of input files has changed since last execution").reasons == ["source changed"]
     assert classify("enrich", "Updated input files: r/dt=1").reasons == ["skeleton changed"]
     assert classify("enrich", "Software environment definition has changed since last execution").reasons == [
-        "code changed"]
+        "code changed"
+    ]
     assert classify("skeleton", "Incomplete output files: x").reasons == ["interrupted run"]

@@ -44,8 +44,10 @@ def read_day(root: Path, day: dt.date) -> pa.Table:
 def run_cell(root: Path, engine: str) -> tuple[Path, list[str]]:
     """Compile the cell's service in its directory and run both days with one engine family."""
     compiled = compile_service("matrix", DefinitionPaths(), output_dir=None)
-    ops = [op.model_copy(update={"engine": "pythonic"}) if engine == "pythonic" and op.kind in PYTHONIC else op
-           for op in compiled.plan.operators]
+    ops = [
+        op.model_copy(update={"engine": "pythonic"}) if engine == "pythonic" and op.kind in PYTHONIC else op
+        for op in compiled.plan.operators
+    ]
     plan = compiled.plan.model_copy(update={"operators": ops})
     out = root / f"out-{engine}"
     settings = DuckDBSettings(threads=1, memory_limit="1GB", temp_directory=str(root / ".tmp"))
@@ -91,10 +93,21 @@ def test_the_matrix_covers_every_timestamp_type_duckdb_reads(tmp_path: Path) -> 
             arrow |= {str(fld.type) for fld in pq.read_schema(f)}
             duck |= {r[1] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{f.as_posix()}')").fetchall()}
     assert {"TIMESTAMP", "TIMESTAMP_NS", "TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ_NS", "DATE"} <= duck
-    for t in ("timestamp[ms]", "timestamp[ns, tz=Asia/Kolkata]", "timestamp[us, tz=UTC]", "timestamp[ns, tz=America/New_York]",
-              "large_string", "string_view", "dictionary<values=string, indices=int8, ordered=0>",
-              "dictionary<values=string, indices=uint32, ordered=0>", "uint8", "uint16", "uint32", "int8",
-              "decimal128(10, 2)"):
+    for t in (
+        "timestamp[ms]",
+        "timestamp[ns, tz=Asia/Kolkata]",
+        "timestamp[us, tz=UTC]",
+        "timestamp[ns, tz=America/New_York]",
+        "large_string",
+        "string_view",
+        "dictionary<values=string, indices=int8, ordered=0>",
+        "dictionary<values=string, indices=uint32, ordered=0>",
+        "uint8",
+        "uint16",
+        "uint32",
+        "int8",
+        "decimal128(10, 2)",
+    ):
         assert t in arrow, t
 
 
@@ -102,8 +115,13 @@ def test_pandas_tz_aware_nanoseconds_through_train(tmp_path: Path) -> None:
     """The input of the original report: pandas `tz="UTC"` columns (TIMESTAMPTZ_NS), end to end."""
     cell = M.Cell("pandas", "ns", "UTC")
     root = M.build(tmp_path / cell.id, cell)
-    res = subprocess.run([sys.executable, "-m", "daedalus", "pipeline", "train", "matrix", "--skeleton-only"],
-                         cwd=root, capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [sys.executable, "-m", "daedalus", "pipeline", "train", "matrix", "--skeleton-only"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     defs = R.load_defs(root, M.EXPRS)
     cols = R.output_columns(defs, "matrix")

@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 import pyarrow.parquet as pq
-
 from projects import train
 
 ROOT = "data/training_output"

@@ -17,8 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-from daedalus.job import JobRequest, ask_worker, parse
 from projects import data_files, train
+
+from daedalus.job import JobRequest, ask_worker, parse
 
 ROOT = "data/training_output"
 DAYS = ["2026-04-01", "2026-04-02", "2026-04-03"]

@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import pyarrow.parquet as pq
-
 from projects import DAEDA, SNAKEMAKE, all_files, data_files, run, train
 
 ROOT = "data/training_output"
@@ -114,6 +113,6 @@ def test_skeleton_job_reads_only_its_lookback(project):
     res = run(SNAKEMAKE + ["--cores", "1", "-n", "-p", "--printshellcmds", "skeleton_all"], project)
     # The dry run lists each job's inputs: day 2026-04-01 reads artwork_stats 03-25..04-01 only.
     text = res.stdout
-    block = text[text.index("wildcards: day=2026-04-01") - 4000: text.index("wildcards: day=2026-04-01")]
+    block = text[text.index("wildcards: day=2026-04-01") - 4000 : text.index("wildcards: day=2026-04-01")]
     inputs = re.findall(r"artwork_stats/dt=(\d{4}-\d{2}-\d{2})", block)
     assert sorted(set(inputs)) == [f"2026-03-{d}" for d in range(25, 32)] + ["2026-04-01"]

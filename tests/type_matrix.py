@@ -37,14 +37,14 @@ import yaml
 
 NS = 1_000_000_000
 DAY_NS = 86_400 * NS
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 START, END = "2026-04-02", "2026-04-03"
 CHUNK_ROWS = 7
 
 
 def t(text: str, extra_ns: int = 0) -> int:
     """'2026-04-02 10:00:00.25' (UTC) -> nanoseconds since the epoch."""
-    value = dt.datetime.fromisoformat(text).replace(tzinfo=dt.timezone.utc)
+    value = dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
     delta = value - EPOCH
     return (delta.days * 86_400 + delta.seconds) * NS + delta.microseconds * 1000 + extra_ns
 
@@ -60,37 +60,91 @@ def money(text: str | None) -> decimal.Decimal | None:
 # --------------------------------------------------------------------------- the logical rows
 
 SPINE = [  # event_timestamp, user_id, item, session, clicked, price
-    (t("2026-04-01 10:00:00"), 1, "a", "s0", True, "1.50"),          # look-back of the spine aggregation
-    (t("2026-04-01 23:30:00"), 2, "b", "s0", False, "2.00"),         # 05:00 the next day in Kolkata
-    (t("2026-04-02 00:00:00"), 1, "a", "s1", True, "0.99"),          # exactly at the day's start
+    (t("2026-04-01 10:00:00"), 1, "a", "s0", True, "1.50"),  # look-back of the spine aggregation
+    (t("2026-04-01 23:30:00"), 2, "b", "s0", False, "2.00"),  # 05:00 the next day in Kolkata
+    (t("2026-04-02 00:00:00"), 1, "a", "s1", True, "0.99"),  # exactly at the day's start
     (t("2026-04-02 09:00:00"), 1, "a", "s1", False, None),
-    (t("2026-04-02 09:00:00"), 2, "b", "s1", True, "3.00"),          # same instant, source order
+    (t("2026-04-02 09:00:00"), 2, "b", "s1", True, "3.00"),  # same instant, source order
     (t("2026-04-02 10:00:00"), 3, "c", "s2", False, "1.00"),
-    (t("2026-04-02 10:00:00.25"), 1, "b", "s2", True, "2.50"),       # sub-second (truncated in s cells)
-    (t("2026-04-02 18:29:59"), None, "a", "s3", False, "1.00"),      # null user; 23:59:59 in Kolkata
-    (t("2026-04-02 18:30:00"), 2, None, "s3", True, "1.25"),         # null item; midnight in Kolkata
+    (t("2026-04-02 10:00:00.25"), 1, "b", "s2", True, "2.50"),  # sub-second (truncated in s cells)
+    (t("2026-04-02 18:29:59"), None, "a", "s3", False, "1.00"),  # null user; 23:59:59 in Kolkata
+    (t("2026-04-02 18:30:00"), 2, None, "s3", True, "1.25"),  # null item; midnight in Kolkata
     (t("2026-04-02 23:59:59.999999", 999), 4, "a", "s4", False, "0.10"),  # last nanosecond of the day
-    (t("2026-04-03 01:00:00"), 1, "c", "s4", True, "5.00"),          # a session over midnight
-    (t("2026-04-03 04:59:59"), 3, "a", "s5", False, None),           # 00:59:59 in New York (EDT)
+    (t("2026-04-03 01:00:00"), 1, "c", "s4", True, "5.00"),  # a session over midnight
+    (t("2026-04-03 04:59:59"), 3, "a", "s5", False, None),  # 00:59:59 in New York (EDT)
     (t("2026-04-03 09:00:00"), 2, "a", "s5", False, None),
-    (t("2026-04-03 09:00:00"), 9, "a", "s5", True, "1.00"),          # a user no source knows
+    (t("2026-04-03 09:00:00"), 9, "a", "s5", True, "1.00"),  # a user no source knows
     (t("2026-04-03 12:00:00"), 3, "b", "s6", False, "2.00"),
-    (t("2026-04-03 12:00:00"), 3, "b", "s6", False, "2.00"),         # an exact duplicate row
+    (t("2026-04-03 12:00:00"), 3, "b", "s6", False, "2.00"),  # an exact duplicate row
 ]
 
 PROFILE = [  # user_id, updated_at, created_at, signup_at, signup_day, score, level, tier
     (1, t("2026-04-01 09:00:00"), t("2026-04-01 09:00:00"), t("2025-01-01 08:00:00"), "2025-01-01", "10.50", 3, "gold"),
     (1, t("2026-04-02 09:00:00"), None, t("2025-01-01 08:00:00"), "2025-01-01", "11.00", 4, "gold"),
-    (1, t("2026-04-02 09:00:00"), t("2026-04-02 09:00:00"), t("2025-01-02 08:00:00.5"), "2025-01-02", "12.00", 5, "plat"),
+    (
+        1,
+        t("2026-04-02 09:00:00"),
+        t("2026-04-02 09:00:00"),
+        t("2025-01-02 08:00:00.5"),
+        "2025-01-02",
+        "12.00",
+        5,
+        "plat",
+    ),
     (2, t("2026-04-01 08:59:59"), t("2026-04-01 09:00:00"), t("2025-02-01 00:00:00"), "2025-02-01", "20.00", 1, "gold"),
     (2, t("2026-04-02 09:00:00.5"), t("2026-04-02 09:00:00.5"), None, None, None, None, None),
     (2, t("2026-04-02 12:00:00"), t("2026-04-02 13:00:00"), t("2025-02-03 00:00:00"), "2025-02-03", "21.25", 2, None),
-    (3, t("2026-04-02 10:00:00"), t("2026-04-02 10:00:00", 100), t("2025-03-01 00:00:00"), "2025-03-01", "30.00", 7, "bronze"),
-    (3, t("2026-04-02 10:00:00"), t("2026-04-02 10:00:00", 200), t("2025-03-02 00:00:00"), "2025-03-02", "31.00", 8, "silver"),
-    (3, None, t("2026-04-02 10:00:00"), t("2025-03-03 00:00:00"), "2025-03-03", "99.00", 9, "gold"),  # no timestamp: never joins
-    (4, t("2026-04-02 23:00:00"), t("2026-04-02 23:00:00"), t("2025-04-01 00:00:00"), "2025-04-01", "40.00", 10, "gold"),
+    (
+        3,
+        t("2026-04-02 10:00:00"),
+        t("2026-04-02 10:00:00", 100),
+        t("2025-03-01 00:00:00"),
+        "2025-03-01",
+        "30.00",
+        7,
+        "bronze",
+    ),
+    (
+        3,
+        t("2026-04-02 10:00:00"),
+        t("2026-04-02 10:00:00", 200),
+        t("2025-03-02 00:00:00"),
+        "2025-03-02",
+        "31.00",
+        8,
+        "silver",
+    ),
+    (
+        3,
+        None,
+        t("2026-04-02 10:00:00"),
+        t("2025-03-03 00:00:00"),
+        "2025-03-03",
+        "99.00",
+        9,
+        "gold",
+    ),  # no timestamp: never joins
+    (
+        4,
+        t("2026-04-02 23:00:00"),
+        t("2026-04-02 23:00:00"),
+        t("2025-04-01 00:00:00"),
+        "2025-04-01",
+        "40.00",
+        10,
+        "gold",
+    ),
     (1, t("2026-04-02 23:30:00"), t("2026-04-02 23:30:00"), t("2025-01-03 00:00:00"), "2025-01-03", "13.00", 6, "plat"),
-    (3, t("2026-04-02 04:59:59"), t("2026-04-02 05:00:00"), t("2025-03-04 00:00:00"), "2025-03-04", "32.00", 11, "gold"),
+    (
+        3,
+        t("2026-04-02 04:59:59"),
+        t("2026-04-02 05:00:00"),
+        t("2025-03-04 00:00:00"),
+        "2025-03-04",
+        "32.00",
+        11,
+        "gold",
+    ),
 ]
 
 
@@ -100,7 +154,7 @@ def _events() -> list[tuple]:
         (1, t("2026-04-02 08:00:00"), t("2026-03-01 00:00:00"), "2026-03-01", "x", "1.00", 1),  # t - 1h: in
         (1, t("2026-04-02 09:00:00"), t("2026-03-02 00:00:00"), "2026-03-02", "y", "2.00", 2),  # at t: out
         (1, t("2026-04-01 09:00:00"), t("2026-03-03 00:00:00"), "2026-03-03", "z", "3.00", 3),  # t - 1d: in
-        (2, t("2026-04-02 08:59:59.999999"), None, None, None, None, None),                     # all nulls
+        (2, t("2026-04-02 08:59:59.999999"), None, None, None, None, None),  # all nulls
         (2, t("2026-04-02 08:30:00"), t("2026-03-04 00:00:00"), "2026-03-04", "x", "4.50", 4),
         (2, t("2026-04-02 08:30:00"), t("2026-03-05 00:00:00"), "2026-03-05", "y", "5.25", 5),  # tie: source order
         (3, t("2026-04-01 23:59:59.999999", 500), t("2026-03-06 00:00:00"), "2026-03-06", "z", "6.00", 6),
@@ -114,7 +168,9 @@ def _events() -> list[tuple]:
         minute = rng.randrange(0, 24 * 60, 15)
         ts = t(f"{day} 00:00:00") + minute * 60 * NS + rng.choice([0, 0, 0, 250_000_000, 999])
         seen = None if rng.random() < 0.2 else t("2026-02-01 00:00:00") + rng.randrange(0, 40 * 86_400) * NS
-        seen_day = None if rng.random() < 0.2 else (dt.date(2026, 2, 1) + dt.timedelta(days=rng.randrange(40))).isoformat()
+        seen_day = (
+            None if rng.random() < 0.2 else (dt.date(2026, 2, 1) + dt.timedelta(days=rng.randrange(40))).isoformat()
+        )
         amount = None if rng.random() < 0.2 else f"{rng.randrange(0, 10_000) / 100:.2f}"
         n = None if rng.random() < 0.2 else rng.randrange(-5, 50)
         rows.append((rng.choice(users), ts, seen, seen_day, rng.choice(tags), amount, n))
@@ -126,12 +182,33 @@ CATEGORIES = {"item": ["a", "b", "c"], "tier": ["bronze", "silver", "gold", "pla
 
 # Column kinds: time (a time role: the cell's unit/zone), date, id:<table>, cat, session,
 # money, int8u (small unsigned), int16, bool.
-SPINE_COLS = [("event_timestamp", "time"), ("user_id", "id:spine"), ("item", "cat"), ("session", "session"),
-              ("clicked", "bool"), ("price", "money")]
-PROFILE_COLS = [("user_id", "id:view"), ("updated_at", "time"), ("created_at", "time"), ("signup_at", "time"),
-                ("signup_day", "date"), ("score", "money"), ("level", "int8u"), ("tier", "cat")]
-EVENT_COLS = [("user_id", "id:events"), ("ts", "time"), ("seen_at", "time"), ("seen_day", "date"),
-              ("tag", "cat"), ("amount", "money"), ("n", "int16")]
+SPINE_COLS = [
+    ("event_timestamp", "time"),
+    ("user_id", "id:spine"),
+    ("item", "cat"),
+    ("session", "session"),
+    ("clicked", "bool"),
+    ("price", "money"),
+]
+PROFILE_COLS = [
+    ("user_id", "id:view"),
+    ("updated_at", "time"),
+    ("created_at", "time"),
+    ("signup_at", "time"),
+    ("signup_day", "date"),
+    ("score", "money"),
+    ("level", "int8u"),
+    ("tier", "cat"),
+]
+EVENT_COLS = [
+    ("user_id", "id:events"),
+    ("ts", "time"),
+    ("seen_at", "time"),
+    ("seen_day", "date"),
+    ("tag", "cat"),
+    ("amount", "money"),
+    ("n", "int16"),
+]
 
 
 def _columns(cols: list[tuple[str, str]], rows: list[tuple]) -> dict[str, tuple[str, list]]:
@@ -151,8 +228,8 @@ def _columns(cols: list[tuple[str, str]], rows: list[tuple]) -> dict[str, tuple[
 
 @dataclass(frozen=True)
 class Cell:
-    writer: str            # pyarrow | pandas | polars | duckdb
-    unit: str              # s ms us ns | date | date64 | int96 | a DuckDB type name
+    writer: str  # pyarrow | pandas | polars | duckdb
+    unit: str  # s ms us ns | date | date64 | int96 | a DuckDB type name
     zone: str | None = None
 
     @property
@@ -166,10 +243,12 @@ CELLS: list[Cell] = (
     + [Cell("pyarrow", "int96"), Cell("pyarrow", "date"), Cell("pyarrow", "date64")]
     + [Cell("pandas", u, z) for u in ("s", "ms", "us", "ns") for z in ZONES]
     + [Cell("pandas", "ns", "America/New_York"), Cell("pandas", "date")]
-    + [Cell("polars", u, z) for u in ("ms", "us", "ns") for z in ZONES]   # polars has no seconds unit
+    + [Cell("polars", u, z) for u in ("ms", "us", "ns") for z in ZONES]  # polars has no seconds unit
     + [Cell("polars", "date")]
-    + [Cell("duckdb", u) for u in ("TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP", "TIMESTAMP_NS", "TIMESTAMPTZ",
-                                   "TIMESTAMPTZ_NS", "DATE")]
+    + [
+        Cell("duckdb", u)
+        for u in ("TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP", "TIMESTAMP_NS", "TIMESTAMPTZ", "TIMESTAMPTZ_NS", "DATE")
+    ]
 )
 
 
@@ -191,9 +270,17 @@ def _pa_array(cell: Cell, kind: str, values: list) -> pa.Array:
         unit = "ns" if cell.unit == "int96" else cell.unit
         arr = pa.array(values, pa.int64()).cast(pa.timestamp("ns")).cast(pa.timestamp(unit), safe=False)
         return arr.cast(pa.timestamp(unit, tz=cell.zone)) if cell.zone else arr
-    types = {"id:spine": pa.int8(), "id:view": pa.int64(), "id:events": pa.uint16(), "session": pa.string_view(),
-             "money": pa.decimal128(10, 2), "int8u": pa.uint8(), "int16": pa.int16(), "bool": pa.bool_(),
-             "date": pa.date32()}
+    types = {
+        "id:spine": pa.int8(),
+        "id:view": pa.int64(),
+        "id:events": pa.uint16(),
+        "session": pa.string_view(),
+        "money": pa.decimal128(10, 2),
+        "int8u": pa.uint8(),
+        "int16": pa.int16(),
+        "bool": pa.bool_(),
+        "date": pa.date32(),
+    }
     if kind == "cat":
         return pa.array(values, pa.string()).dictionary_encode()
     return pa.array(values, types[kind])
@@ -210,7 +297,9 @@ def _write_pyarrow(cell: Cell, path: Path, columns: dict, partition: str | None)
     days = [day_of(v) for v in columns[partition][1]]
     for day in sorted(set(days)):
         rows = [i for i, d in enumerate(days) if d == day]
-        part = pa.table({name: _pa_array(cell, kind, [vals[i] for i in rows]) for name, (kind, vals) in columns.items()})
+        part = pa.table(
+            {name: _pa_array(cell, kind, [vals[i] for i in rows]) for name, (kind, vals) in columns.items()}
+        )
         (path / f"dt={day}").mkdir(parents=True, exist_ok=True)
         pq.write_table(part, path / f"dt={day}" / "part-0.parquet", use_deprecated_int96_timestamps=int96)
 
@@ -226,8 +315,15 @@ def _pd_series(cell: Cell, kind: str, name: str, values: list):
         return s.astype(f"datetime64[{cell.unit}, {cell.zone}]" if cell.zone else f"datetime64[{cell.unit}]")
     if kind == "cat":
         return pd.Series(pd.Categorical(values, categories=CATEGORIES[name]))
-    dtypes = {"id:spine": "UInt16", "id:view": "Int64", "id:events": "UInt32", "int8u": "UInt8", "int16": "Int16",
-              "bool": "boolean", "session": "str"}
+    dtypes = {
+        "id:spine": "UInt16",
+        "id:view": "Int64",
+        "id:events": "UInt32",
+        "int8u": "UInt8",
+        "int16": "Int16",
+        "bool": "boolean",
+        "session": "str",
+    }
     if kind in dtypes:
         return pd.Series(values, dtype=dtypes[kind])
     return pd.Series(values, dtype="object")  # money (Decimal objects) and dates
@@ -256,9 +352,17 @@ def _pl_series(cell: Cell, kind: str, name: str, values: list):
     if kind == "cat":
         dtype = pl.Enum(CATEGORIES[name]) if name == "tag" else pl.Categorical
         return pl.Series(name, values, dtype=dtype)
-    dtypes = {"id:spine": pl.UInt32, "id:view": pl.Int64, "id:events": pl.UInt8, "int8u": pl.UInt8,
-              "int16": pl.Int16, "bool": pl.Boolean, "session": pl.String, "money": pl.Decimal(10, 2),
-              "date": pl.Date}
+    dtypes = {
+        "id:spine": pl.UInt32,
+        "id:view": pl.Int64,
+        "id:events": pl.UInt8,
+        "int8u": pl.UInt8,
+        "int16": pl.Int16,
+        "bool": pl.Boolean,
+        "session": pl.String,
+        "money": pl.Decimal(10, 2),
+        "date": pl.Date,
+    }
     return pl.Series(name, values, dtype=dtypes[kind])
 
 
@@ -280,14 +384,29 @@ def _write_duckdb(cell: Cell, path: Path, columns: dict, partition: str | None) 
 
     raw = {}
     for name, (kind, vals) in columns.items():
-        raw[name] = pa.array(vals, pa.int64()) if kind == "time" else (
-            pa.array([None if v is None else str(v) for v in vals], pa.string()) if kind in ("money", "cat") else
-            pa.array(vals, pa.date32() if kind == "date" else None))
+        raw[name] = (
+            pa.array(vals, pa.int64())
+            if kind == "time"
+            else (
+                pa.array([None if v is None else str(v) for v in vals], pa.string())
+                if kind in ("money", "cat")
+                else pa.array(vals, pa.date32() if kind == "date" else None)
+            )
+        )
     con = duckdb.connect(config={"threads": 1})
     con.execute("SET TimeZone = 'UTC'")
     con.register("raw", pa.table(raw))
-    types = {"id:spine": "UTINYINT", "id:view": "BIGINT", "id:events": "USMALLINT", "money": "DECIMAL(10, 2)",
-             "int8u": "UTINYINT", "int16": "SMALLINT", "bool": "BOOLEAN", "session": "VARCHAR", "date": "DATE"}
+    types = {
+        "id:spine": "UTINYINT",
+        "id:view": "BIGINT",
+        "id:events": "USMALLINT",
+        "money": "DECIMAL(10, 2)",
+        "int8u": "UTINYINT",
+        "int16": "SMALLINT",
+        "bool": "BOOLEAN",
+        "session": "VARCHAR",
+        "date": "DATE",
+    }
     select = []
     for name, (kind, _vals) in columns.items():
         q = f'"{name}"'
@@ -323,52 +442,71 @@ WRITERS = {"pyarrow": _write_pyarrow, "pandas": _write_pandas, "polars": _write_
 VIEW = {
     "name": "profile",
     "entities": ["user_id"],
-    "source": {"path": "data/profile.parquet", "timestamp_field": "updated_at", "created_timestamp_field": "created_at"},
+    "source": {
+        "path": "data/profile.parquet",
+        "timestamp_field": "updated_at",
+        "created_timestamp_field": "created_at",
+    },
     "ttl": "1d",
     "features": [
         {"name": "signup_at", "dtype": "timestamp"},
         {"name": "signup_day", "dtype": "date"},
-        {"name": "score", "dtype": "float64"},      # a decimal column declared float64
-        {"name": "level", "dtype": "int64"},        # an unsigned byte declared int64
-        {"name": "tier", "dtype": "string"},        # a categorical declared string
+        {"name": "score", "dtype": "float64"},  # a decimal column declared float64
+        {"name": "level", "dtype": "int64"},  # an unsigned byte declared int64
+        {"name": "tier", "dtype": "string"},  # a categorical declared string
         {"name": "level2", "dtype": "int64", "expr": "level * 2"},
     ],
 }
 EXPRS = {"level * 2": lambda r: None if r["level"] is None else r["level"] * 2}
 SERVICE = {
     "name": "matrix",
-    "spine": {"source": {"path": "data/feed", "timestamp_field": "event_timestamp"},
-              "entities": ["user_id", "item"], "session_field": "session", "labels": ["clicked"],
-              "passthrough": ["price"]},
+    "spine": {
+        "source": {"path": "data/feed", "timestamp_field": "event_timestamp"},
+        "entities": ["user_id", "item"],
+        "session_field": "session",
+        "labels": ["clicked"],
+        "passthrough": ["price"],
+    },
     "features": ["profile"],
     "aggregations": ["ev", "sp"],
 }
-AGGREGATIONS = {"aggregations": [
-    {"name": "ev", "source": {"path": "data/events", "timestamp_field": "ts"}, "group_by": ["user_id"],
-     "windows": ["1h", "1d"],
-     "features": [
-         {"name": "events", "function": "count"},
-         {"name": "n_sum", "column": "n", "function": "sum"},
-         {"name": "amount_sum", "column": "amount", "function": "sum"},
-         {"name": "amount_mean", "column": "amount", "function": "mean"},
-         {"name": "amount_max", "column": "amount", "function": "max"},
-         {"name": "seen_min", "column": "seen_at", "function": "min"},
-         {"name": "seen_max", "column": "seen_at", "function": "max"},
-         {"name": "seen_last", "column": "seen_at", "function": "last"},
-         {"name": "seen_recent", "column": "seen_at", "function": "last_k", "k": 2, "windows": ["2d"]},
-         {"name": "day_min", "column": "seen_day", "function": "min"},
-         {"name": "day_max", "column": "seen_day", "function": "max"},
-         {"name": "day_last", "column": "seen_day", "function": "last"},
-         {"name": "tags", "column": "tag", "function": "count_distinct"},
-         {"name": "recent_tags", "column": "tag", "function": "last_k", "k": 3},
-     ]},
-    {"name": "sp", "source": "spine", "group_by": ["item"], "windows": ["1d"],
-     "features": [
-         {"name": "rows", "function": "count"},
-         {"name": "clicks", "column": "clicked", "function": "sum"},
-         {"name": "top_price", "column": "price", "function": "max"},
-     ]},
-]}
+AGGREGATIONS = {
+    "aggregations": [
+        {
+            "name": "ev",
+            "source": {"path": "data/events", "timestamp_field": "ts"},
+            "group_by": ["user_id"],
+            "windows": ["1h", "1d"],
+            "features": [
+                {"name": "events", "function": "count"},
+                {"name": "n_sum", "column": "n", "function": "sum"},
+                {"name": "amount_sum", "column": "amount", "function": "sum"},
+                {"name": "amount_mean", "column": "amount", "function": "mean"},
+                {"name": "amount_max", "column": "amount", "function": "max"},
+                {"name": "seen_min", "column": "seen_at", "function": "min"},
+                {"name": "seen_max", "column": "seen_at", "function": "max"},
+                {"name": "seen_last", "column": "seen_at", "function": "last"},
+                {"name": "seen_recent", "column": "seen_at", "function": "last_k", "k": 2, "windows": ["2d"]},
+                {"name": "day_min", "column": "seen_day", "function": "min"},
+                {"name": "day_max", "column": "seen_day", "function": "max"},
+                {"name": "day_last", "column": "seen_day", "function": "last"},
+                {"name": "tags", "column": "tag", "function": "count_distinct"},
+                {"name": "recent_tags", "column": "tag", "function": "last_k", "k": 3},
+            ],
+        },
+        {
+            "name": "sp",
+            "source": "spine",
+            "group_by": ["item"],
+            "windows": ["1d"],
+            "features": [
+                {"name": "rows", "function": "count"},
+                {"name": "clicks", "column": "clicked", "function": "sum"},
+                {"name": "top_price", "column": "price", "function": "max"},
+            ],
+        },
+    ]
+}
 
 
 def _yaml(path: Path, doc: object) -> None:
@@ -385,6 +523,8 @@ def build(root: Path, cell: Cell) -> Path:
     _yaml(root / "feature_views/profile.yaml", VIEW)
     _yaml(root / "feature_services/matrix.yaml", SERVICE)
     _yaml(root / "config/training/aggregations.yaml", AGGREGATIONS)
-    _yaml(root / "config/training/runtime.yaml", {"feed_start": START, "feed_end": END, "output_root": "out",
-                                                  "skeleton": {"chunk_rows": CHUNK_ROWS}})
+    _yaml(
+        root / "config/training/runtime.yaml",
+        {"feed_start": START, "feed_end": END, "output_root": "out", "skeleton": {"chunk_rows": CHUNK_ROWS}},
+    )
     return root

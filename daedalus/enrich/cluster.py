@@ -92,14 +92,27 @@ def _ensure_token_auth(env: dict[str, str]) -> None:
     the jobs it starts attach with it (`ensure_ray` does the same when it is unset)."""
     if env.get("RAY_AUTH_MODE"):
         return
-    subprocess.run([ray_executable(), "get-auth-token", "--generate"], env=env, stdin=subprocess.DEVNULL,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, timeout=120)
+    subprocess.run(
+        [ray_executable(), "get-auth-token", "--generate"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=False,
+        timeout=120,
+    )
     env["RAY_AUTH_MODE"] = "token"
     os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 
-def start_local_head(num_cpus: int | None, tmp_dir: Path | None, *, object_store_memory: int | None = None,
-                     timeout_s: float = 180.0, record: Path | None = None) -> str:
+def start_local_head(
+    num_cpus: int | None,
+    tmp_dir: Path | None,
+    *,
+    object_store_memory: int | None = None,
+    timeout_s: float = 180.0,
+    record: Path | None = None,
+) -> str:
     """Start a local Ray head (`ray start --head`) and return its address "127.0.0.1:PORT".
 
     Ray's --temp-dir (sockets, logs) is a new directory `daeda-ray-XXXXXXXX` under `tmp_dir`
@@ -115,21 +128,37 @@ def start_local_head(num_cpus: int | None, tmp_dir: Path | None, *, object_store
     owns = True
     port = _free_port()
     cmd = [
-        ray_executable(), "start", "--head",
-        "--node-ip-address", "127.0.0.1",
-        "--port", str(port),
-        "--num-cpus", str(num_cpus or os.cpu_count() or 1),
-        "--object-store-memory", str(object_store_memory or default_object_store_memory()),
+        ray_executable(),
+        "start",
+        "--head",
+        "--node-ip-address",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--num-cpus",
+        str(num_cpus or os.cpu_count() or 1),
+        "--object-store-memory",
+        str(object_store_memory or default_object_store_memory()),
         "--include-dashboard=false",
-        "--dashboard-port", str(_free_port()),
-        "--dashboard-agent-listen-port", str(_free_port()),
+        "--dashboard-port",
+        str(_free_port()),
+        "--dashboard-agent-listen-port",
+        str(_free_port()),
         "--disable-usage-stats",
-        "--temp-dir", str(temp_dir),
+        "--temp-dir",
+        str(temp_dir),
     ]
     env = head_env()
     _ensure_token_auth(env)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            env=env, start_new_session=True, text=True)
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+        text=True,
+    )
     pgid = proc.pid  # the head's daemons inherit this new session/process group
     if record is not None:
         _write_record(record, pgid, temp_dir)
@@ -139,7 +168,7 @@ def start_local_head(num_cpus: int | None, tmp_dir: Path | None, *, object_store
         _kill_group(pgid, temp_dir, set())
         if record is not None:
             record.unlink(missing_ok=True)
-        raise RuntimeError(f"`ray start --head` did not finish within {timeout_s:.0f}s")
+        raise RuntimeError(f"`ray start --head` did not finish within {timeout_s:.0f}s") from None
     address = f"127.0.0.1:{port}"
     head = _Head(address, pgid, temp_dir, owns, _head_pids(pgid, temp_dir), record)
     if proc.returncode != 0:

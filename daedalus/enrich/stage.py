@@ -265,7 +265,9 @@ def _skeleton_schema(parts: list[Path]) -> tuple[pa.Schema, int]:
         try:
             f = pq.ParquetFile(p)
         except Exception as e:
-            raise DaedalusError(p, f"unreadable parquet: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+            raise DaedalusError(
+                p, f"unreadable parquet: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+            ) from None
         s = f.schema_arrow.remove_metadata()
         rows += f.metadata.num_rows
         if schema is None:
@@ -283,8 +285,10 @@ def plan_output_schema(skeleton_schema: pa.Schema, specs: list[EmbeddingSpec], d
             raise DaedalusError(where, f"embedding {s.name!r}: ids column {s.ids!r} not in the skeleton output")
         t = skeleton_schema.field(s.ids).type
         if ids_kind(t) is None:
-            raise DaedalusError(where, f"embedding {s.name!r}: ids column {s.ids!r} has type {t}, "
-                                       "expected an integer or a list of integers")
+            raise DaedalusError(
+                where,
+                f"embedding {s.name!r}: ids column {s.ids!r} has type {t}, expected an integer or a list of integers",
+            )
         for out in (s.name, f"{s.name}_count"):
             if out in seen:
                 raise DaedalusError(where, f"embedding {s.name!r}: output column {out!r} already exists")
@@ -328,7 +332,7 @@ def run_enrich_stage(
     skeleton_day_dir, out_day_dir = Path(skeleton_day_dir), Path(out_day_dir)
     specs = [EmbeddingSpec(n, c) for n, c in embeddings]
     if shard_rows < 1 or batch_rows < 1:
-            raise DaedalusError("enrich", f"shard_rows and batch_rows must be >= 1 (got {shard_rows}, {batch_rows})")
+        raise DaedalusError("enrich", f"shard_rows and batch_rows must be >= 1 (got {shard_rows}, {batch_rows})")
     parts = skeleton_parts(skeleton_day_dir)
     skel_schema, total_rows = _skeleton_schema(parts)
     tp = time.perf_counter()

@@ -72,8 +72,10 @@ def _open(uri: str, version: int | None):
     except DaedalusError:
         raise
     except Exception as e:  # lance raises ValueError/OSError/... with multi-line text
-        what = "version %d of the embedding store cannot be opened" % version if version is not None else (
-            "cannot open the embedding store as a Lance dataset"
+        what = (
+            f"version {version} of the embedding store cannot be opened"
+            if version is not None
+            else ("cannot open the embedding store as a Lance dataset")
         )
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DaedalusError(uri, f"{what}: {first[:200]}") from None
@@ -114,8 +116,15 @@ class EmbeddingStore:
     superseded duplicates stay in it, unreferenced.
     """
 
-    def __init__(self, keys: np.ndarray, matrix: np.ndarray, key_rows: np.ndarray | None = None, *,
-                 version: int | None = None, uri: str = "") -> None:
+    def __init__(
+        self,
+        keys: np.ndarray,
+        matrix: np.ndarray,
+        key_rows: np.ndarray | None = None,
+        *,
+        version: int | None = None,
+        uri: str = "",
+    ) -> None:
         keys = np.ascontiguousarray(keys, dtype=np.int64)
         if matrix.ndim != 2 or matrix.shape[0] < 1 or matrix.dtype != np.float32:
             raise ValueError("matrix must be a 2-d float32 array ending with a zero row")
@@ -143,7 +152,7 @@ class EmbeddingStore:
 
     # -- construction -------------------------------------------------------------------
     @classmethod
-    def from_arrays(cls, keys, vectors, *, version: int | None = None, uri: str = "") -> "EmbeddingStore":
+    def from_arrays(cls, keys, vectors, *, version: int | None = None, uri: str = "") -> EmbeddingStore:
         """Build from a key array and a fixed_size_list<float32> array (pyarrow, any chunking).
 
         Applies the store rules: null keys / null vectors / vectors with null elements are
@@ -178,7 +187,7 @@ class EmbeddingStore:
         return cls(ks[last], matrix, idx[order[last]], version=version, uri=uri)
 
     @classmethod
-    def load(cls, ref: StoreRef) -> "EmbeddingStore":
+    def load(cls, ref: StoreRef) -> EmbeddingStore:
         """Load the pinned version `ref.version` of the store into memory."""
         ds = _open(ref.uri, ref.version)
         dim = check_schema(ref.uri, ds.schema, ref.key, ref.vector)

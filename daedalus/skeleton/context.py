@@ -49,7 +49,7 @@ class DayContext:
     con: duckdb.DuckDBPyConnection
     plan: Plan
     day: dt.date
-    files: dict[str, list[str]]          # per source id: the files this day job may read
+    files: dict[str, list[str]]  # per source id: the files this day job may read
     output_root: Path
     run_days: list[dt.date] = field(default_factory=list)
     _types: dict[tuple[str, ...], dict[str, str]] = field(default_factory=dict)

@@ -10,10 +10,10 @@ import hashlib
 
 from daedalus import arrowtypes as at
 from daedalus.errors import DaedalusError
-from daedalus.udfs import import_udf
 from daedalus.plan import DeriveParams, Operator, UdfParams
 from daedalus.skeleton.context import DayContext, table
 from daedalus.sources import sql_ident
+from daedalus.udfs import import_udf
 
 
 def _joined(ctx: DayContext, op: Operator) -> tuple[str, str]:
@@ -31,7 +31,7 @@ def derive_sql(ctx: DayContext, op: Operator) -> None:
         exprs.append(f"CASE WHEN __hit THEN CAST({value} AS {at.DTYPE_DUCKDB[f.dtype]}) END AS {sql_ident(f.output)}")
     ctx.con.execute(f"""
         CREATE TEMP TABLE {table(op.name)} AS
-        SELECT {keys}, {', '.join(exprs)} FROM {src}
+        SELECT {keys}, {", ".join(exprs)} FROM {src}
     """)
 
 
@@ -48,8 +48,15 @@ def udf_arrow(ctx: DayContext, op: Operator) -> None:
     src, keys = _joined(ctx, op)
     types = {r[0]: r[1] for r in ctx.con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()}
     name = "udf_" + hashlib.sha1(op.name.encode()).hexdigest()[:12]
-    ctx.con.create_function(name, fn, [types[c] for c in p.inputs], at.DTYPE_DUCKDB[p.dtype],
-                            type="arrow", null_handling="special", side_effects=False)
+    ctx.con.create_function(
+        name,
+        fn,
+        [types[c] for c in p.inputs],
+        at.DTYPE_DUCKDB[p.dtype],
+        type="arrow",
+        null_handling="special",
+        side_effects=False,
+    )
     args = ", ".join(sql_ident(c) for c in p.inputs)
     ctx.con.execute(f"""
         CREATE TEMP TABLE {table(op.name)} AS

@@ -33,17 +33,24 @@ def _feature_rows_sql(ctx: DayContext, p: PitJoinParams) -> tuple[str, str]:
     spec = ctx.plan.sources[p.source]
     rel, empty = ctx.relation(p.source, ctx.source_files(p.source, spec.lookback_days))
     ts = ctx.ts_expr(rel, spec.timestamp_field, spec.path)
-    cts = ctx.ts_expr(rel, spec.created_timestamp_field, spec.path) if spec.created_timestamp_field else "CAST(NULL AS TIMESTAMP)"
+    cts = (
+        ctx.ts_expr(rel, spec.created_timestamp_field, spec.path)
+        if spec.created_timestamp_field
+        else "CAST(NULL AS TIMESTAMP)"
+    )
     cols = [sql_ident(e) for e in p.entities] + [f"{ctx.value_expr(rel, c)} AS {sql_ident(c)}" for c in p.columns]
     conds = [f"__fts < {ts_literal(ctx.end)}"] + [f"{sql_ident(e)} IS NOT NULL" for e in p.entities]
     if p.ttl:
         conds.append(f"__fts >= {ts_literal(ctx.start)} - {interval_sql(duration_micros(p.ttl))}")
     if empty:
         conds.append("false")
-    return f"""
-        SELECT {ts} AS __fts, {cts} AS __fcts, filename AS __file, file_row_number AS __row, {', '.join(cols)}
+    return (
+        f"""
+        SELECT {ts} AS __fts, {cts} AS __fcts, filename AS __file, file_row_number AS __row, {", ".join(cols)}
         FROM {rel}
-    """, " AND ".join(conds)
+    """,
+        " AND ".join(conds),
+    )
 
 
 def pit_join_sql(ctx: DayContext, op: Operator) -> None:
@@ -55,7 +62,7 @@ def pit_join_sql(ctx: DayContext, op: Operator) -> None:
     ctx.con.execute(f"""
         CREATE TEMP TABLE {fv} AS
         SELECT * EXCLUDE (__fcts, __file, __row) FROM ({rows}) WHERE {where}
-        QUALIFY row_number() OVER (PARTITION BY {', '.join(ents)}, __fts
+        QUALIFY row_number() OVER (PARTITION BY {", ".join(ents)}, __fts
                                    ORDER BY __fcts DESC NULLS LAST, __file DESC, __row DESC) = 1
     """)
     hit = "f.__fts IS NOT NULL"
@@ -65,7 +72,7 @@ def pit_join_sql(ctx: DayContext, op: Operator) -> None:
     carried = ", ".join(f"f.{sql_ident(c)}" for c in p.columns)
     ctx.con.execute(f"""
         CREATE TEMP TABLE {table(op.name)} AS
-        SELECT {', '.join('k.' + e for e in ents)}, k.__ts, ({hit}) AS __hit{', ' + carried if carried else ''}
+        SELECT {", ".join("k." + e for e in ents)}, k.__ts, ({hit}) AS __hit{", " + carried if carried else ""}
         FROM ({_keys_sql(ctx, op)}) k
         ASOF LEFT JOIN {fv} f ON {on} AND k.__ts >= f.__fts
     """)

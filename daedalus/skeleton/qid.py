@@ -86,7 +86,9 @@ def assign_qids(plan: Plan, days: list[dt.date], spine_files: list[str], output_
                 GROUP BY {s}
             """)
             if not reg.exists():
-                con.execute("CREATE TEMP TABLE reg AS SELECT session, CAST(NULL AS BIGINT) AS qid FROM firsts WHERE false")
+                con.execute(
+                    "CREATE TEMP TABLE reg AS SELECT session, CAST(NULL AS BIGINT) AS qid FROM firsts WHERE false"
+                )
             base = con.execute("SELECT coalesce(max(qid) + 1, 0) FROM reg").fetchall()[0][0]
             con.execute(f"""
                 CREATE TEMP TABLE fresh AS
@@ -95,7 +97,9 @@ def assign_qids(plan: Plan, days: list[dt.date], spine_files: list[str], output_
             """)
             new = con.execute("SELECT count(*) FROM fresh").fetchall()[0][0]
             if new or not reg.exists():
-                merged = con.sql("SELECT session, qid FROM reg UNION ALL SELECT session, qid FROM fresh ORDER BY qid").to_arrow_table()
+                merged = con.sql(
+                    "SELECT session, qid FROM reg UNION ALL SELECT session, qid FROM fresh ORDER BY qid"
+                ).to_arrow_table()
                 write_parquet(merged.rename_columns(["session", "qid"]), reg)
     return {"new_sessions": int(new)}
 
@@ -132,8 +136,10 @@ def qid_sql(ctx: DayContext, op: Operator) -> None:
     assign_qids(ctx.plan, ctx.run_days or [ctx.day], files, ctx.output_root)
     missing = _join_registry(ctx, op, p.session_field)
     if missing:
-        raise DaedalusError(registry_path(ctx.output_root), f"{missing} rows of {ctx.day} still have no qid after "
-                            "assignment; is the day outside the run's days?")
+        raise DaedalusError(
+            registry_path(ctx.output_root),
+            f"{missing} rows of {ctx.day} still have no qid after assignment; is the day outside the run's days?",
+        )
 
 
 def publish_qid_map(output_root: Path, session_field: str) -> int:

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import duckdb
 
 from daedalus.definitions import DuckDBSettings
 from daedalus.plan import Operator, Plan
+from daedalus.skeleton import windows, windows_py
 from daedalus.skeleton.context import DayContext, lock_down, table
 from daedalus.skeleton.derive import derive_sql, udf_arrow
 from daedalus.skeleton.pit import pit_join_pythonic, pit_join_sql
 from daedalus.skeleton.qid import qid_sql, registry_path
 from daedalus.skeleton.spine import spine_sql
-from daedalus.skeleton import windows, windows_py
 from daedalus.skeleton.windows import window_agg_sql
 from daedalus.skeleton.windows_py import window_agg_pythonic
 from daedalus.sources import SourceFiles
@@ -72,9 +72,17 @@ def day_files(plan: Plan, day: dt.date) -> dict[str, list[str]]:
     return out
 
 
-def run_skeleton_stage(plan: Plan, day: dt.date, output_root: Path | str, *, chunk_rows: int,
-                       duckdb_settings: DuckDBSettings | None = None, threads: int | None = None,
-                       files: dict[str, list[str]] | None = None, run_days: list[dt.date] | None = None) -> DayResult:
+def run_skeleton_stage(
+    plan: Plan,
+    day: dt.date,
+    output_root: Path | str,
+    *,
+    chunk_rows: int,
+    duckdb_settings: DuckDBSettings | None = None,
+    threads: int | None = None,
+    files: dict[str, list[str]] | None = None,
+    run_days: list[dt.date] | None = None,
+) -> DayResult:
     """Compute day `day` of the plan and publish `<output_root>/dt=<day>/part-N-0.parquet`.
 
     `run_days` are the days of the whole run: a session without a qid gets one together with
@@ -90,10 +98,12 @@ def run_skeleton_stage(plan: Plan, day: dt.date, output_root: Path | str, *, chu
     settings = duckdb_settings or DuckDBSettings()
     con = connect(settings, threads)
     try:
-        lock_down(con, [f for fs in files.values() for f in fs] + [registry_path(output_root).as_posix()],
-                  settings.temp_directory)
-        ctx = DayContext(con=con, plan=plan, day=day, files=files, output_root=output_root,
-                         run_days=run_days or [day])
+        lock_down(
+            con,
+            [f for fs in files.values() for f in fs] + [registry_path(output_root).as_posix()],
+            settings.temp_directory,
+        )
+        ctx = DayContext(con=con, plan=plan, day=day, files=files, output_root=output_root, run_days=run_days or [day])
         write_op = None
         timings: dict[str, float] = {}
         for op in plan.skeleton_operators:

@@ -9,7 +9,6 @@ for nothing.
 from __future__ import annotations
 
 import datetime as dt
-
 from collections.abc import Callable
 
 from daedalus import functions
@@ -40,10 +39,10 @@ def events_sql(ctx: DayContext, p: WindowAggParams) -> tuple[str, list[str], dic
         conds.append("false")
     sql = f"""
         SELECT * FROM (
-            SELECT {', '.join(groups)}, {ts} AS __ts, filename AS __file, file_row_number AS __row
-                   {''.join(', ' + v for v in vals)}
+            SELECT {", ".join(groups)}, {ts} AS __ts, filename AS __file, file_row_number AS __row
+                   {"".join(", " + v for v in vals)}
             FROM {rel}
-        ) WHERE {' AND '.join(conds)}
+        ) WHERE {" AND ".join(conds)}
     """
     types = {}
     if value_cols:
@@ -60,8 +59,11 @@ def _is_float(ctype: str | None) -> bool:
 FRAME: dict[str, Callable[[str, str | None, str], str]] = {
     "count": lambda v, t, over: f"count({v}) {over}",
     "count_distinct": lambda v, t, over: f"count(DISTINCT {v}) {over}",
-    "sum": lambda v, t, over: (f"coalesce(sum(CAST({v} AS DOUBLE)) {over}, 0)" if _is_float(t)
-                               else f"CAST(coalesce(sum(CAST({v} AS BIGINT)) {over}, 0) AS BIGINT)"),
+    "sum": lambda v, t, over: (
+        f"coalesce(sum(CAST({v} AS DOUBLE)) {over}, 0)"
+        if _is_float(t)
+        else f"CAST(coalesce(sum(CAST({v} AS BIGINT)) {over}, 0) AS BIGINT)"
+    ),
     "mean": lambda v, t, over: f"avg(CAST({v} AS DOUBLE)) {over}",
     "min": lambda v, t, over: f"min({v}) {over}",
     "max": lambda v, t, over: f"max({v}) {over}",
@@ -148,7 +150,7 @@ def _merged_windows(ctx: DayContext, p: WindowAggParams, feats: list[WindowFeatu
         vals = "".join(f", {ctx.value_expr(rel, c)} AS {sql_ident('v:' + c)}" for c in cols)
         conds = conds + [f"{g} IS NOT NULL" for g in groups] + (["false"] if empty else [])
         return f"""SELECT {gl}, {ts_out} AS __ts, {aggs} FROM (SELECT {gl}, {ts} AS __ts{vals} FROM {rel})
-                   WHERE {' AND '.join(conds)} GROUP BY {by}"""
+                   WHERE {" AND ".join(conds)} GROUP BY {by}"""
 
     def in_span(f: str, a: dt.datetime, b: dt.datetime) -> bool:
         d = partition_day(f)
@@ -161,8 +163,14 @@ def _merged_windows(ctx: DayContext, p: WindowAggParams, feats: list[WindowFeatu
     raw_files = [f for f in files if partition_day(f) is None or not any(in_span(f, a, b) for a, b in runs)]
     selects = [partials(raw_files, [f"__ts < {ts_literal(ctx.end)}", lower] + outside, "__ts", f"{gl}, __ts")]
     for a, b in runs:
-        selects.append(partials([f for f in files if in_span(f, a, b)],
-                                [f"__ts >= {ts_literal(a)}", f"__ts < {ts_literal(b)}", lower], ts_literal(a), gl))
+        selects.append(
+            partials(
+                [f for f in files if in_span(f, a, b)],
+                [f"__ts >= {ts_literal(a)}", f"__ts < {ts_literal(b)}", lower],
+                ts_literal(a),
+                gl,
+            )
+        )
     agg = table(name + ":partials")
     ctx.con.execute(f"CREATE TEMP TABLE {agg} AS {' UNION ALL '.join(selects)}")
     exprs = []
@@ -175,18 +183,23 @@ def _merged_windows(ctx: DayContext, p: WindowAggParams, feats: list[WindowFeatu
         elif merge == "sum":
             e = f"CAST(coalesce(sum({sql_ident('s:' + c)}) OVER {w}, 0) AS BIGINT)"
         elif merge == "mean":
-            e = (f"CAST(sum({sql_ident('s:' + c)}) OVER {w} AS DOUBLE) / "
-                 f"nullif(CAST(sum({sql_ident('n:' + c)}) OVER {w} AS DOUBLE), 0)")
+            e = (
+                f"CAST(sum({sql_ident('s:' + c)}) OVER {w} AS DOUBLE) / "
+                f"nullif(CAST(sum({sql_ident('n:' + c)}) OVER {w} AS DOUBLE), 0)"
+            )
         else:
             e = f"{merge}({sql_ident(f'{merge}:{c}')}) OVER {w}"
         exprs.append(f"{e} AS {sql_ident(f.output)}")
     nulls = "".join(f", NULL AS {sql_ident(k)}" for k in parts)
-    frames = ", ".join(f"w{w} AS (PARTITION BY {gl} ORDER BY __ts RANGE BETWEEN {interval_sql(w)} PRECEDING "
-                       f"AND {interval_sql(1)} PRECEDING)" for w in windows)
+    frames = ", ".join(
+        f"w{w} AS (PARTITION BY {gl} ORDER BY __ts RANGE BETWEEN {interval_sql(w)} PRECEDING "
+        f"AND {interval_sql(1)} PRECEDING)"
+        for w in windows
+    )
     ctx.con.execute(f"""
         CREATE TEMP TABLE {table(name)} AS
         SELECT * EXCLUDE (__q) FROM (
-            SELECT {gl}, __ts, __q, {', '.join(exprs)}
+            SELECT {gl}, __ts, __q, {", ".join(exprs)}
             FROM (SELECT *, false AS __q FROM {agg} UNION ALL BY NAME SELECT {gl}, __ts, true AS __q{nulls} FROM {queries})
             WINDOW {frames}
         ) WHERE __q
@@ -245,7 +258,7 @@ def window_agg_sql(ctx: DayContext, op: Operator) -> None:
         ctx.con.execute(f"""
             CREATE TEMP TABLE {win} AS
             SELECT * EXCLUDE (__q) FROM (
-                SELECT {gl}, __ts, __q, {', '.join(exprs)}
+                SELECT {gl}, __ts, __q, {", ".join(exprs)}
                 FROM (
                     SELECT {gl}, __ts, __file, __row, 1 AS __ev, false AS __q{vals} FROM {ev} WHERE __ts >= {lower}
                     UNION ALL
@@ -256,7 +269,11 @@ def window_agg_sql(ctx: DayContext, op: Operator) -> None:
             ) WHERE __q
         """)
         alias = f"w{w}"
-        joins.append(f"LEFT JOIN {win} {alias} ON " + " AND ".join(f"q.{g} = {alias}.{g}" for g in groups) + f" AND q.__ts = {alias}.__ts")
+        joins.append(
+            f"LEFT JOIN {win} {alias} ON "
+            + " AND ".join(f"q.{g} = {alias}.{g}" for g in groups)
+            + f" AND q.__ts = {alias}.__ts"
+        )
         for i, f in feats:
             if f.function not in RANKED:
                 select[f.output] = f"{alias}.{sql_ident(f.output)}"
@@ -273,19 +290,25 @@ def window_agg_sql(ctx: DayContext, op: Operator) -> None:
             on_g = " AND ".join(f"m.{g} = r.{g}" for g in groups)
             take = RANKED[f.function] or int(f.k or 0)
             if take == 1 and f.function == "last":
-                sub = f"""SELECT m.{', m.'.join(groups)}, m.__ts, r.__v AS x FROM {win} m JOIN {rk} r
+                sub = f"""SELECT m.{", m.".join(groups)}, m.__ts, r.__v AS x FROM {win} m JOIN {rk} r
                           ON {on_g} AND r.__rank = m.__hi{i} WHERE m.__n{i} > 0"""
             else:
-                sub = f"""SELECT m.{', m.'.join(groups)}, m.__ts, list(r.__v ORDER BY r.__rank DESC) AS x FROM {win} m JOIN {rk} r
+                sub = f"""SELECT m.{", m.".join(groups)}, m.__ts, list(r.__v ORDER BY r.__rank DESC) AS x FROM {win} m JOIN {rk} r
                           ON {on_g} AND r.__rank > m.__hi{i} - least(m.__n{i}, {take}) AND r.__rank <= m.__hi{i}
                           GROUP BY ALL"""
             la = f"l{i}"
-            joins.append(f"LEFT JOIN ({sub}) {la} ON " + " AND ".join(f"q.{g} = {la}.{g}" for g in groups) + f" AND q.__ts = {la}.__ts")
-            select[f.output] = f"{la}.x" if f.function == "last" else f"coalesce({la}.x, {functions.get(f.function).empty_sql})"
+            joins.append(
+                f"LEFT JOIN ({sub}) {la} ON "
+                + " AND ".join(f"q.{g} = {la}.{g}" for g in groups)
+                + f" AND q.__ts = {la}.__ts"
+            )
+            select[f.output] = (
+                f"{la}.x" if f.function == "last" else f"coalesce({la}.x, {functions.get(f.function).empty_sql})"
+            )
     cols = ", ".join(f"{select[f.output]} AS {sql_ident(f.output)}" for f in p.features)
     ctx.con.execute(f"""
         CREATE TEMP TABLE {table(op.name)} AS
-        SELECT q.{', q.'.join(groups)}, q.__ts, {cols} FROM {qp} q {' '.join(joins)}
+        SELECT q.{", q.".join(groups)}, q.__ts, {cols} FROM {qp} q {" ".join(joins)}
     """)
     for t in temps:
         ctx.con.execute(f"DROP TABLE {t}")

@@ -21,7 +21,9 @@ from daedalus.sources import sql_ident
 from daedalus.timeutil import duration_micros
 
 
-def _slices(ecode: np.ndarray, ets: np.ndarray, qcode: np.ndarray, qts: np.ndarray, w: int) -> tuple[np.ndarray, np.ndarray]:
+def _slices(
+    ecode: np.ndarray, ets: np.ndarray, qcode: np.ndarray, qts: np.ndarray, w: int
+) -> tuple[np.ndarray, np.ndarray]:
     """For each query, [lo, hi) of the events of its group with t - w <= ts < t."""
     lo = np.empty(len(qcode), np.int64)
     hi = np.empty(len(qcode), np.int64)
@@ -47,7 +49,9 @@ def _to_numeric(arr: pa.Array) -> tuple[np.ndarray, pa.DataType] | None:
     if pa.types.is_decimal(t):  # summed as float64, as the SQL engine sums decimals
         return arr.cast(pa.float64()).fill_null(0).to_numpy(zero_copy_only=False), pa.float64()
     if pa.types.is_timestamp(t) or pa.types.is_date(t):
-        return arr.cast(pa.int64() if pa.types.is_timestamp(t) or t == pa.date64() else pa.int32()).fill_null(0).to_numpy(), t
+        return arr.cast(pa.int64() if pa.types.is_timestamp(t) or t == pa.date64() else pa.int32()).fill_null(
+            0
+        ).to_numpy(), t
     return None
 
 
@@ -58,7 +62,9 @@ def window_agg_pythonic(ctx: DayContext, op: Operator) -> None:
     groups = [sql_ident(g) for g in p.group_by]
     not_null = " AND ".join(f"{g} IS NOT NULL" for g in groups)
     spine = table(ctx.plan.input_of(op, "spine").name)
-    q = ctx.con.sql(f"SELECT DISTINCT {', '.join(groups)}, __ts FROM {spine} WHERE {not_null} ORDER BY ALL").to_arrow_table()
+    q = ctx.con.sql(
+        f"SELECT DISTINCT {', '.join(groups)}, __ts FROM {spine} WHERE {not_null} ORDER BY ALL"
+    ).to_arrow_table()
     ecode, qcode = entity_codes([ev[g] for g in p.group_by], [q[g] for g in p.group_by])
     ets, qts = micros(ev["__ts"]), micros(q["__ts"])
     forder, frow = source_order(ev["__file"], ev["__row"])
@@ -149,6 +155,7 @@ def _pick(fn: Callable) -> Callable[[Slices], pa.Array]:
     def compute(s: Slices) -> pa.Array:
         py = s.vals.to_pylist()
         return pa.array([fn(py[a:b]) if b > a else None for a, b in zip(s.lo, s.hi)], s.vals.type)
+
     return compute
 
 

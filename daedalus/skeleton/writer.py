@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from typing import Callable
+from collections.abc import Callable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -14,7 +14,6 @@ from daedalus.errors import DaedalusError
 from daedalus.plan import Operator
 from daedalus.skeleton.context import DayContext, table
 from daedalus.sources import sql_ident
-
 
 
 def assemble_sql(ctx: DayContext, op: Operator) -> str:
@@ -69,8 +68,9 @@ def _parts(ctx: DayContext, op: Operator, chunk_rows: int, schema: pa.Schema):
         yield pa.Table.from_batches(buf).combine_chunks().cast(schema)
 
 
-def write_parts(ctx: DayContext, op: Operator, chunk_rows: int,
-                on_part: Callable[[pa.Table], None] | None = None) -> tuple[int, int]:
+def write_parts(
+    ctx: DayContext, op: Operator, chunk_rows: int, on_part: Callable[[pa.Table], None] | None = None
+) -> tuple[int, int]:
     """Write the day; returns (rows, parts). The day directory appears complete or not at all."""
     schema = output_schema(op)
     final = ctx.output_root / f"dt={ctx.day.isoformat()}"
