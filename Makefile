@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SERVICE ?= dssm_ranking
 
-.PHONY: install demo train test clean
+.PHONY: install demo train test lint clean
 
 $(BIN)/daeda: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,12 @@ train: demo
 
 test: install
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15 $(PYTEST_ARGS)
+
+# What CI checks besides the tests: lint and format (ruff), types of the library (mypy).
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 clean:
 	rm -rf data/training_output data/training_output_enriched .snakemake .daedalus_tmp

@@ -302,13 +302,14 @@ def demo_cmd(
         raise DaedalusError("--end", f"{last} is before --start {first}")
     if scale <= 0:
         raise DaedalusError("--scale", f"must be positive, got {scale}")
+    n_users, n_artworks, n_events = (max(1, round(n * scale)) for n in (users, artworks, events_per_day))
     params = {
         "start": first.isoformat(),
         "end": last.isoformat(),
         "lookback_days": lookback_days,
-        "users": max(1, round(users * scale)),
-        "artworks": max(1, round(artworks * scale)),
-        "events_per_day": max(1, round(events_per_day * scale)),
+        "users": n_users,
+        "artworks": n_artworks,
+        "events_per_day": n_events,
         "embedding_dim": embedding_dim,
         "seed": seed,
     }
@@ -329,9 +330,9 @@ def demo_cmd(
         start=first,
         end=last,
         lookback_days=lookback_days,
-        users=params["users"],
-        artworks=params["artworks"],
-        events_per_day=params["events_per_day"],
+        users=n_users,
+        artworks=n_artworks,
+        events_per_day=n_events,
         embedding_dim=embedding_dim,
         seed=seed,
     )

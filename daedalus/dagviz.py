@@ -163,7 +163,7 @@ def layout(g: Graph) -> tuple[dict[str, Box], float, float]:
     heights = [sum(size[n][1] for n in col) + GAP_Y * (len(col) - 1) for col in columns]
     total_h = max(heights)
     boxes: dict[str, Box] = {}
-    x = MARGIN
+    x: float = MARGIN
     top = MARGIN + 28  # the title
     for col, h in zip(columns, heights):
         w = max(size[n][0] for n in col)
@@ -206,8 +206,8 @@ def to_svg(g: Graph) -> str:
         '<rect width="100%" height="100%" fill="white"/>',
         f'<text x="{MARGIN}" y="{MARGIN + 12}" font-size="15" font-weight="bold">{escape(g.title)}</text>',
     ]
-    for a, b in g.edges:
-        (x1, y1), (c1x, c1y), (c2x, c2y), (x2, y2) = _edge_points(boxes[a], boxes[b])
+    for src, dst in g.edges:
+        (x1, y1), (c1x, c1y), (c2x, c2y), (x2, y2) = _edge_points(boxes[src], boxes[dst])
         out.append(
             f'<path d="M {x1:.1f} {y1:.1f} C {c1x:.1f} {c1y:.1f}, {c2x:.1f} {c2y:.1f}, {x2:.1f} {y2:.1f}" '
             'fill="none" stroke="#888888" stroke-width="1.3" marker-end="url(#arrow)"/>'
@@ -227,7 +227,8 @@ def to_svg(g: Graph) -> str:
                 f'text-anchor="middle"{weight}>{escape(line)}</text>'
             )
         out.append("</g>")
-    x, y = MARGIN, height - MARGIN - 14
+    x: float = MARGIN
+    y = height - MARGIN - 14
     for label, (fill, border) in _legend(g):
         out.append(
             f'<rect x="{x}" y="{y}" width="14" height="14" rx="3" fill="{fill}" stroke="{border}"/>'
@@ -253,8 +254,8 @@ def to_png(g: Graph, scale: float = 2.0) -> bytes:
     font = ImageFont.load_default(size=FONT_SIZE * s * 0.95)
     bold = ImageFont.load_default(size=FONT_SIZE * s)
     d.text((MARGIN * s, MARGIN * s), g.title, fill="black", font=ImageFont.load_default(size=15 * s))
-    for a, b in g.edges:
-        p0, p1, p2, p3 = _edge_points(boxes[a], boxes[b])
+    for src, dst in g.edges:
+        p0, p1, p2, p3 = _edge_points(boxes[src], boxes[dst])
         pts = []
         for i in range(25):
             t = i / 24
@@ -288,7 +289,8 @@ def to_png(g: Graph, scale: float = 2.0) -> bytes:
                 font=bold if i == 0 else font,
                 anchor="mm",
             )
-    x, y = MARGIN, height - MARGIN - 14
+    x: float = MARGIN
+    y = height - MARGIN - 14
     for label, (fill, border) in _legend(g):
         d.rounded_rectangle([x * s, y * s, (x + 14) * s, (y + 14) * s], radius=3 * s, fill=fill, outline=border)
         d.text(((x + 20) * s, (y + 7) * s), label, fill="black", font=font, anchor="lm")

@@ -61,7 +61,7 @@ def type_text(ann: Any, seen: list[type]) -> str:
     origin = typing.get_origin(ann)
     args = typing.get_args(ann)
     if origin is typing.Annotated:
-        names = {getattr(m, "func", None).__name__ for m in args[1:] if getattr(m, "func", None)}
+        names = {f.__name__ for m in args[1:] if (f := getattr(m, "func", None)) is not None}
         if "_identifier" in names:
             return "identifier"
         if "_duration" in names:

@@ -12,10 +12,16 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 from daedalus.errors import DaedalusError
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
+
+    from daedalus.loading import DefinitionPaths
 
 _JOB = re.compile(r"^\s*(?:local)?rule (\w+):")
 _JOBID = re.compile(r"^\s*jobid: (\d+)")
@@ -40,7 +46,7 @@ def workflow_dir() -> Path:
 
 def workflow_config(
     service: str,
-    paths: object,
+    paths: DefinitionPaths,
     root: str,
     *,
     target_date: str | None = None,
@@ -237,7 +243,7 @@ class _ProgressView:
             console=console,
             transient=True,
         )
-        self.task = None
+        self.task: TaskID | None = None
         self.nothing_to_do = False
 
     def _start(self, total: int) -> None:

@@ -16,6 +16,7 @@ import datetime as dt
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
@@ -24,6 +25,11 @@ from daedalus.errors import DaedalusError
 from daedalus.layout import Layout
 from daedalus.loading import DefinitionPaths
 from daedalus.runner import Profile, SnakemakeRun, resolve_profile, workflow_config, workflow_dir
+
+if TYPE_CHECKING:
+    from filelock import FileLock
+
+    from daedalus.workflow import Workflow
 
 
 @dataclass(frozen=True)
@@ -141,7 +147,7 @@ class TrainSession:
                 f"{layout.day_dir('skeleton', missing[0].isoformat())}); run the skeleton stage first",
             )
 
-    def lock(self, root: str, layout: Layout):  # type: ignore[no-untyped-def]
+    def lock(self, root: str, layout: Layout) -> FileLock:
         """One train per root (released by the kernel even on SIGKILL), so Snakemake's own lock,
         which a kill leaves behind, is not needed (--nolock); then clear what a killed run left."""
         from daedalus.atomic import remove_stale_temps
@@ -154,7 +160,7 @@ class TrainSession:
             remove_stale_temps(r, "")  # hidden half-written days of a killed run: no run can own them now
         return lock
 
-    def snakemake_run(self, compiled: Compiled, root: str):  # type: ignore[no-untyped-def]
+    def snakemake_run(self, compiled: Compiled, root: str) -> tuple[SnakemakeRun, Workflow]:
         from daedalus.workflow import Workflow, WorkflowConfig
 
         runtime = compiled.definitions.runtime

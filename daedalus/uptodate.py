@@ -35,8 +35,12 @@ import os
 from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from daedalus.atomic import temp_sibling
+
+if TYPE_CHECKING:
+    from daedalus.workflow import Workflow
 
 RECORDS = Path(".daedalus_tmp/uptodate")
 
@@ -63,7 +67,7 @@ def _tree_lines(root: Path, patterns: Iterable[str]) -> list[str]:
     return out
 
 
-def source_files(wf: Workflow) -> list[str]:  # noqa: F821 (daedalus.workflow.Workflow)
+def source_files(wf: Workflow) -> list[str]:
     """Every source file some day of the range declares as an input (the union over days)."""
     days = [dt.date.fromisoformat(d) for d in wf.days]
     files: set[str] = set()
@@ -72,7 +76,7 @@ def source_files(wf: Workflow) -> list[str]:  # noqa: F821 (daedalus.workflow.Wo
     return sorted(files)
 
 
-def fingerprint(wf: Workflow, command: list[str], workflow_dir: Path) -> str | None:  # noqa: F821
+def fingerprint(wf: Workflow, command: list[str], workflow_dir: Path) -> str | None:
     """The state a no-op decision depends on, hashed; None when an output is missing."""
     stage = wf.stage
     layout = wf.layout

@@ -30,6 +30,7 @@ import time
 import warnings
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -107,7 +108,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, object_s
         _quiet_ray_data()
         return "reused"
     address = address or os.environ.get("RAY_ADDRESS") or None
-    common = dict(log_to_driver=False, logging_level=logging.WARNING, configure_logging=True)
+    common: dict[str, Any] = dict(log_to_driver=False, logging_level=logging.WARNING, configure_logging=True)
     if address:
         _token_auth_for_attach()
         ray.init(address=address, **common)

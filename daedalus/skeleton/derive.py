@@ -10,19 +10,19 @@ import hashlib
 
 from daedalus import arrowtypes as at
 from daedalus.errors import DaedalusError
-from daedalus.plan import DeriveParams, Operator, UdfParams
+from daedalus.plan import DeriveOp, DeriveParams, UdfOp, UdfParams
 from daedalus.skeleton.context import DayContext, table
 from daedalus.sources import sql_ident
 from daedalus.udfs import import_udf
 
 
-def _joined(ctx: DayContext, op: Operator) -> tuple[str, str]:
+def _joined(ctx: DayContext, op: DeriveOp | UdfOp) -> tuple[str, str]:
     """The operator's pit_join input: (its table, its key columns as SQL)."""
     join = ctx.plan.input_of(op, "pit_join")
     return table(join.name), ", ".join(sql_ident(k) for k in join.keys(ctx.plan))
 
 
-def derive_sql(ctx: DayContext, op: Operator) -> None:
+def derive_sql(ctx: DayContext, op: DeriveOp) -> None:
     p: DeriveParams = op.params
     src, keys = _joined(ctx, op)
     exprs = []
@@ -42,13 +42,15 @@ def load_udf(function: str):
         raise DaedalusError(function, f"cannot load udf: {e}") from None
 
 
-def udf_arrow(ctx: DayContext, op: Operator) -> None:
+def udf_arrow(ctx: DayContext, op: UdfOp) -> None:
     p: UdfParams = op.params
     fn = load_udf(p.function)
     src, keys = _joined(ctx, op)
     types = {r[0]: r[1] for r in ctx.con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()}
     name = "udf_" + hashlib.sha1(op.name.encode()).hexdigest()[:12]
-    ctx.con.create_function(
+    # The enums for `type`/`null_handling` live in different modules in DuckDB 1.4 and 2;
+    # the strings work in both.
+    ctx.con.create_function(  # type: ignore[call-overload]
         name,
         fn,
         [types[c] for c in p.inputs],

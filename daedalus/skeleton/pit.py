@@ -10,14 +10,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from daedalus.plan import Operator, PitJoinParams
+from daedalus.plan import PitJoinOp, PitJoinParams
 from daedalus.skeleton.context import DayContext, interval_sql, table, ts_literal
 from daedalus.skeleton.keys import entity_codes, micros, source_order
 from daedalus.sources import sql_ident
 from daedalus.timeutil import duration_micros
 
 
-def _keys_sql(ctx: DayContext, op: Operator) -> str:
+def _keys_sql(ctx: DayContext, op: PitJoinOp) -> str:
     """The distinct (entities, ts) of the operator's spine input with no null entity."""
     entities = op.params.entities
     ents = ", ".join(sql_ident(e) for e in entities)
@@ -53,7 +53,7 @@ def _feature_rows_sql(ctx: DayContext, p: PitJoinParams) -> tuple[str, str]:
     )
 
 
-def pit_join_sql(ctx: DayContext, op: Operator) -> None:
+def pit_join_sql(ctx: DayContext, op: PitJoinOp) -> None:
     p: PitJoinParams = op.params
     ents = [sql_ident(e) for e in p.entities]
     rows, where = _feature_rows_sql(ctx, p)
@@ -79,7 +79,7 @@ def pit_join_sql(ctx: DayContext, op: Operator) -> None:
     ctx.con.execute(f"DROP TABLE {fv}")
 
 
-def pit_join_pythonic(ctx: DayContext, op: Operator) -> None:
+def pit_join_pythonic(ctx: DayContext, op: PitJoinOp) -> None:
     """The same join by sorting keys and feature rows together (numpy, no ASOF)."""
     p: PitJoinParams = op.params
     rows, where = _feature_rows_sql(ctx, p)

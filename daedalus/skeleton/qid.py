@@ -20,7 +20,7 @@ from filelock import FileLock
 
 from daedalus.atomic import write_parquet
 from daedalus.errors import DaedalusError
-from daedalus.plan import Operator, Plan, QidParams, SpineParams
+from daedalus.plan import Plan, QidOp, QidParams, SpineParams
 from daedalus.skeleton.context import DayContext, table, ts_literal
 from daedalus.sources import SourceFiles, partition_day, read_parquet_sql, sql_ident, sql_str, timestamp_sql
 
@@ -104,7 +104,7 @@ def assign_qids(plan: Plan, days: list[dt.date], spine_files: list[str], output_
     return {"new_sessions": int(new)}
 
 
-def _join_registry(ctx: DayContext, op: Operator, session_field: str) -> int:
+def _join_registry(ctx: DayContext, op: QidOp, session_field: str) -> int:
     """(Re)build the day's qid table from the registry; returns rows whose session has no qid."""
     reg = registry_path(ctx.output_root)
     s = sql_ident(session_field)
@@ -122,7 +122,7 @@ def _join_registry(ctx: DayContext, op: Operator, session_field: str) -> int:
     ).fetchall()[0][0]
 
 
-def qid_sql(ctx: DayContext, op: Operator) -> None:
+def qid_sql(ctx: DayContext, op: QidOp) -> None:
     """qids of the day's rows; the first day job that meets a new session numbers them all.
 
     Assigning every new session of the run's days at once, in first-row order, makes qids

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from daedalus.plan import Operator, SpineParams
+from daedalus.plan import SpineOp, SpineParams
 from daedalus.skeleton.context import DayContext, table, ts_literal
 from daedalus.sources import sql_ident
 
 
-def spine_sql(ctx: DayContext, op: Operator) -> None:
+def spine_sql(ctx: DayContext, op: SpineOp) -> None:
     p: SpineParams = op.params
     spec = ctx.plan.sources[p.source]
     rel, empty = ctx.relation(p.source, ctx.source_files(p.source, 0))

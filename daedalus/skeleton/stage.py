@@ -7,11 +7,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
 from daedalus.definitions import DuckDBSettings
-from daedalus.plan import Operator, Plan
+from daedalus.plan import Plan
 from daedalus.skeleton import windows, windows_py
 from daedalus.skeleton.context import DayContext, lock_down, table
 from daedalus.skeleton.derive import derive_sql, udf_arrow
@@ -22,7 +23,8 @@ from daedalus.skeleton.windows import window_agg_sql
 from daedalus.skeleton.windows_py import window_agg_pythonic
 from daedalus.sources import SourceFiles
 
-Impl = Callable[[DayContext, Operator], None]
+# Each implementation takes its own operator class; the table is keyed by that class's kind.
+Impl = Callable[[DayContext, Any], None]
 
 # (operator kind, engine) -> implementation; a new engine or operator is a new entry.
 IMPLEMENTATIONS: dict[tuple[str, str], Impl] = {

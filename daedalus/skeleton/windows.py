@@ -12,7 +12,7 @@ import datetime as dt
 from collections.abc import Callable
 
 from daedalus import functions
-from daedalus.plan import Operator, WindowAggParams, WindowFeature
+from daedalus.plan import WindowAggOp, WindowAggParams, WindowFeature
 from daedalus.skeleton.context import DayContext, interval_sql, table, ts_literal
 from daedalus.sources import partition_day, sql_ident
 from daedalus.timeutil import DAY, duration_micros
@@ -52,7 +52,7 @@ def events_sql(ctx: DayContext, p: WindowAggParams) -> tuple[str, list[str], dic
 
 
 def _is_float(ctype: str | None) -> bool:
-    return bool(ctype) and (ctype.upper() in ("FLOAT", "DOUBLE") or ctype.upper().startswith("DECIMAL"))
+    return ctype is not None and (ctype.upper() in ("FLOAT", "DOUBLE") or ctype.upper().startswith("DECIMAL"))
 
 
 # The SQL engine's window functions over a RANGE frame `over`: value SQL and DuckDB type in, SQL out.
@@ -207,7 +207,7 @@ def _merged_windows(ctx: DayContext, p: WindowAggParams, feats: list[WindowFeatu
     ctx.con.execute(f"DROP TABLE {agg}")
 
 
-def window_agg_sql(ctx: DayContext, op: Operator) -> None:
+def window_agg_sql(ctx: DayContext, op: WindowAggOp) -> None:
     """Windows as RANGE frames: mergeable functions over partials, the others over raw events.
 
     The raw path runs one window length at a time over only the events it can see.

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from daedalus.plan import Operator, WindowAggParams
+from daedalus.plan import WindowAggOp, WindowAggParams
 from daedalus.skeleton.context import DayContext, table
 from daedalus.skeleton.keys import entity_codes, micros, source_order
 from daedalus.skeleton.windows import events_sql
@@ -55,7 +55,7 @@ def _to_numeric(arr: pa.Array) -> tuple[np.ndarray, pa.DataType] | None:
     return None
 
 
-def window_agg_pythonic(ctx: DayContext, op: Operator) -> None:
+def window_agg_pythonic(ctx: DayContext, op: WindowAggOp) -> None:
     p: WindowAggParams = op.params
     ev_sql, value_cols, _ = events_sql(ctx, p)
     ev = ctx.con.sql(ev_sql).to_arrow_table()

@@ -11,12 +11,12 @@ import pyarrow.parquet as pq
 from daedalus import arrowtypes as at
 from daedalus.atomic import publish_dir, temp_sibling
 from daedalus.errors import DaedalusError
-from daedalus.plan import Operator
+from daedalus.plan import WritePartsOp
 from daedalus.skeleton.context import DayContext, table
 from daedalus.sources import sql_ident
 
 
-def assemble_sql(ctx: DayContext, op: Operator) -> str:
+def assemble_sql(ctx: DayContext, op: WritePartsOp) -> str:
     """The day's rows: the spine input, each other input joined on the keys it declares."""
     spine = ctx.plan.input_of(op, "spine")
     exprs: dict[str, str] = {"event_timestamp": "CAST(s.__ts AS TIMESTAMPTZ)"}
@@ -41,11 +41,11 @@ def assemble_sql(ctx: DayContext, op: Operator) -> str:
     return f"SELECT {select} FROM {table(spine.name)} s {' '.join(joins)} ORDER BY s.__rid"
 
 
-def output_schema(op: Operator) -> pa.Schema:
+def output_schema(op: WritePartsOp) -> pa.Schema:
     return pa.schema([pa.field(c.name, at.from_str(c.type)) for c in op.outputs])
 
 
-def _parts(ctx: DayContext, op: Operator, chunk_rows: int, schema: pa.Schema):
+def _parts(ctx: DayContext, op: WritePartsOp, chunk_rows: int, schema: pa.Schema):
     """The day's rows in tables of chunk_rows (the last shorter), streamed from DuckDB.
 
     Streaming keeps the result out of memory as a whole: DuckDB spills the sort and the joins
@@ -69,7 +69,7 @@ def _parts(ctx: DayContext, op: Operator, chunk_rows: int, schema: pa.Schema):
 
 
 def write_parts(
-    ctx: DayContext, op: Operator, chunk_rows: int, on_part: Callable[[pa.Table], None] | None = None
+    ctx: DayContext, op: WritePartsOp, chunk_rows: int, on_part: Callable[[pa.Table], None] | None = None
 ) -> tuple[int, int]:
     """Write the day; returns (rows, parts). The day directory appears complete or not at all."""
     schema = output_schema(op)
