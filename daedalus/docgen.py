@@ -1,6 +1,7 @@
-"""Generate docs/reference.md (YAML formats) and docs/cli.md (commands) from the code.
+"""Generate docs/reference.md (YAML formats), docs/cli.md (commands), the functions table of
+docs/concepts.md and docs/schema/*.json from the code.
 
-    python -m daedalus.docgen            # rewrite both files
+    python -m daedalus.docgen            # rewrite them
     python -m daedalus.docgen --check    # exit 1 when a checked-in file is out of date
 
 The YAML reference walks the pydantic models of daedalus.definitions (field names, types,
@@ -212,8 +213,22 @@ def render_schemas() -> dict[Path, str]:
     return out
 
 
+CONCEPTS = REPO / "docs" / "concepts.md"
+_FUNCTIONS_BLOCK = ("<!-- functions:begin", "<!-- functions:end -->")
+
+
+def render_concepts() -> str:
+    """docs/concepts.md with its table of functions regenerated (the prose around it is hand-written)."""
+    text = CONCEPTS.read_text()
+    begin, end = _FUNCTIONS_BLOCK
+    i = text.index(begin)
+    head = text.index("\n", i) + 1
+    j = text.index(end, head)
+    return text[:head] + functions.reference_table() + "\n" + text[j:]
+
+
 def outputs() -> dict[Path, str]:
-    return {REFERENCE: render_reference(), CLI: render_cli(), **render_schemas()}
+    return {REFERENCE: render_reference(), CLI: render_cli(), CONCEPTS: render_concepts(), **render_schemas()}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -132,7 +132,7 @@ def unsupported(engine_functions: dict[str, object]) -> set[str]:
 
 
 def reference_table() -> str:
-    """The docs' table of the functions (docs/reference.md)."""
+    """The docs' table of the functions (docs/reference.md and docs/concepts.md)."""
     lines = ["| function | value | empty window | parameters |", "|---|---|---|---|"]
     for f in FUNCTIONS.values():
         params = ", ".join(f"`{p}`" for p in f.params) or ("`column` optional" if f.column == "optional" else "-")
