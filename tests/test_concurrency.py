@@ -8,7 +8,10 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from projects import DAEDA, data_files, train
+
+pytestmark = pytest.mark.e2e
 
 ROOT = "data/training_output"
 OTHER = "data/other_output"

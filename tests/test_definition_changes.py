@@ -11,6 +11,8 @@ import pytest
 import yaml
 from projects import data_files, train
 
+pytestmark = pytest.mark.e2e
+
 ROOT = "data/training_output"
 ENRICHED = ROOT + "_enriched"
 DAYS = ["2026-04-01", "2026-04-02", "2026-04-03"]

@@ -486,6 +486,7 @@ print(res["ray"])
 """
 
 
+@pytest.mark.scale_out
 def test_same_output_through_a_shared_head(ray_local, world, tmp_path):
     """In-process local Ray vs day jobs (separate processes, as Snakemake runs them) attached to
     a head started with start_local_head; then stop_head stops exactly that head."""

@@ -19,7 +19,10 @@ import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 from projects import DAEDA, data_files, run, train
+
+pytestmark = pytest.mark.e2e
 
 ROOT = "data/training_output"
 EROOT = ROOT + "_enriched"
@@ -132,6 +135,7 @@ def test_failed_skeleton_reruns_keep_the_old_days(trained: Path, tmp_path: Path)
     assert "stale" not in status_of(trained).split("enrich")[0]
 
 
+@pytest.mark.kill
 def test_a_killed_rerun_leaves_the_old_or_the_new_day(trained: Path) -> None:
     old = days_of(trained, ROOT)
     edit(trained / VIEW, "expr: ln(1 + follower_count)", "expr: ln(3 + follower_count)")

@@ -37,6 +37,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+pytestmark = pytest.mark.e2e
+
 REPO = Path(__file__).resolve().parents[1]
 _DAEDA = Path(sys.executable).with_name("daeda")
 DAEDA = str(_DAEDA) if _DAEDA.exists() else (shutil.which("daeda") or "daeda")

@@ -27,9 +27,12 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 from projects import DAEDA, data_files, train
 
 from daedalus.enrich.cluster import stop_recorded_head
+
+pytestmark = [pytest.mark.e2e, pytest.mark.kill]
 
 SEED = 20261128
 # Three kills per stage in the suite; DAEDALUS_KILL_TRIALS=40 for a longer soak.

@@ -13,8 +13,11 @@ import shutil
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 import yaml
 from projects import DAEDA, all_files, data_files, run, train
+
+pytestmark = pytest.mark.e2e
 
 SOURCES = "data/demo/sources"
 ROOT = "data/training_output"

@@ -6,7 +6,10 @@ import shutil
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from projects import SNAKEMAKE, data_files, run, train
+
+pytestmark = pytest.mark.e2e
 
 DAYS = ["2026-04-01", "2026-04-02", "2026-04-03"]
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -21,13 +20,13 @@ import tempfile
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import edge_data  # noqa: E402
+import output_checks as C  # noqa: E402
 import reference as R  # noqa: E402
 from edge_data import D, T  # noqa: E402
 
@@ -68,95 +67,24 @@ def require_ok(proc: subprocess.CompletedProcess, what: str) -> None:
         )
 
 
-PART_RE = re.compile(r"^part-(\d+)-0\.parquet$")
-
-
 def read_day(ds: edge_data.Dataset, day: dt.date) -> tuple[pa.Table | None, list[str]]:
     """The day's skeleton parts concatenated in N order, plus layout problems."""
-    problems = []
-    ddir = ds.root / ds.output_root / f"dt={day.isoformat()}"
-    if not ddir.is_dir():
-        return None, [f"{day}: missing directory {ddir}"]
-    files = sorted(p.name for p in ddir.iterdir() if p.name.endswith(".parquet"))
-    numbered = {}
-    for name in files:
-        m = PART_RE.match(name)
-        if not m or name != f"part-{int(m.group(1))}-0.parquet":
-            problems.append(f"{day}: unexpected parquet file {name}")
-        else:
-            numbered[int(m.group(1))] = name
-    if sorted(numbered) != list(range(len(numbered))) or not numbered:
-        problems.append(f"{day}: part files are not part-0-0..part-(n-1)-0: {files}")
-    tables = []
-    for n in sorted(numbered):
-        path = ddir / numbered[n]
-        pf = pq.ParquetFile(path)
-        t = pf.read()
-        if t.num_rows > ds.chunk_rows:
-            problems.append(f"{day}: {path.name} has {t.num_rows} rows > chunk_rows {ds.chunk_rows}")
-        for rg in range(pf.metadata.num_row_groups):
-            for c in range(pf.metadata.num_columns):
-                comp = pf.metadata.row_group(rg).column(c).compression
-                if comp.upper() != "ZSTD":
-                    problems.append(f"{day}: {path.name} column {c} compressed with {comp}, not ZSTD")
-                    break
-        if tables and not t.schema.equals(tables[0].schema):
-            problems.append(f"{day}: {path.name} schema differs from part-0-0:\n{t.schema}\nvs\n{tables[0].schema}")
-            continue
-        tables.append(t)
-    if not tables:
-        return None, problems
-    return pa.concat_tables(tables), problems
+    return C.read_day(ds.root / ds.output_root, day, ds.chunk_rows)
 
 
 def day_problems(ds, cols, day, expected_rows) -> list[str]:
-    table, problems = read_day(ds, day)
-    if table is None:
-        return problems
-    return problems + R.compare_rows(cols, expected_rows, table, label=str(day))
+    return C.day_problems(ds.root / ds.output_root, ds.chunk_rows, cols, day, expected_rows)
 
 
 def qid_map_problems(ds, defs, expected: dict | None) -> list[str]:
-    path = ds.root / ds.output_root / "qid_map.parquet"
-    if expected is None:
-        return [f"qid_map.parquet exists without a session_field: {path}"] if path.exists() else []
-    if not path.exists():
-        return [f"missing {path}"]
-    sf = defs.services[ds.service]["spine"]["session_field"]
-    t = pq.read_table(path)
-    problems = []
-    if t.column_names != [sf, "qid"]:
-        problems.append(f"qid_map columns: expected {[sf, 'qid']}, got {t.column_names}")
-        return problems
-    spine_type = R.normalize_type(
-        R.read_source(defs.services[ds.service]["spine"]["source"], ds.root).schema.field(sf).type
-    )
-    if t.schema.field(sf).type != spine_type:
-        problems.append(f"qid_map {sf} type {t.schema.field(sf).type}, expected {spine_type}")
-    if t.schema.field("qid").type != pa.int64():
-        problems.append(f"qid_map qid type {t.schema.field('qid').type}, expected int64")
-    sessions, qids = t.column(sf).to_pylist(), t.column("qid").to_pylist()
-    if len(set(sessions)) != len(sessions):
-        problems.append(f"qid_map has duplicate sessions: {sessions}")
-    if len(set(qids)) != len(qids):
-        problems.append(f"qid_map has duplicate qids: {qids}")
-    got = dict(zip(sessions, qids))
-    if got != expected:
-        problems.append(
-            f"qid_map: expected {sorted(expected.items(), key=lambda kv: kv[1])}, "
-            f"got {sorted(got.items(), key=lambda kv: (kv[1] is None, kv[1]))}"
-        )
-    return problems
+    return C.qid_map_problems(ds.root / ds.output_root, defs, ds.service, ds.root, expected)
 
 
 def output_days(ds) -> list[str]:
-    out = ds.root / ds.output_root
-    return sorted(p.name for p in out.iterdir() if p.is_dir() and p.name.startswith("dt=")) if out.is_dir() else []
+    return C.output_days(ds.root / ds.output_root)
 
 
-def fail_if(problems: list[str]) -> None:
-    if problems:
-        pytest.fail("\n".join(problems), pytrace=False)
+fail_if = C.fail_if
 
 
 # --------------------------------------------------------------------------- the reference itself
@@ -299,6 +227,7 @@ def edge_run(tmp_path_factory):
     return ds, defs, R.output_columns(defs, ds.service), per_day, qmap, proc
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("day", edge_data._days("2026-04-02", "2026-04-06"), ids=str)
 def test_edge_day(edge_run, day):
     ds, defs, cols, per_day, _qmap, proc = edge_run
@@ -306,6 +235,7 @@ def test_edge_day(edge_run, day):
     fail_if(day_problems(ds, cols, day, per_day[day]))
 
 
+@pytest.mark.e2e
 def test_edge_layout_and_qid_map(edge_run):
     ds, defs, cols, per_day, qmap, proc = edge_run
     require_ok(proc, "daeda pipeline train edge_ranking --skeleton-only")
@@ -328,6 +258,7 @@ def simple_run(tmp_path_factory):
     return ds, defs, R.output_columns(defs, ds.service), per_day, qmap, proc
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("day", edge_data._days("2026-04-01", "2026-04-03"), ids=str)
 def test_simple_day(simple_run, day):
     ds, defs, cols, per_day, _qmap, proc = simple_run
@@ -335,6 +266,7 @@ def test_simple_day(simple_run, day):
     fail_if(day_problems(ds, cols, day, per_day[day]))
 
 
+@pytest.mark.e2e
 def test_simple_no_qid_map(simple_run):
     ds, defs, cols, per_day, qmap, proc = simple_run
     require_ok(proc, "TZ=Asia/Kolkata daeda pipeline train simple --skeleton-only")
@@ -345,6 +277,7 @@ def test_simple_no_qid_map(simple_run):
     fail_if(problems)
 
 
+@pytest.mark.e2e
 def test_edge_target_date_then_full_run_qids(tmp_path):
     """Contract §7: a --target-date run, then a full run (new sessions numbered above the
     existing ones, old qids unchanged, the session over midnight keeps its qid), then an
@@ -396,6 +329,7 @@ SPECS_PER_EXAMPLE = int(os.environ.get("DAEDALUS_REF_SPECS", "6"))
 # Each example merges SPECS_PER_EXAMPLE random specs into one working directory (disjoint
 # keys, one view and two aggregations per spec) and runs the CLI once (with --day-workers 2):
 # a CLI run costs 10-20 s, so this is how ~12 random datasets fit in the time budget.
+@pytest.mark.e2e
 @settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -428,6 +362,7 @@ def test_random_datasets(specs):
         fail_if(problems)
 
 
+@pytest.mark.e2e
 def test_udf_module_named_like_the_repositorys(tmp_path):
     """Contract §3: a udf is `module:function`, importable from the working directory. A user
     naturally names it `feature_views.udfs` (the contract's own example); the working

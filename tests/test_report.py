@@ -15,6 +15,8 @@ from projects import DAEDA, REPO, run
 from daedalus.plan import load_plan
 from daedalus.quality import read_stats, stats_path
 
+pytestmark = pytest.mark.e2e
+
 DAYS = ["2026-04-01", "2026-04-02", "2026-04-03"]
 ROOT = "data/training_output"
 SCREENSHOT = REPO / "build" / "test-artifacts" / "report.png"
@@ -99,6 +101,7 @@ def test_report_without_statistics_is_an_error(project):
     assert res.stderr.startswith("daeda: error: data/training_output: no data-quality statistics yet")
 
 
+@pytest.mark.browser
 def test_report_in_headless_chromium(report_page, tmp_path):
     browser = try_install_browser()
     if browser is None:

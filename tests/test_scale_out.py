@@ -11,6 +11,8 @@ import pytest
 from projects import DAEDA, data_files, run, train
 from slurm_cluster import LocalSlurm, install
 
+pytestmark = [pytest.mark.e2e, pytest.mark.scale_out]
+
 SKEL, ENR = "data/training_output", "data/training_output_enriched"
 DAYS = ["2026-04-01", "2026-04-02", "2026-04-03"]
 
@@ -75,6 +77,7 @@ def slurm(tmp_path_factory):
 _SUBMITTED = re.compile(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: (\S+)\)")
 
 
+@pytest.mark.slurm
 def test_slurm_profile_runs_every_day_job_through_slurm(slurm, local_run, project):
     # The polling flags only make a tiny test quick; without accounting `sacct` cannot answer.
     fast = [

@@ -7,9 +7,12 @@ import re
 import shutil
 
 import pyarrow.parquet as pq
+import pytest
 from projects import DAEDA, run
 
 from daedalus.status import EXIT_NOT_UP_TO_DATE, classify
+
+pytestmark = pytest.mark.e2e
 
 DAYS = ["2026-04-01", "2026-04-02", "2026-04-03"]
 ROOT = "data/training_output"

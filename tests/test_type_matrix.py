@@ -22,38 +22,19 @@ import pyarrow.parquet as pq
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import inprocess  # noqa: E402
 import reference as R  # noqa: E402
 import type_matrix as M  # noqa: E402
 
-from daedalus.compile import compile_service  # noqa: E402
-from daedalus.definitions import DuckDBSettings  # noqa: E402
-from daedalus.loading import DefinitionPaths  # noqa: E402
-from daedalus.skeleton import run_skeleton_stage  # noqa: E402
-from daedalus.skeleton.qid import publish_qid_map  # noqa: E402
-
 DAYS = [dt.date(2026, 4, 2), dt.date(2026, 4, 3)]
-PYTHONIC = {"pit_join", "window_agg"}
-
-
-def read_day(root: Path, day: dt.date) -> pa.Table:
-    d = root / f"dt={day.isoformat()}"
-    parts = sorted(d.glob("part-*-0.parquet"), key=lambda p: int(p.name.split("-")[1]))
-    return pa.concat_tables([pq.read_table(p) for p in parts])
+read_day = inprocess.read_day
 
 
 def run_cell(root: Path, engine: str) -> tuple[Path, list[str]]:
     """Compile the cell's service in its directory and run both days with one engine family."""
-    compiled = compile_service("matrix", DefinitionPaths(), output_dir=None)
-    ops = [
-        op.model_copy(update={"engine": "pythonic"}) if engine == "pythonic" and op.kind in PYTHONIC else op
-        for op in compiled.plan.operators
-    ]
-    plan = compiled.plan.model_copy(update={"operators": ops})
+    compiled = inprocess.compile_with_engines("matrix", inprocess.uniform_engines(engine), via="memory")
     out = root / f"out-{engine}"
-    settings = DuckDBSettings(threads=1, memory_limit="1GB", temp_directory=str(root / ".tmp"))
-    for day in DAYS:
-        run_skeleton_stage(plan, day, out, chunk_rows=M.CHUNK_ROWS, duckdb_settings=settings, run_days=DAYS)
-    publish_qid_map(out, "session")
+    inprocess.run_days(compiled.plan, DAYS, out, chunk_rows=M.CHUNK_ROWS, temp=root / ".tmp")
     return out, compiled.warnings
 
 
@@ -111,6 +92,7 @@ def test_the_matrix_covers_every_timestamp_type_duckdb_reads(tmp_path: Path) -> 
         assert t in arrow, t
 
 
+@pytest.mark.e2e
 def test_pandas_tz_aware_nanoseconds_through_train(tmp_path: Path) -> None:
     """The input of the original report: pandas `tz="UTC"` columns (TIMESTAMPTZ_NS), end to end."""
     cell = M.Cell("pandas", "ns", "UTC")

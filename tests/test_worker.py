@@ -17,9 +17,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from projects import data_files, train
 
 from daedalus.job import JobRequest, ask_worker, parse
+
+pytestmark = pytest.mark.e2e
 
 ROOT = "data/training_output"
 DAYS = ["2026-04-01", "2026-04-02", "2026-04-03"]

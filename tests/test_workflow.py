@@ -7,7 +7,10 @@ import shutil
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 from projects import DAEDA, SNAKEMAKE, all_files, data_files, run, train
+
+pytestmark = pytest.mark.e2e
 
 ROOT = "data/training_output"
 DAYS = ["2026-04-01", "2026-04-02", "2026-04-03"]
