@@ -270,6 +270,26 @@ def report_cmd(
     console.print(f"wrote {path}")
 
 
+@app.command("init")
+def init_cmd(
+    directory: Annotated[Path, typer.Argument(help="The project folder (created if missing).")] = Path("."),
+) -> None:
+    """Start a project: example definitions over `daeda demo` data, and a .gitignore.
+
+    Writes feature_views/ (two views and their Python UDFs), feature_services/dssm_ranking.yaml,
+    config/training/ (runtime and aggregations) and .gitignore (data/, .snakemake/,
+    .daedalus_tmp/, compiled plans). Refuses, writing nothing, when any of those files exists.
+    Then, in that folder: `daeda demo` and `daeda pipeline train dssm_ranking`.
+    """
+    from daedalus.project import init_project
+
+    written = init_project(directory)
+    for path in written:
+        console.print(f"wrote {path}")
+    cd = "" if directory.resolve() == Path.cwd() else f"cd {directory} && "
+    console.print(f"next: {cd}daeda demo && daeda pipeline train dssm_ranking")
+
+
 @app.command("demo")
 def demo_cmd(
     out_dir: Annotated[Path, typer.Option("--out", help="Where the demo data goes.")] = Path("data/demo"),

@@ -172,14 +172,14 @@ def render_cli() -> str:
         if getattr(cmd, "commands", None):
             continue
         args = [p for p in cmd.params if p.param_type_name == "argument"]
-        usage = " ".join(
-            [path] + [p.name.upper() for p in args] + (["[OPTIONS]"] if len(cmd.params) > len(args) else [])
-        )
+        arg_names = [p.name.upper() if p.required else f"[{p.name.upper()}]" for p in args]
+        usage = " ".join([path] + arg_names + (["[OPTIONS]"] if len(cmd.params) > len(args) else []))
         out += [f"## `{path}`", "", "```", usage, "```", "", inspect.cleandoc(cmd.help or ""), ""]
         rows = []
         for p in cmd.params:
             if p.param_type_name == "argument":
-                rows.append(f"| `{p.name.upper()}` | {getattr(p, 'help', '') or ''} | required |")
+                default = "required" if p.required else f"`{p.default}`"
+                rows.append(f"| `{p.name.upper()}` | {getattr(p, 'help', '') or ''} | {default} |")
                 continue
             names = ", ".join(f"`{o}`" for o in p.opts)
             if not p.is_flag:
