@@ -32,16 +32,34 @@ _JOBLOG = re.compile(r"^\s*log: (\S+)")
 _FIELD = re.compile(r"^\s+(\w+): (.*)$")
 
 
+PACKAGE_DIR = Path(__file__).resolve().parent
+# The workflow as the wheel ships it (pyproject.toml, [tool.hatch.build.targets.wheel.force-include]).
+PACKAGED_WORKFLOW = PACKAGE_DIR / "_workflow"
+
+
+def _is_workflow(root: Path) -> bool:
+    return (root / "Snakefile").is_file() and (root / "rules").is_dir() and (root / "scripts" / "job.py").is_file()
+
+
 def workflow_dir() -> Path:
-    """The repository holding the Snakefile (Daedalus is installed from it, editable)."""
-    root = Path(__file__).resolve().parent.parent
-    if not (root / "Snakefile").is_file():
-        raise DaedalusError(
-            "Snakefile",
-            f"the workflow files were not found in {root}; install Daedalus "
-            "from its repository with `pip install -e .`",
-        )
-    return root
+    """The directory holding the Snakefile, rules/, scripts/, profiles/ and the demo definitions.
+
+    Run from the repository (an editable install: the package's parent is the repository,
+    with its pyproject.toml), it is the repository itself, so edits there take effect at once;
+    installed from a wheel, it is the copy the wheel ships in daedalus/_workflow/. Snakemake
+    resolves rules/, scripts/job.py and profiles/default from the Snakefile's directory, so
+    both are complete workflows.
+    """
+    repo = PACKAGE_DIR.parent
+    if (repo / "pyproject.toml").is_file() and _is_workflow(repo):
+        return repo
+    if _is_workflow(PACKAGED_WORKFLOW):
+        return PACKAGED_WORKFLOW
+    raise DaedalusError(
+        "Snakefile",
+        f"the workflow files were found neither in {repo} (a repository checkout) nor in "
+        f"{PACKAGED_WORKFLOW} (a wheel install): reinstall Daedalus",
+    )
 
 
 def workflow_config(
@@ -86,12 +104,13 @@ class Profile:
 
 
 def resolve_profile(text: str) -> Profile:
-    """A profile path, or the name of one shipped with Daedalus (`slurm` -> <repo>/profiles/slurm)."""
+    """A profile path, or the name of one shipped with Daedalus (`slurm` -> <workflow_dir()>/profiles/slurm)."""
     import yaml
 
     path = Path(text)
-    if not path.is_dir() and not path.is_absolute() and (workflow_dir() / "profiles" / text).is_dir():
-        path = workflow_dir() / "profiles" / text
+    shipped = workflow_dir() / "profiles"
+    if not path.is_dir() and not path.is_absolute() and (shipped / text).is_dir():
+        path = shipped / text
     config = path / "config.yaml"
     if not config.is_file():
         raise DaedalusError("--profile", f"{text}: not a Snakemake profile (no {config})")
