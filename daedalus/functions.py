@@ -108,6 +108,13 @@ FUNCTIONS: dict[str, AggFunction] = {
             "last", "most recent non-null `column` (ties: later source order), the column's type", _same, "null", None
         ),
         AggFunction(
+            "first",
+            "earliest non-null `column` in the window (ties: earlier source order), the column's type",
+            _same,
+            "null",
+            None,
+        ),
+        AggFunction(
             "last_k",
             "up to `k` most recent non-null values of `column`, most recent first, a list of the column's type",
             _list_of,

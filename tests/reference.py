@@ -295,7 +295,7 @@ def _agg_out_type(function: str, col_type: pa.DataType | None) -> pa.DataType:
         return pa.int64()
     if function == "mean":
         return pa.float64()
-    if function in ("min", "max", "last"):
+    if function in ("min", "max", "last", "first"):
         return normalize_type(col_type)
     if function == "last_k":
         return pa.list_(normalize_type(col_type))
@@ -432,6 +432,8 @@ def aggregate(function: str, events: list[dict], column: str | None, k: int | No
     recent_first = sorted(vals, key=lambda e: (e["_ts"], e["_ord"]), reverse=True)
     if function == "last":
         return recent_first[0][column] if recent_first else None
+    if function == "first":
+        return recent_first[-1][column] if recent_first else None
     if function == "last_k":
         return [e[column] for e in recent_first[:k]]
     raise ValueError(function)

@@ -68,9 +68,14 @@ FRAME: dict[str, Callable[[str, str | None, str], str]] = {
     "min": lambda v, t, over: f"min({v}) {over}",
     "max": lambda v, t, over: f"max({v}) {over}",
 }
-# Functions the SQL engine computes by rank in the group's (ts, source order) order: how many
-# of the most recent values each takes (None: its `k`).
-RANKED: dict[str, int | None] = {"last": 1, "last_k": None}
+# Functions the SQL engine computes by rank in the group's (ts, source order) order of the
+# window's non-null values: the end of the window they take from, and how many values (None:
+# the feature's `k`); one value is a scalar, `k` values a list, most recent first.
+RANKED: dict[str, tuple[str, int | None]] = {
+    "last": ("newest", 1),
+    "first": ("oldest", 1),
+    "last_k": ("newest", None),
+}
 SUPPORTED = set(FRAME) | set(RANKED)
 
 
@@ -288,10 +293,12 @@ def window_agg_sql(ctx: DayContext, op: WindowAggOp) -> None:
                     FROM {ev} WHERE {v} IS NOT NULL AND __ts >= {lower}
                 """)
             on_g = " AND ".join(f"m.{g} = r.{g}" for g in groups)
-            take = RANKED[f.function] or int(f.k or 0)
-            if take == 1 and f.function == "last":
+            end, one = RANKED[f.function]
+            take = one or int(f.k or 0)
+            if one:
+                rank = f"m.__hi{i}" if end == "newest" else f"m.__hi{i} - m.__n{i} + 1"
                 sub = f"""SELECT m.{", m.".join(groups)}, m.__ts, r.__v AS x FROM {win} m JOIN {rk} r
-                          ON {on_g} AND r.__rank = m.__hi{i} WHERE m.__n{i} > 0"""
+                          ON {on_g} AND r.__rank = {rank} WHERE m.__n{i} > 0"""
             else:
                 sub = f"""SELECT m.{", m.".join(groups)}, m.__ts, list(r.__v ORDER BY r.__rank DESC) AS x FROM {win} m JOIN {rk} r
                           ON {on_g} AND r.__rank > m.__hi{i} - least(m.__n{i}, {take}) AND r.__rank <= m.__hi{i}
@@ -302,9 +309,7 @@ def window_agg_sql(ctx: DayContext, op: WindowAggOp) -> None:
                 + " AND ".join(f"q.{g} = {la}.{g}" for g in groups)
                 + f" AND q.__ts = {la}.__ts"
             )
-            select[f.output] = (
-                f"{la}.x" if f.function == "last" else f"coalesce({la}.x, {functions.get(f.function).empty_sql})"
-            )
+            select[f.output] = f"{la}.x" if one else f"coalesce({la}.x, {functions.get(f.function).empty_sql})"
     cols = ", ".join(f"{select[f.output]} AS {sql_ident(f.output)}" for f in p.features)
     ctx.con.execute(f"""
         CREATE TEMP TABLE {table(op.name)} AS

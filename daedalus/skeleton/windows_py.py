@@ -138,6 +138,12 @@ def _last(s: Slices) -> pa.Array:
     return s.vals.take(pa.array(idx, mask=empty)) if len(s.vals) else pa.nulls(len(s.n), s.vals.type)
 
 
+def _first(s: Slices) -> pa.Array:
+    empty = s.n == 0
+    idx = np.where(empty, 0, s.lo)
+    return s.vals.take(pa.array(idx, mask=empty)) if len(s.vals) else pa.nulls(len(s.n), s.vals.type)
+
+
 def _last_k(s: Slices) -> pa.Array:
     lengths = np.minimum(s.n, int(s.k or 0))
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
@@ -168,6 +174,7 @@ IMPLEMENTATIONS: dict[str, Callable[[Slices], pa.Array]] = {
     "min": _pick(min),
     "max": _pick(max),
     "last": _last,
+    "first": _first,
     "last_k": _last_k,
 }
 SUPPORTED = set(IMPLEMENTATIONS)
