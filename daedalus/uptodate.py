@@ -104,11 +104,11 @@ def fingerprint(wf: Workflow, command: list[str], workflow_dir: Path) -> str | N
         lines.append("output\t" + line)
     lines += ["input\t" + (_stat_line(f) or f + "\tmissing") for f in source_files(wf)]
     lines += [
-        "code\t" + x
-        for x in _tree_lines(
-            workflow_dir, ("Snakefile", "rules/*.smk", "scripts/*.py", "profiles/**/*", "daedalus/**/*.py")
-        )
+        "code\t" + x for x in _tree_lines(workflow_dir, ("Snakefile", "rules/*.smk", "scripts/*.py", "profiles/**/*"))
     ]
+    # The package itself, wherever it is installed (the repository, or site-packages for a wheel,
+    # whose workflow files live inside the package).
+    lines += ["code\t" + x for x in _tree_lines(Path(__file__).resolve().parent, ("**/*.py",))]
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
