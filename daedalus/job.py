@@ -15,6 +15,7 @@ import argparse
 import fcntl
 import json
 import os
+import re
 import socket
 import sys
 import time
@@ -52,18 +53,40 @@ class JobRequest:
         return RULES[self.kind]
 
 
+# Where daedalus.layout puts the published records (the jobs' outputs) under an output root.
+PUBLISHED = "/.daedalus/published/"
+RECORD_NAMES = {"skeleton": r"skeleton/dt=[^/]+\.json", "enrich": r"enrich/dt=[^/]+\.json", "qid_map": r"qid_map\.json"}
+
+
+def root_of_record(kind: str, record: str) -> str | None:
+    """The output root a job's published record lies under (the inverse of daedalus.layout's
+    Layout.record and Layout.qid_map_record), or None when the path is not such a record.
+
+    The rules pass only the record (their output): a param that is a prefix of a rule's
+    output is what Snakemake's linter warns about, and the root follows from the record.
+    """
+    head, sep, tail = ("/" + record).rpartition(PUBLISHED)
+    if not sep or not re.fullmatch(RECORD_NAMES[kind], tail):
+        return None
+    return head[1:] or "."
+
+
 def parse(argv: list[str]) -> JobRequest:
     p = argparse.ArgumentParser(prog="job.py", description="Run one Daedalus day job (what the rules run).")
     p.add_argument("kind", choices=KINDS)
     p.add_argument("--day")
-    for name in ("root", "record"):
-        p.add_argument(f"--{name}", required=True)
+    p.add_argument("--record", required=True)
+    p.add_argument("--root", help="the output root (default: the one the --record path lies under)")
     for name in ("log", "plan", "runtime", "target-date", "ray-address", "session-field"):
         p.add_argument(f"--{name}")
     p.add_argument("--digest", default="")
     for name in ("threads", "day-workers", "ray-num-cpus"):
         p.add_argument(f"--{name}", type=int)
     a = vars(p.parse_args(argv))
+    if not a["root"]:
+        a["root"] = root_of_record(a["kind"], a["record"])
+        if a["root"] is None:
+            p.error(f"--record {a['record']}: not a published {a['kind']} record under an output root; pass --root")
     known = {f.name for f in fields(JobRequest)}
     values = {k: v for k, v in a.items() if k in known and v not in (None, "")}
     return JobRequest(**values)

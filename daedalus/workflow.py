@@ -1,8 +1,9 @@
 """What the Snakemake workflow needs from Daedalus, and what its jobs call.
 
 The Snakefile stays thin: it asks `load_workflow(config)` for the days and each job's
-inputs, and its scripts call `skeleton_job(snakemake)`. `daeda pipeline train` and plain
-`snakemake` therefore build the same DAG and run the same code.
+inputs, and its rules' commands call the job command `job_shell_prefix` defines
+(scripts/job.py, daedalus.job). `daeda pipeline train` and plain `snakemake` therefore build
+the same DAG and run the same code.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from daedalus.skeleton.qid import registry_path
 from daedalus.sources import SourceFiles
 
 STAGES = ("all", "skeleton", "enrich")
+JOB_FUNCTION = "daedalus_job"  # the shell function every rule's command calls (Workflow.job_shell_prefix)
 
 
 @dataclass(frozen=True)
@@ -130,13 +132,33 @@ class Workflow:
             _key(sid): self.scan(sid).for_day(d, spec.lookback_days) for sid, spec in self.compiled.plan.sources.items()
         }
 
-    def job_command(self, workflow_dir: str) -> str:
-        """The command of every rule: this Python running scripts/job.py (daedalus.job)."""
-        return f"{shlex.quote(sys.executable)} {shlex.quote(os.path.join(workflow_dir, 'scripts', 'job.py'))}"
+    def job_command(self, workflow_dir: str, python: str | None = None) -> str:
+        """The command of every rule: this Python (or `python`) running scripts/job.py (daedalus.job)."""
+        script = os.path.join(workflow_dir, "scripts", "job.py")
+        return f"{shlex.quote(python or sys.executable)} {shlex.quote(script)}"
+
+    def job_shell_prefix(self, workflow_dir: str, *, shell_executable: str | None, use_conda: bool = False) -> str:
+        """Snakemake's `shell.prefix` for the rules (rules/common.smk): it defines the shell
+        function `daedalus_job`, which every rule's command calls with the rule's arguments.
+
+        The function runs scripts/job.py with this Snakemake's Python (under `--use-conda`, the
+        `python` of the rule's conda env, envs/daedalus.yaml) and appends the run's settings
+        (`job_options`). Neither is a rule param or in the rules' shell text: a changed param
+        reruns a day, a changed shell text too (Snakemake's code trigger), and moving the
+        checkout or the venv, or extending the range, must rerun nothing. Under bash the prefix
+        keeps Snakemake's own default (`set -euo pipefail`); braces are doubled because
+        shell.prefix formats its text.
+        """
+        command = self.job_command(workflow_dir, "python" if use_conda else None)
+        body = " ".join(filter(None, (command, '"$@"', self.job_options)))
+        strict = "set -euo pipefail; " if os.path.basename(shell_executable or "") == "bash" else ""
+        text = f"{strict}{JOB_FUNCTION}() {{ {body}; }}; "
+        return text.replace("{", "{{").replace("}", "}}")
 
     @property
     def job_options(self) -> str:
-        """The run's settings a job needs beyond its rule's params (shell-quoted)."""
+        """The run's settings a job needs beyond its rule's params (shell-quoted): not params,
+        so that extending the range does not change (and so rerun) the days written."""
         opts = []
         for flag, value in (
             ("--day-workers", self.config.day_workers),
@@ -193,9 +215,31 @@ def load_workflow(config: dict[str, Any]) -> Workflow:
     return wf
 
 
+def conda_env_file(workflow_dir: str) -> str | None:
+    """The rules' conda env (envs/daedalus.yaml beside the Snakefile), or None where it is not
+    shipped (a wheel's copy of the workflow): Snakemake reads a rule's env file to record
+    every finished job even without --use-conda, so a missing file would fail every job."""
+    path = os.path.join(workflow_dir, "envs", "daedalus.yaml")
+    return path if os.path.isfile(path) else None
+
+
+def uses_conda(workflow: Any) -> bool:
+    """Snakemake runs the rules' jobs in their conda envs (`--use-conda`, `--sdm conda`)."""
+    return any(getattr(m, "name", None) == "CONDA" for m in workflow.deployment_settings.deployment_method)
+
+
 def object_store_bytes(runtime: RuntimeConfig) -> int | None:
     """runtime.yaml's ray.object_store_memory in bytes (None: Ray's default as Daedalus sets it)."""
     return runtime.ray.object_store_bytes
 
 
-__all__ = ["Workflow", "WorkflowConfig", "load_workflow", "registry_path", "STAGES"]
+__all__ = [
+    "Workflow",
+    "WorkflowConfig",
+    "load_workflow",
+    "registry_path",
+    "conda_env_file",
+    "uses_conda",
+    "STAGES",
+    "JOB_FUNCTION",
+]
