@@ -27,7 +27,7 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[1]
-WORKFLOW = ["Snakefile", "rules", "scripts", "profiles", "feature_views", "feature_services", "config/training"]
+WORKFLOW = ["Snakefile", "rules", "scripts", "profiles", "envs", "feature_views", "feature_services", "config/training"]
 
 
 def _workflow_files() -> list[str]:
