@@ -172,7 +172,10 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
         import re
 
         text = (self.base / "slurmctld.log").read_text(errors="replace")
-        return {int(m) for m in re.findall(r"sched: Allocate JobId=(\d+)", text)}
+        # The main scheduler logs "sched: Allocate JobId=N", the backfill scheduler (which starts
+        # a job submitted between main-scheduler passes) "sched/backfill: _start_job: Started JobId=N".
+        pattern = r"(?:sched: Allocate|sched/backfill: _start_job: Started) JobId=(\d+)"
+        return {int(m) for m in re.findall(pattern, text)}
 
     def completed_job_ids(self, exit_status: int = 0) -> set[int]:
         """Ids of the jobs that ended with `exit_status`, from slurmctld's log."""
