@@ -85,6 +85,12 @@ def write_if_changed(path: Path, text: str) -> bool:
             return False
     except FileNotFoundError:
         pass
+    write_bytes(path, data)
+    return True
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to a temp sibling, then rename it over `path`: readers see old or new, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_sibling(path)
     try:
@@ -92,4 +98,3 @@ def write_if_changed(path: Path, text: str) -> bool:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    return True

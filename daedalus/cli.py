@@ -226,15 +226,9 @@ def dag_cmd(
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
-    from daedalus.atomic import temp_sibling
+    from daedalus.atomic import write_bytes
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_sibling(path)
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_bytes(path, data)
 
 
 @pipeline.command("report")
