@@ -55,6 +55,8 @@ class DayContext:
     _types: dict[tuple[str, ...], dict[str, str]] = field(default_factory=dict)
     _empty: set[str] = field(default_factory=set)
     no_rows: bool = False  # the day's spine is empty: every operator computes on empty sources
+    # Per operator, the state files it reads instead of raw events (daedalus.skeleton.state).
+    states: dict[str, dict[dt.date, Path]] = field(default_factory=dict)
 
     @property
     def start(self) -> dt.datetime:

@@ -13,8 +13,9 @@ import pyarrow.compute as pc
 from daedalus.plan import PitJoinOp, PitJoinParams
 from daedalus.skeleton.context import DayContext, interval_sql, table, ts_literal
 from daedalus.skeleton.keys import entity_codes, micros, source_order
-from daedalus.sources import sql_ident
-from daedalus.timeutil import duration_micros
+from daedalus.skeleton import state
+from daedalus.sources import sql_ident, sql_str
+from daedalus.timeutil import DAY, duration_micros
 
 
 def _keys_sql(ctx: DayContext, op: PitJoinOp) -> str:
@@ -25,38 +26,34 @@ def _keys_sql(ctx: DayContext, op: PitJoinOp) -> str:
     return f"SELECT DISTINCT {ents}, __ts FROM {table(ctx.plan.input_of(op, 'spine').name)} WHERE {not_null}"
 
 
-def _feature_rows_sql(ctx: DayContext, p: PitJoinParams) -> tuple[str, str]:
-    """The view's source rows that can be chosen for some row of the day, TTL-pruned at read.
+def _feature_rows_sql(ctx: DayContext, op: PitJoinOp) -> tuple[str, str]:
+    """The view's source rows that can be chosen for some row of the day, TTL-pruned at read:
+    the snapshot after the day before and the day's own partition when the join has state
+    (daedalus.skeleton.state), else the raw look-back.
 
     Returns the SELECT and its WHERE condition (callers add dedup or fetch as they need).
     """
+    p: PitJoinParams = op.params
     spec = ctx.plan.sources[p.source]
-    rel, empty = ctx.relation(p.source, ctx.source_files(p.source, spec.lookback_days))
-    ts = ctx.ts_expr(rel, spec.timestamp_field, spec.path)
-    cts = (
-        ctx.ts_expr(rel, spec.created_timestamp_field, spec.path)
-        if spec.created_timestamp_field
-        else "CAST(NULL AS TIMESTAMP)"
-    )
-    cols = [sql_ident(e) for e in p.entities] + [f"{ctx.value_expr(rel, c)} AS {sql_ident(c)}" for c in p.columns]
-    conds = [f"__fts < {ts_literal(ctx.end)}"] + [f"{sql_ident(e)} IS NOT NULL" for e in p.entities]
+    conds = [f"__fts < {ts_literal(ctx.end)}"]
     if p.ttl:
         conds.append(f"__fts >= {ts_literal(ctx.start)} - {interval_sql(duration_micros(p.ttl))}")
-    if empty:
-        conds.append("false")
-    return (
-        f"""
-        SELECT {ts} AS __fts, {cts} AS __fcts, filename AS __file, file_row_number AS __row, {", ".join(cols)}
-        FROM {rel}
-    """,
-        " AND ".join(conds),
-    )
+    snapshot = ctx.states.get(op.name, {}).get(ctx.day - DAY)
+    if snapshot is not None and not ctx.no_rows:
+        cols = ", ".join(sql_ident(c) for c in state.snapshot_columns(op))
+        rows = f"SELECT {cols} FROM read_parquet({sql_str(snapshot.as_posix())})"
+        own = ctx.source_files(p.source, 0)
+        if own:
+            rows = f"({rows}) UNION ALL BY NAME ({state.raw_rows_sql(ctx, op, own)})"
+        return rows, " AND ".join(conds)
+    rows = state.raw_rows_sql(ctx, op, ctx.source_files(p.source, spec.lookback_days))
+    return rows, " AND ".join(conds)
 
 
 def pit_join_sql(ctx: DayContext, op: PitJoinOp) -> None:
     p: PitJoinParams = op.params
     ents = [sql_ident(e) for e in p.entities]
-    rows, where = _feature_rows_sql(ctx, p)
+    rows, where = _feature_rows_sql(ctx, op)
     fv = table(op.name + ":rows")
     # Keep, per (entities, ts), the greatest (created_ts, source order); nulls sort lowest.
     ctx.con.execute(f"""
@@ -82,7 +79,7 @@ def pit_join_sql(ctx: DayContext, op: PitJoinOp) -> None:
 def pit_join_pythonic(ctx: DayContext, op: PitJoinOp) -> None:
     """The same join by sorting keys and feature rows together (numpy, no ASOF)."""
     p: PitJoinParams = op.params
-    rows, where = _feature_rows_sql(ctx, p)
+    rows, where = _feature_rows_sql(ctx, op)
     fv = ctx.con.sql(f"SELECT * FROM ({rows}) WHERE {where}").to_arrow_table()
     keys = ctx.con.sql(_keys_sql(ctx, op) + " ORDER BY ALL").to_arrow_table()
     n_k, n_f = keys.num_rows, fv.num_rows

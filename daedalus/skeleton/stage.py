@@ -19,6 +19,7 @@ from daedalus.skeleton.derive import derive_sql, udf_arrow
 from daedalus.skeleton.pit import pit_join_pythonic, pit_join_sql
 from daedalus.skeleton.qid import qid_sql, registry_path
 from daedalus.skeleton.spine import spine_sql
+from daedalus.skeleton.state import day_states
 from daedalus.skeleton.windows import window_agg_sql
 from daedalus.skeleton.windows_py import window_agg_pythonic
 from daedalus.sources import SourceFiles
@@ -66,12 +67,14 @@ def connect(settings: DuckDBSettings, threads: int | None = None) -> duckdb.Duck
     return con
 
 
-def day_files(plan: Plan, day: dt.date) -> dict[str, list[str]]:
+def scan_sources(plan: Plan) -> dict[str, SourceFiles]:
+    return {sid: SourceFiles.scan(spec.path) for sid, spec in plan.sources.items()}
+
+
+def day_files(plan: Plan, day: dt.date, scans: dict[str, SourceFiles] | None = None) -> dict[str, list[str]]:
     """Every source file a day job reads (its look-back), as the workflow declares them."""
-    out = {}
-    for sid, spec in plan.sources.items():
-        out[sid] = SourceFiles.scan(spec.path).for_day(day, spec.lookback_days)
-    return out
+    scans = scans or scan_sources(plan)
+    return {sid: scans[sid].for_day(day, spec.lookback_days) for sid, spec in plan.sources.items()}
 
 
 def run_skeleton_stage(
@@ -84,28 +87,42 @@ def run_skeleton_stage(
     threads: int | None = None,
     files: dict[str, list[str]] | None = None,
     run_days: list[dt.date] | None = None,
+    incremental: bool = True,
 ) -> DayResult:
     """Compute day `day` of the plan and publish `<output_root>/dt=<day>/part-N-0.parquet`.
 
     `run_days` are the days of the whole run: a session without a qid gets one together with
     every other new session of those days (contract section 7); default: this day only.
+    `incremental`: operators with per-source-day state read it (made when missing,
+    daedalus.skeleton.state) instead of their raw look-back; the values are the same.
     """
     from daedalus.quality import SkeletonStats, write_skeleton_stats
     from daedalus.skeleton.writer import write_parts
 
     t0 = time.perf_counter()
     output_root = Path(output_root)
+    scans = scan_sources(plan)
     if files is None:
-        files = day_files(plan, day)
+        files = day_files(plan, day, scans)
     settings = duckdb_settings or DuckDBSettings()
+    states = day_states(plan, day, output_root, scans, settings.temp_directory) if incremental else {}
+    state_files = [p.as_posix() for by_day in states.values() for p in by_day.values()]
     con = connect(settings, threads)
     try:
         lock_down(
             con,
-            [f for fs in files.values() for f in fs] + [registry_path(output_root).as_posix()],
+            [f for fs in files.values() for f in fs] + [registry_path(output_root).as_posix()] + state_files,
             settings.temp_directory,
         )
-        ctx = DayContext(con=con, plan=plan, day=day, files=files, output_root=output_root, run_days=run_days or [day])
+        ctx = DayContext(
+            con=con,
+            plan=plan,
+            day=day,
+            files=files,
+            output_root=output_root,
+            run_days=run_days or [day],
+            states=states,
+        )
         write_op = None
         timings: dict[str, float] = {}
         for op in plan.skeleton_operators:

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from daedalus import functions
 from daedalus.plan import WindowAggOp, WindowAggParams, WindowFeature
 from daedalus.skeleton.context import DayContext, interval_sql, table, ts_literal
-from daedalus.sources import partition_day, sql_ident
+from daedalus.skeleton import state
+from daedalus.sources import partition_day, sql_ident, sql_str
 from daedalus.timeutil import DAY, duration_micros
 
 
@@ -84,14 +85,9 @@ def _agg_expr(f: WindowFeature, ctype: str | None, w: str) -> str:
     return FRAME[f.function](v, ctype, f"OVER {w}")
 
 
-# Integer-like types whose sums are exact, so partial sums give the same value as the raw events.
-_EXACT = {"BOOLEAN", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER"}
-
-
-def _mergeable(f: WindowFeature, ctype: str | None) -> bool:
+def _mergeable(ctx: DayContext, p: WindowAggParams, f: WindowFeature) -> bool:
     """Whether the feature's value over a window is exactly that over merged partial aggregates."""
-    fn = functions.get(f.function)
-    return fn.merge is not None and (not fn.merge_needs_exact or (ctype or "").upper() in _EXACT)
+    return state.mergeable(ctx.plan, p, f)
 
 
 def _collapsed_runs(ctx: DayContext, windows: list[int]) -> list[tuple[dt.datetime, dt.datetime]]:
@@ -121,7 +117,9 @@ def _collapsed_runs(ctx: DayContext, windows: list[int]) -> list[tuple[dt.dateti
     return runs
 
 
-def _merged_windows(ctx: DayContext, p: WindowAggParams, feats: list[WindowFeature], queries: str, name: str) -> None:
+def _merged_windows(
+    ctx: DayContext, p: WindowAggParams, feats: list[WindowFeature], queries: str, name: str, op_name: str
+) -> None:
     """count/sum/mean/min/max in one pass over per-(group, ts) partial aggregates.
 
     Events at the same (group, ts) enter and leave every window together, and whole days no
@@ -134,19 +132,8 @@ def _merged_windows(ctx: DayContext, p: WindowAggParams, feats: list[WindowFeatu
     windows = sorted({duration_micros(f.window) for f in feats})
     files = ctx.source_files(p.source, spec.lookback_days)
     runs = _collapsed_runs(ctx, windows)
-    parts: dict[str, str] = {"__n": "count(*)"}
-    cols = sorted({f.column for f in feats if f.column})
-    for f in feats:
-        if not f.column:
-            continue
-        v = sql_ident("v:" + f.column)
-        merge = functions.get(f.function).merge
-        if merge in ("count", "mean"):
-            parts["n:" + f.column] = f"count({v})"
-        if merge in ("sum", "mean"):
-            parts["s:" + f.column] = f"sum(CAST({v} AS BIGINT))"
-        if merge in ("min", "max"):
-            parts[f"{merge}:{f.column}"] = f"{merge}({v})"
+    parts = state.partial_columns(ctx.plan, p)
+    cols = sorted({c.split(":", 1)[1] for c in parts if ":" in c})
     aggs = ", ".join(f"{e} AS {sql_ident(k)}" for k, e in parts.items())
 
     def partials(subset: list[str], conds: list[str], ts_out: str, by: str) -> str:
@@ -157,25 +144,36 @@ def _merged_windows(ctx: DayContext, p: WindowAggParams, feats: list[WindowFeatu
         return f"""SELECT {gl}, {ts_out} AS __ts, {aggs} FROM (SELECT {gl}, {ts} AS __ts{vals} FROM {rel})
                    WHERE {" AND ".join(conds)} GROUP BY {by}"""
 
-    def in_span(f: str, a: dt.datetime, b: dt.datetime) -> bool:
-        d = partition_day(f)
+    def in_span(d: dt.date | None, a: dt.datetime, b: dt.datetime) -> bool:
         return d is None or a.date() <= d < b.date()
 
     # Raw (group, ts) partials for the days windows cut; one partial per group and run otherwise.
     # Each select reads only its days' partitions (a dt=D partition holds only day D's rows).
     lower = f"__ts >= {ts_literal(ctx.start)} - {interval_sql(windows[-1])}"
     outside = [f"NOT (__ts >= {ts_literal(a)} AND __ts < {ts_literal(b)})" for a, b in runs]
-    raw_files = [f for f in files if partition_day(f) is None or not any(in_span(f, a, b) for a, b in runs)]
-    selects = [partials(raw_files, [f"__ts < {ts_literal(ctx.end)}", lower] + outside, "__ts", f"{gl}, __ts")]
-    for a, b in runs:
-        selects.append(
-            partials(
-                [f for f in files if in_span(f, a, b)],
-                [f"__ts >= {ts_literal(a)}", f"__ts < {ts_literal(b)}", lower],
-                ts_literal(a),
-                gl,
+    cut_conds = [f"__ts < {ts_literal(ctx.end)}", lower] + outside
+    states = ctx.states.get(op_name, {})
+    if states and not ctx.no_rows:
+        # The per-partition state files (daedalus.skeleton.state) hold both forms already.
+        selects = []
+        for d, path in sorted(states.items()):
+            whole = any(in_span(d, a, b) for a, b in runs)
+            cond = "__whole" if whole else " AND ".join(["NOT __whole", *cut_conds])
+            selects.append(f"SELECT * EXCLUDE (__whole) FROM read_parquet({sql_str(path.as_posix())}) WHERE {cond}")
+    else:
+        raw_files = [
+            f for f in files if partition_day(f) is None or not any(in_span(partition_day(f), a, b) for a, b in runs)
+        ]
+        selects = [partials(raw_files, cut_conds, "__ts", f"{gl}, __ts")]
+        for a, b in runs:
+            selects.append(
+                partials(
+                    [f for f in files if in_span(partition_day(f), a, b)],
+                    [f"__ts >= {ts_literal(a)}", f"__ts < {ts_literal(b)}", lower],
+                    ts_literal(a),
+                    gl,
+                )
             )
-        )
     agg = table(name + ":partials")
     ctx.con.execute(f"CREATE TEMP TABLE {agg} AS {' UNION ALL '.join(selects)}")
     exprs = []
@@ -222,7 +220,6 @@ def window_agg_sql(ctx: DayContext, op: WindowAggOp) -> None:
     min(n, k)) in the group's (ts, source order) ranking of the non-null c events.
     """
     p: WindowAggParams = op.params
-    ev_sql, value_cols, types = events_sql(ctx, p)
     groups = [sql_ident(g) for g in p.group_by]
     gl = ", ".join(groups)
     not_null = " AND ".join(f"{g} IS NOT NULL" for g in groups)
@@ -232,11 +229,11 @@ def window_agg_sql(ctx: DayContext, op: WindowAggOp) -> None:
     temps = [qp]
     select: dict[str, str] = {}
     joins: list[str] = []
-    merged = [f for f in p.features if _mergeable(f, types.get(f.column or ""))]
+    merged = [f for f in p.features if _mergeable(ctx, p, f)]
     if merged:
         mt = table(op.name + ":merged")
         temps.append(mt)
-        _merged_windows(ctx, p, merged, qp, op.name + ":merged")
+        _merged_windows(ctx, p, merged, qp, op.name + ":merged", op.name)
         joins.append(f"LEFT JOIN {mt} m ON " + " AND ".join(f"q.{g} = m.{g}" for g in groups) + " AND q.__ts = m.__ts")
         select.update({f.output: f"m.{sql_ident(f.output)}" for f in merged})
     by_window: dict[int, list[tuple[int, WindowFeature]]] = {}
@@ -244,7 +241,11 @@ def window_agg_sql(ctx: DayContext, op: WindowAggOp) -> None:
         if f.output not in select:
             by_window.setdefault(duration_micros(f.window), []).append((i, f))
     ev = table(op.name + ":events")
+    value_cols: list[str] = []
+    types: dict[str, str] = {}
     if by_window:
+        # Only the features partials cannot give read the raw look-back.
+        ev_sql, value_cols, types = events_sql(ctx, p)
         ctx.con.execute(f"CREATE TEMP TABLE {ev} AS {ev_sql}")
         temps.append(ev)
     vals_null = "".join(f", NULL AS {sql_ident('v:' + c)}" for c in value_cols)

@@ -1,0 +1,387 @@
+"""Per-source-day state: what a day job reads instead of re-reading its raw look-back.
+
+Two kinds, one file per (operator, source day E) under `<root>/.daedalus/state/`:
+
+    partials/<key>/dt=E.parquet   window partial aggregates of partition E (window_agg, sql):
+        fine rows (`__whole` false): per (group, ts) over every row of the partition;
+        day rows (`__whole` true, `__ts` = E 00:00): per group over the rows of day E.
+    snapshot/<key>/dt=E.parquet   the point-in-time state after day E (pit_join, any engine):
+        per entity the row a join would choose at E + 1 day, i.e. the greatest
+        (ts, created_ts, file, row) with ts < E + 1 day (and ts >= E + 1 day - ttl),
+        plus, unreduced, every row of those partitions with a later ts ("pending").
+
+A window of a row of day D cuts at most two days besides D (daedalus.skeleton.windows), so a
+day job reads the fine rows of those days and one row per group of every other day; a join
+reads the snapshot of D - 1 and partition D. `<key>` is `<operator>-<digest of what the state
+computes>`: an operator that did not change keeps its state across definition changes.
+
+Each file records the fingerprint (path, size, mtime) of the source partitions it stands for
+(partials: partition E; snapshot: the partitions day E + 1's look-back reads before E + 1),
+and a reader recomputes a file whose fingerprint differs, so a state file is never used
+stale whoever made it. The Snakemake rules make them as jobs of their own (rules/state.smk);
+an in-process run makes the missing ones on demand. A snapshot is made from the previous
+day's snapshot and one partition when that snapshot is there and current, else from the raw
+look-back; both give the same rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from daedalus import functions
+from daedalus.atomic import temp_sibling
+from daedalus.plan import PitJoinOp, Plan, WindowAggOp, WindowAggParams, WindowFeature
+from daedalus.sources import SourceFiles, partition_day, sql_ident
+from daedalus.timeutil import DAY, duration_micros, lookback_days, parse_duration
+
+KINDS = ("partials", "snapshot")
+FINGERPRINT_KEY = b"daedalus.state.inputs"
+# Logical types whose sums are exact, so partial sums give the raw events' value.
+EXACT_TYPES = {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32"}
+
+
+@dataclass(frozen=True)
+class StateSpec:
+    kind: str  # "partials" | "snapshot"
+    op: str  # the operator it serves
+    source: str  # the plan source it is computed from
+    key: str  # "<op>-<digest>": the directory of its day files
+    lookback: int | None  # snapshot: partitions before E + 1 the state of E covers (None: all)
+
+
+def mergeable(plan: Plan, p: WindowAggParams, f: WindowFeature) -> bool:
+    """The feature's value over a window is exactly its value over merged partials."""
+    fn = functions.get(f.function)
+    if fn.merge is None:
+        return False
+    return not fn.merge_needs_exact or plan.sources[p.source].columns.get(f.column or "") in EXACT_TYPES
+
+
+def partial_columns(plan: Plan, p: WindowAggParams) -> dict[str, str]:
+    """The partial aggregates the mergeable features need: name -> SQL over `v:<column>`."""
+    parts: dict[str, str] = {"__n": "count(*)"}
+    for f in p.features:
+        if not f.column or not mergeable(plan, p, f):
+            continue
+        v = sql_ident("v:" + f.column)
+        merge = functions.get(f.function).merge
+        if merge in ("count", "mean"):
+            parts["n:" + f.column] = f"count({v})"
+        if merge in ("sum", "mean"):
+            parts["s:" + f.column] = f"CAST(sum(CAST({v} AS BIGINT)) AS BIGINT)"
+        if merge in ("min", "max"):
+            parts[f"{merge}:{f.column}"] = f"{merge}({v})"
+    return parts
+
+
+def _digest(fields: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def specs(plan: Plan) -> dict[str, StateSpec]:
+    """The state each operator of the plan reads, by operator name (others read raw events)."""
+    out: dict[str, StateSpec] = {}
+    for op in plan.skeleton_operators:
+        if isinstance(op, WindowAggOp) and op.engine == "sql":
+            p = op.params
+            if not any(mergeable(plan, p, f) for f in p.features):
+                continue
+            src = plan.sources[p.source]
+            parts = partial_columns(plan, p)
+            cols = sorted({c.split(":", 1)[1] for c in parts if ":" in c})
+            fields = {
+                "kind": "partials",
+                "path": src.path,
+                "ts": src.timestamp_field,
+                "group_by": p.group_by,
+                "parts": parts,
+                "types": {c: src.columns.get(c) for c in [*p.group_by, *cols]},
+            }
+            out[op.name] = StateSpec("partials", op.name, p.source, f"{op.name}-{_digest(fields)}", 0)
+        elif isinstance(op, PitJoinOp):
+            p = op.params
+            src = plan.sources[p.source]
+            fields = {
+                "kind": "snapshot",
+                "path": src.path,
+                "ts": src.timestamp_field,
+                "created": src.created_timestamp_field,
+                "entities": p.entities,
+                "columns": p.columns,
+                "ttl": p.ttl,
+                "lookback": src.lookback_days,
+                "types": {c: src.columns.get(c) for c in [*p.entities, *p.columns]},
+            }
+            out[op.name] = StateSpec("snapshot", op.name, p.source, f"{op.name}-{_digest(fields)}", src.lookback_days)
+    return out
+
+
+def state_path(root: Path | str, spec: StateSpec, day: dt.date) -> Path:
+    return Path(f"{root}/.daedalus/state/{spec.kind}/{spec.key}/dt={day.isoformat()}.parquet")
+
+
+def input_files(spec: StateSpec, scan: SourceFiles, day: dt.date) -> list[str]:
+    """The source partitions the state of `day` stands for (its fingerprint covers them)."""
+    if spec.kind == "partials":
+        return scan.select([day], 0)
+    after = day + DAY
+    return [f for f in scan.select([after], spec.lookback) if partition_day(f) != after]
+
+
+def previous_day(spec: StateSpec, scan: SourceFiles, day: dt.date) -> dt.date | None:
+    """The day whose snapshot the snapshot of `day` is merged from (None: made from raw)."""
+    if spec.kind != "snapshot" or not scan.partitioned:
+        return None
+    first = min(d for d in scan.days if d is not None)
+    return day - DAY if day - DAY >= first else None
+
+
+def fingerprint(files: list[str]) -> str:
+    h = hashlib.sha256()
+    for f in sorted(files):
+        st = os.stat(f)
+        h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def is_current(path: Path, files: list[str]) -> bool:
+    """The state file is there and was made from exactly these source files as they are now."""
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except (OSError, pa.ArrowInvalid):
+        return False
+    try:
+        return meta.get(FINGERPRINT_KEY, b"").decode() == fingerprint(files)
+    except OSError:
+        return False
+
+
+def _write(table: pa.Table, path: Path, files: list[str]) -> None:
+    meta = dict(table.schema.metadata or {})
+    meta[FINGERPRINT_KEY] = fingerprint(files).encode()
+    table = table.replace_schema_metadata(meta)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_sibling(path)
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _connect(readable: list[str], temp_directory: str | None) -> duckdb.DuckDBPyConnection:
+    from daedalus.definitions import DuckDBSettings
+    from daedalus.skeleton.context import lock_down
+    from daedalus.skeleton.stage import connect
+
+    settings = DuckDBSettings() if temp_directory is None else DuckDBSettings(temp_directory=temp_directory)
+    con = connect(settings, threads=1)
+    lock_down(con, readable, settings.temp_directory)
+    return con
+
+
+def _context(con: duckdb.DuckDBPyConnection, plan: Plan, sid: str, day: dt.date, files: list[str], root: Path) -> Any:
+    from daedalus.skeleton.context import DayContext
+
+    return DayContext(con=con, plan=plan, day=day, files={sid: files}, output_root=root)
+
+
+def compute_partials(plan: Plan, spec: StateSpec, day: dt.date, files: list[str], root: Path, temp: str | None) -> pa.Table:
+    """Partition `day`'s fine (group, ts) and whole-day (group) partial aggregates."""
+    from daedalus.skeleton.context import ts_literal
+
+    op = plan.op(spec.op)
+    p = op.params
+    src = plan.sources[p.source]
+    parts = partial_columns(plan, p)
+    cols = sorted({c.split(":", 1)[1] for c in parts if ":" in c})
+    groups = [sql_ident(g) for g in p.group_by]
+    gl = ", ".join(groups)
+    aggs = ", ".join(f"{e} AS {sql_ident(k)}" for k, e in parts.items())
+    con = _connect(files, temp)
+    try:
+        ctx = _context(con, plan, p.source, day, files, root)
+        rel, empty = ctx.relation(p.source, files)
+        ts = ctx.ts_expr(rel, src.timestamp_field, src.path)
+        vals = "".join(f", {ctx.value_expr(rel, c)} AS {sql_ident('v:' + c)}" for c in cols)
+        conds = [f"{g} IS NOT NULL" for g in groups] + (["false"] if empty else [])
+        con.execute(
+            f"CREATE TEMP TABLE ev AS SELECT {gl}, {ts} AS __ts{vals} FROM {rel} WHERE {' AND '.join(conds) or 'true'}"
+        )
+        start, end = ts_literal(ctx.start), ts_literal(ctx.end)
+        return con.sql(f"""
+            SELECT {gl}, __ts, false AS __whole, {aggs} FROM ev GROUP BY {gl}, __ts
+            UNION ALL
+            SELECT {gl}, {start} AS __ts, true AS __whole, {aggs} FROM ev
+            WHERE __ts >= {start} AND __ts < {end} GROUP BY {gl}
+            ORDER BY __whole, {gl}, __ts
+        """).to_arrow_table()
+    finally:
+        con.close()
+
+
+def snapshot_columns(op: PitJoinOp) -> list[str]:
+    return ["__fts", "__fcts", "__file", "__row", *op.params.entities, *op.params.columns]
+
+
+def raw_rows_sql(ctx: Any, op: PitJoinOp, files: list[str]) -> str:
+    """The view's source rows as a join ranks them: __fts, __fcts, __file, __row, entities, columns."""
+    p = op.params
+    spec = ctx.plan.sources[p.source]
+    rel, empty = ctx.relation(p.source, files)
+    ts = ctx.ts_expr(rel, spec.timestamp_field, spec.path)
+    cts = (
+        ctx.ts_expr(rel, spec.created_timestamp_field, spec.path)
+        if spec.created_timestamp_field
+        else "CAST(NULL AS TIMESTAMP)"
+    )
+    cols = [sql_ident(e) for e in p.entities] + [f"{ctx.value_expr(rel, c)} AS {sql_ident(c)}" for c in p.columns]
+    where = " AND ".join([f"{sql_ident(e)} IS NOT NULL" for e in p.entities] + (["false"] if empty else [])) or "true"
+    return f"""SELECT {ts} AS __fts, {cts} AS __fcts, filename AS __file, file_row_number AS __row, {", ".join(cols)}
+               FROM {rel} WHERE {where}"""
+
+
+_PDAY = r"CAST(regexp_extract(__file, '(?:^|/)dt=(\d{4}-\d{2}-\d{2})(?:/|$)', 1) AS DATE)"
+
+
+def _reduce_sql(op: PitJoinOp, rows: str, day: dt.date) -> str:
+    """The snapshot after `day` from candidate rows: the winner per entity of the rows before
+    day + 1 (inside the TTL), and every later row as it is."""
+    from daedalus.skeleton.context import interval_sql, ts_literal
+
+    p = op.params
+    ents = ", ".join(sql_ident(e) for e in p.entities)
+    nxt = ts_literal(dt.datetime.combine(day + DAY, dt.time()))
+    keep = f"__fts < {nxt}"
+    if p.ttl:
+        keep += f" AND __fts >= {nxt} - {interval_sql(duration_micros(p.ttl))}"
+    cols = ", ".join(sql_ident(c) for c in snapshot_columns(op))
+    return f"""
+        SELECT {cols} FROM ({rows}) WHERE {keep}
+        QUALIFY row_number() OVER (PARTITION BY {ents}
+                                   ORDER BY __fts DESC, __fcts DESC NULLS LAST, __file DESC, __row DESC) = 1
+        UNION ALL
+        SELECT {cols} FROM ({rows}) WHERE __fts >= {nxt}
+        ORDER BY {ents}, __fts, __file, __row
+    """
+
+
+def compute_snapshot(
+    plan: Plan,
+    spec: StateSpec,
+    day: dt.date,
+    files: list[str],
+    root: Path,
+    temp: str | None,
+    previous: Path | None,
+    partition: list[str],
+) -> pa.Table:
+    """The snapshot after `day`: from `previous` (the one after day - 1, current) and the
+    day's own partition when given, else from the raw partitions `files`."""
+    op = plan.op(spec.op)
+    readable = files + ([previous.as_posix()] if previous else [])
+    con = _connect(readable, temp)
+    try:
+        ctx = _context(con, plan, spec.source, day, files, root)
+        if previous is not None:
+            cols = ", ".join(sql_ident(c) for c in snapshot_columns(op))
+            rows = f"SELECT {cols} FROM read_parquet({_lit(previous)})"
+            if partition:
+                rows = f"({rows}) UNION ALL BY NAME ({raw_rows_sql(ctx, op, partition)})"
+            if spec.lookback is not None and not _merge_exact(con, op, rows, day, spec.lookback):
+                rows = raw_rows_sql(ctx, op, files)
+        else:
+            rows = raw_rows_sql(ctx, op, files)
+        # Partitions that left the look-back of day + 1 contribute nothing after the merge.
+        if spec.lookback is not None:
+            lo = day + DAY - dt.timedelta(days=spec.lookback)
+            rows = f"SELECT * FROM ({rows}) WHERE {_PDAY} >= DATE '{lo.isoformat()}'"
+        return con.sql(_reduce_sql(op, rows, day)).to_arrow_table()
+    finally:
+        con.close()
+
+
+def _lit(path: Path) -> str:
+    from daedalus.sources import sql_str
+
+    return sql_str(path.as_posix())
+
+
+def _merge_exact(con: duckdb.DuckDBPyConnection, op: PitJoinOp, rows: str, day: dt.date, lookback: int) -> bool:
+    """Merging is exact unless a row of a partition that leaves the look-back is still inside
+    the TTL (a partition holding rows after its own day): it may hide a row the raw
+    look-back would choose, so such a snapshot is made from the raw partitions instead."""
+    from daedalus.skeleton.context import interval_sql, ts_literal
+
+    lo = day + DAY - dt.timedelta(days=lookback)
+    nxt = ts_literal(dt.datetime.combine(day + DAY, dt.time()))
+    ttl = op.params.ttl
+    inside = f"__fts >= {nxt} - {interval_sql(duration_micros(ttl))}" if ttl else "true"
+    n = con.execute(f"SELECT count(*) FROM ({rows}) WHERE {_PDAY} < DATE '{lo.isoformat()}' AND {inside}").fetchall()
+    return n[0][0] == 0
+
+
+def ensure(
+    plan: Plan,
+    spec: StateSpec,
+    day: dt.date,
+    root: Path | str,
+    scan: SourceFiles,
+    *,
+    temp: str | None = None,
+    force: bool = False,
+) -> Path:
+    """The state file of `day`, made (atomically) unless it is there and current."""
+    root = Path(root)
+    path = state_path(root, spec, day)
+    files = input_files(spec, scan, day)
+    if not force and is_current(path, files):
+        return path
+    if spec.kind == "partials":
+        table = compute_partials(plan, spec, day, files, root, temp)
+    else:
+        prev_day = previous_day(spec, scan, day)
+        previous = None
+        if prev_day is not None:
+            prev_path = state_path(root, spec, prev_day)
+            if is_current(prev_path, input_files(spec, scan, prev_day)):
+                previous = prev_path
+        table = compute_snapshot(plan, spec, day, files, root, temp, previous, scan.select([day], 0))
+    _write(table, path, files)
+    return path
+
+
+def day_states(
+    plan: Plan, day: dt.date, root: Path | str, scans: dict[str, SourceFiles], temp: str | None = None
+) -> dict[str, dict[dt.date, Path]]:
+    """Per operator that reads state: its current state files for a day-`day` job, made when
+    missing or stale (partials of every partition of the window look-back, the snapshot of
+    the day before). Sources not partitioned by day have none: their operators read raw."""
+    out: dict[str, dict[dt.date, Path]] = {}
+    for name, spec in specs(plan).items():
+        scan = scans[spec.source]
+        if not scan.partitioned:
+            continue
+        days = state_days(plan, spec, scan, day)
+        out[name] = {d: ensure(plan, spec, d, root, scan, temp=temp) for d in days}
+    return out
+
+
+def state_days(plan: Plan, spec: StateSpec, scan: SourceFiles, day: dt.date) -> list[dt.date]:
+    """The days of `spec`'s state a day-`day` job reads."""
+    if spec.kind == "snapshot":
+        return [day - DAY]
+    p = plan.op(spec.op).params
+    lookback = max(lookback_days(parse_duration(f.window)) for f in p.features if mergeable(plan, p, f))
+    have = {d for d in scan.days if d is not None}
+    return [d for d in (day - dt.timedelta(days=i) for i in range(lookback, -1, -1)) if d in have]
