@@ -26,6 +26,7 @@ localrules:
 # --enrich-only leaves the skeleton rules out, so existing skeleton days are used as they are.
 if WF.stage != "enrich":
 
+    include: "rules/state.smk"
     include: "rules/skeleton.smk"
 
 

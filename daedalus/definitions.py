@@ -293,6 +293,10 @@ class DuckDBSettings(Model):
 
 class SkeletonSettings(Model):
     chunk_rows: int = Field(default=500_000, ge=1, description="Maximum rows per `part-N-0.parquet`.")
+    incremental: bool = Field(
+        default=True,
+        description="Day jobs read per-source-day state (window partials per partition, point-in-time snapshots; made once per partition as jobs of their own, under `<root>/.daedalus/state/`) instead of re-reading their raw look-back. The values are the same either way; `false` reads the raw look-back in every day job.",
+    )
 
 
 class EnrichSettings(Model):

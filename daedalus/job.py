@@ -21,8 +21,8 @@ import sys
 import time
 from dataclasses import asdict, dataclass, fields
 
-KINDS = ("skeleton", "enrich", "qid_map")
-RULES = {"skeleton": "skeleton_day", "enrich": "enrich_day", "qid_map": "qid_map"}
+KINDS = ("skeleton", "enrich", "qid_map", "state")
+RULES = {"skeleton": "skeleton_day", "enrich": "enrich_day", "qid_map": "qid_map", "state": "state"}
 WORKER_ENV = "DAEDALUS_WORKER"  # the workers' directory (daedalus.worker)
 WORKER_COUNT_ENV = "DAEDALUS_WORKERS"  # how many there are
 WORKER_PID_ENV = "DAEDALUS_WORKER_PIDS"  # their processes, to stop waiting when they are gone
@@ -47,15 +47,23 @@ class JobRequest:
     ray_num_cpus: int | None = None
     ray_address: str | None = None
     session_field: str | None = None
+    state_kind: str | None = None  # a state job's kind: partials | snapshot (daedalus.skeleton.state)
 
     @property
     def rule(self) -> str:
         return RULES[self.kind]
 
 
-# Where daedalus.layout puts the published records (the jobs' outputs) under an output root.
+# Where daedalus.layout puts the jobs' outputs under an output root: the published records,
+# and the state files (daedalus.skeleton.state.state_path).
 PUBLISHED = "/.daedalus/published/"
-RECORD_NAMES = {"skeleton": r"skeleton/dt=[^/]+\.json", "enrich": r"enrich/dt=[^/]+\.json", "qid_map": r"qid_map\.json"}
+STATE = "/.daedalus/state/"
+RECORD_NAMES = {
+    "skeleton": (PUBLISHED, r"skeleton/dt=[^/]+\.json"),
+    "enrich": (PUBLISHED, r"enrich/dt=[^/]+\.json"),
+    "qid_map": (PUBLISHED, r"qid_map\.json"),
+    "state": (STATE, r"(partials|snapshot)/dt=[^/]+\.json"),
+}
 
 
 def root_of_record(kind: str, record: str) -> str | None:
@@ -65,8 +73,9 @@ def root_of_record(kind: str, record: str) -> str | None:
     The rules pass only the record (their output): a param that is a prefix of a rule's
     output is what Snakemake's linter warns about, and the root follows from the record.
     """
-    head, sep, tail = ("/" + record).rpartition(PUBLISHED)
-    if not sep or not re.fullmatch(RECORD_NAMES[kind], tail):
+    marker, pattern = RECORD_NAMES[kind]
+    head, sep, tail = ("/" + record).rpartition(marker)
+    if not sep or not re.fullmatch(pattern, tail):
         return None
     return head[1:] or "."
 
@@ -77,7 +86,7 @@ def parse(argv: list[str]) -> JobRequest:
     p.add_argument("--day")
     p.add_argument("--record", required=True)
     p.add_argument("--root", help="the output root (default: the one the --record path lies under)")
-    for name in ("log", "plan", "runtime", "target-date", "ray-address", "session-field"):
+    for name in ("log", "plan", "runtime", "target-date", "ray-address", "session-field", "state-kind"):
         p.add_argument(f"--{name}")
     p.add_argument("--digest", default="")
     for name in ("threads", "day-workers", "ray-num-cpus"):

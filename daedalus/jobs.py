@@ -86,7 +86,7 @@ def day_rows(req: JobRequest) -> int | None:
     """Rows of the job's day, from parquet footers (None: not known cheaply)."""
     import pyarrow.parquet as pq
 
-    if req.kind == "qid_map" or not req.day:
+    if req.kind in ("qid_map", "state") or not req.day:
         return 0
     if req.kind == "skeleton":
         from daedalus.sources import SourceFiles
@@ -108,7 +108,7 @@ def day_rows(req: JobRequest) -> int | None:
 
 def is_small(req: JobRequest) -> bool:
     """A day the run's worker computes (and whose enrich step needs no Ray)."""
-    if req.kind == "qid_map":
+    if req.kind in ("qid_map", "state"):
         return True
     rows = day_rows(req)
     return rows is not None and rows <= runtime_of(req).small_day_rows
@@ -133,6 +133,7 @@ def skeleton(req: JobRequest, log: JobLog) -> None:
         duckdb_settings=settings,
         threads=req.threads,
         run_days=run_days(runtime, req.target_date),
+        incremental=runtime.skeleton.incremental,
     )
     write_record(req.record, Layout.of(req.root).day_dir("skeleton", req.day), digest=req.digest)
     log.info(f"skeleton dt={day} rows={res.rows} parts={res.parts} seconds={res.seconds:.2f}")
@@ -181,7 +182,32 @@ def qid_map(req: JobRequest, log: JobLog) -> None:
     log.info(f"qid_map.parquet: {n} sessions")
 
 
-JOBS: dict[str, Callable[[JobRequest, JobLog], None]] = {"skeleton": skeleton, "enrich": enrich, "qid_map": qid_map}
+def state(req: JobRequest, log: JobLog) -> None:
+    """Every state of one kind of one source day (daedalus.skeleton.state), and its record."""
+    from daedalus.skeleton import state as st
+    from daedalus.skeleton.stage import scan_sources
+
+    plan, runtime = plan_of(req), runtime_of(req)
+    assert req.day and req.state_kind in st.KINDS, (req.day, req.state_kind)
+    t0 = time.perf_counter()
+    made = st.ensure_day(
+        plan,
+        req.state_kind,
+        dt.date.fromisoformat(req.day),
+        req.root,
+        scan_sources(plan),
+        temp=runtime.duckdb.temp_directory,
+        record=req.record,
+    )
+    log.info(f"state {req.state_kind} dt={req.day} files={len(made)} seconds={time.perf_counter() - t0:.2f}")
+
+
+JOBS: dict[str, Callable[[JobRequest, JobLog], None]] = {
+    "skeleton": skeleton,
+    "enrich": enrich,
+    "qid_map": qid_map,
+    "state": state,
+}
 
 
 def failure_line(req: JobRequest, e: BaseException) -> str:

@@ -7,6 +7,8 @@
         published/skeleton/dt=D.json               a finished skeleton job's record of day D
         published/enrich/dt=D.json                 ... of an enrich job
         published/qid_map.json                     ... of the qid_map job
+        state/{partials,snapshot}/<key>/dt=E.parquet  per-source-day state (daedalus.skeleton.state)
+        state/{partials,snapshot}/dt=E.json        a state job's record of source day E
         logs/, benchmarks/, stats/, qid/, train.lock, ray-head.json
 
 The `published/` records are the files Snakemake sees as the jobs' outputs. Snakemake
@@ -54,6 +56,14 @@ class Layout:
     def record(self, stage: str, day: str) -> str:
         """The published record of a day: the output Snakemake tracks for its job."""
         return f"{self.state_dir}/published/{stage}/dt={day}.json"
+
+    def state_file(self, kind: str, key: str, day: str) -> str:
+        """A per-source-day state file (daedalus.skeleton.state)."""
+        return f"{self.state_dir}/state/{kind}/{key}/dt={day}.parquet"
+
+    def state_record(self, kind: str, day: str) -> str:
+        """The record of a state job (every state of `kind` of one source day): its output."""
+        return f"{self.state_dir}/state/{kind}/dt={day}.json"
 
     @property
     def qid_map(self) -> str:

@@ -195,6 +195,8 @@ class SnakemakeRun:
 
 
 AGGREGATE_RULES = ("all", "skeleton_all", "enrich_all")
+# Per-source-day state jobs (rules/state.smk): many and small, so counted but not listed.
+STATE_RULES = ("state_partials", "state_snapshot")
 
 
 def job_counts(text: str) -> dict[str, int]:
@@ -300,6 +302,10 @@ class _ProgressView:
         if rule in AGGREGATE_RULES:
             return
         self.done += 1
+        if rule in STATE_RULES:
+            if self.task is not None:
+                self.progress.advance(self.task)
+            return
         rows, secs = job_figures(job["log"])
         figures = "".join(
             [f"  {rows:,} rows" if rows is not None else "", f"  {secs:.1f} s" if secs is not None else ""]

@@ -23,7 +23,9 @@ from daedalus.definitions import RuntimeConfig
 from daedalus.layout import Layout
 from daedalus.loading import DefinitionPaths, load_model
 from daedalus.sizes import size_mb
+from daedalus.skeleton import state
 from daedalus.skeleton.qid import registry_path
+from daedalus.skeleton.state import StateSpec
 from daedalus.sources import SourceFiles
 
 STAGES = ("all", "skeleton", "enrich")
@@ -125,12 +127,67 @@ class Workflow:
             self._scans[sid] = SourceFiles.scan(self.compiled.plan.sources[sid].path)
         return self._scans[sid]
 
-    def skeleton_inputs(self, day: str) -> dict[str, list[str]]:
-        """Per source, exactly the files the day job reads: partitions day-lookback..day."""
+    def skeleton_inputs(self, day: str) -> dict[str, Any]:
+        """Per source, the files of the day's look-back (partitions day-lookback..day), and the
+        state files the day job reads instead of most of them.
+
+        The look-back files stay the inputs that decide when a day is stale (a changed
+        partition reruns exactly the days whose look-back holds it). The state files are
+        `ancient`: their jobs run first, but a state file rewritten (say, after the range was
+        extended) reruns no day; the job checks each one's fingerprint anyway
+        (daedalus.skeleton.state).
+        """
         d = dt.date.fromisoformat(day)
-        return {
+        inputs: dict[str, Any] = {
             _key(sid): self.scan(sid).for_day(d, spec.lookback_days) for sid, spec in self.compiled.plan.sources.items()
         }
+        if self.state_specs:
+            from snakemake.io import ancient
+
+            inputs["state"] = [ancient(f) for f in self.day_state_records(d)]
+        return inputs
+
+    @cached_property
+    def state_specs(self) -> dict[str, StateSpec]:
+        """By key, the per-source-day state of the plan's operators over day-partitioned sources."""
+        if not self.runtime.skeleton.incremental:
+            return {}
+        plan = self.compiled.plan
+        return {s.key: s for s in state.specs(plan).values() if self.scan(s.source).partitioned}
+
+    def _state_days(self, day: dt.date) -> dict[str, set[dt.date]]:
+        plan = self.compiled.plan
+        out: dict[str, set[dt.date]] = {k: set() for k in state.KINDS}
+        for spec in self.state_specs.values():
+            out[spec.kind].update(state.state_days(plan, spec, self.scan(spec.source), day))
+        return out
+
+    def day_state_records(self, day: dt.date) -> list[str]:
+        """The records of the state jobs whose files a day-`day` job reads."""
+        return [
+            self.layout.state_record(kind, e.isoformat())
+            for kind, days in self._state_days(day).items()
+            for e in sorted(days)
+        ]
+
+    @cached_property
+    def snapshot_days(self) -> set[dt.date]:
+        return {e for d in self.compiled.days for e in self._state_days(d)["snapshot"]}
+
+    def state_inputs(self, kind: str, day: str) -> dict[str, Any]:
+        """A state job's inputs: the source partitions its states stand for, and (ancient, for
+        the order only) the previous day's snapshots when this run makes those too."""
+        d = dt.date.fromisoformat(day)
+        files: set[str] = set()
+        for spec in self.state_specs.values():
+            if spec.kind == kind:
+                files.update(state.input_files(spec, self.scan(spec.source), d))
+        inputs: dict[str, Any] = {"source": sorted(files)}
+        if kind == "snapshot" and d - state.DAY in self.snapshot_days:
+            from snakemake.io import ancient
+
+            inputs["previous"] = ancient(self.layout.state_record(kind, (d - state.DAY).isoformat()))
+        return inputs
 
     def job_command(self, workflow_dir: str, python: str | None = None) -> str:
         """The command of every rule: this Python (or `python`) running scripts/job.py (daedalus.job)."""

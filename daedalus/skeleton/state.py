@@ -40,6 +40,7 @@ import pyarrow.parquet as pq
 
 from daedalus import functions
 from daedalus.atomic import temp_sibling
+from daedalus.layout import Layout
 from daedalus.plan import PitJoinOp, Plan, WindowAggOp, WindowAggParams, WindowFeature
 from daedalus.sources import SourceFiles, partition_day, sql_ident
 from daedalus.timeutil import DAY, duration_micros, lookback_days, parse_duration
@@ -127,7 +128,7 @@ def specs(plan: Plan) -> dict[str, StateSpec]:
 
 
 def state_path(root: Path | str, spec: StateSpec, day: dt.date) -> Path:
-    return Path(f"{root}/.daedalus/state/{spec.kind}/{spec.key}/dt={day.isoformat()}.parquet")
+    return Path(Layout.of(root).state_file(spec.kind, spec.key, day.isoformat()))
 
 
 def input_files(spec: StateSpec, scan: SourceFiles, day: dt.date) -> list[str]:
@@ -375,6 +376,35 @@ def day_states(
         days = state_days(plan, spec, scan, day)
         out[name] = {d: ensure(plan, spec, d, root, scan, temp=temp) for d in days}
     return out
+
+
+def ensure_day(
+    plan: Plan,
+    kind: str,
+    day: dt.date,
+    root: Path | str,
+    scans: dict[str, SourceFiles],
+    *,
+    temp: str | None = None,
+    record: Path | str | None = None,
+) -> dict[str, Path]:
+    """Every state of `kind` of one source day (a state job): partials of each window over a
+    partition that has the day, the snapshot after the day of each join; made fresh, then
+    listed in `record` (the job's output) when given."""
+    from daedalus.atomic import write_bytes
+
+    made: dict[str, Path] = {}
+    for spec in specs(plan).values():
+        scan = scans[spec.source]
+        if spec.kind != kind or not scan.partitioned:
+            continue
+        if kind == "partials" and day not in scan.days:
+            continue
+        made[spec.key] = ensure(plan, spec, day, root, scan, temp=temp, force=True)
+    if record is not None:
+        listing = {k: {"path": p.as_posix(), "size": p.stat().st_size} for k, p in sorted(made.items())}
+        write_bytes(Path(record), (json.dumps({"files": listing}, sort_keys=True) + "\n").encode())
+    return made
 
 
 def state_days(plan: Plan, spec: StateSpec, scan: SourceFiles, day: dt.date) -> list[dt.date]:

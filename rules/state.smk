@@ -1,0 +1,40 @@
+# Per-source-day state (daedalus.skeleton.state): made once per source day and read by every
+# day whose look-back holds it, instead of the raw partitions. One job per (kind, source day)
+# makes every state of that kind (each file's path carries its operator and digest, so an
+# operator that did not change keeps its state); its output is the record listing them.
+
+
+rule state_partials:
+    input:
+        unpack(lambda wildcards: WF.state_inputs("partials", wildcards.day)),
+    output:
+        # The job takes the output root from this path (daedalus.job.root_of_record).
+        WF.layout.state_record("partials", "{day}"),
+    params:
+        plan=WF.plan_path,
+        runtime=WF.config.runtime_config_path,
+    log:
+        f"{STATE}/logs/state/partials/dt={{day}}.log",
+    conda:
+        CONDA_ENV
+    shell:
+        "daedalus_job state --state-kind partials --day {wildcards.day} --plan {params.plan:q} "
+        "--runtime {params.runtime:q} --record {output:q} --log {log:q}"
+
+
+# Made from the previous day's snapshot (an input only for the order) and one partition.
+rule state_snapshot:
+    input:
+        unpack(lambda wildcards: WF.state_inputs("snapshot", wildcards.day)),
+    output:
+        WF.layout.state_record("snapshot", "{day}"),
+    params:
+        plan=WF.plan_path,
+        runtime=WF.config.runtime_config_path,
+    log:
+        f"{STATE}/logs/state/snapshot/dt={{day}}.log",
+    conda:
+        CONDA_ENV
+    shell:
+        "daedalus_job state --state-kind snapshot --day {wildcards.day} --plan {params.plan:q} "
+        "--runtime {params.runtime:q} --record {output:q} --log {log:q}"
