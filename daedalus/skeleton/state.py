@@ -47,6 +47,9 @@ from daedalus.timeutil import DAY, duration_micros, lookback_days, parse_duratio
 
 KINDS = ("partials", "snapshot")
 FINGERPRINT_KEY = b"daedalus.state.inputs"
+# Fine rows of a partition outside its own day (the hive layout broken): such a file's day
+# rows and running aggregates miss them, so its readers take the frame path.
+OUTSIDE_KEY = b"daedalus.state.outside_rows"
 # Logical types whose sums are exact, so partial sums give the raw events' value.
 EXACT_TYPES = {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32"}
 
@@ -85,6 +88,12 @@ def partial_columns(plan: Plan, p: WindowAggParams) -> dict[str, str]:
     return parts
 
 
+def part_merge(part: str) -> str:
+    """How partials of one part combine: `sum` (counts and sums), `min` or `max`."""
+    head = part.split(":", 1)[0]
+    return head if head in ("min", "max") else "sum"
+
+
 def _digest(fields: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
@@ -102,6 +111,7 @@ def specs(plan: Plan) -> dict[str, StateSpec]:
             cols = sorted({c.split(":", 1)[1] for c in parts if ":" in c})
             fields = {
                 "kind": "partials",
+                "form": 2,  # fine rows carry in-day prefix and suffix aggregates
                 "path": src.path,
                 "ts": src.timestamp_field,
                 "group_by": p.group_by,
@@ -167,6 +177,11 @@ def is_current(path: Path, files: list[str]) -> bool:
         return False
 
 
+def outside_rows(path: Path) -> int:
+    meta = pq.read_schema(path).metadata or {}
+    return int(meta.get(OUTSIDE_KEY, b"0"))
+
+
 def _write(table: pa.Table, path: Path, files: list[str]) -> None:
     meta = dict(table.schema.metadata or {})
     meta[FINGERPRINT_KEY] = fingerprint(files).encode()
@@ -220,13 +235,37 @@ def compute_partials(plan: Plan, spec: StateSpec, day: dt.date, files: list[str]
             f"CREATE TEMP TABLE ev AS SELECT {gl}, {ts} AS __ts{vals} FROM {rel} WHERE {' AND '.join(conds) or 'true'}"
         )
         start, end = ts_literal(ctx.start), ts_literal(ctx.end)
-        return con.sql(f"""
-            SELECT {gl}, __ts, false AS __whole, {aggs} FROM ev GROUP BY {gl}, __ts
-            UNION ALL
-            SELECT {gl}, {start} AS __ts, true AS __whole, {aggs} FROM ev
-            WHERE __ts >= {start} AND __ts < {end} GROUP BY {gl}
+        in_day = f"__ts >= {start} AND __ts < {end}"
+        # Running aggregates inside the day, per group in ts order (a fine row's (group, ts)
+        # is unique): `pre:` over the rows up to this one, `suf:` over this one and later.
+        run = []
+        for k in parts:
+            m = "sum" if part_merge(k) == "sum" else part_merge(k)
+            run.append(f"{m}({sql_ident(k)}) OVER (PARTITION BY {gl} ORDER BY __ts ROWS UNBOUNDED PRECEDING)")
+            run.append(
+                f"{m}({sql_ident(k)}) OVER (PARTITION BY {gl} ORDER BY __ts "
+                "ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING)"
+            )
+        cast = {k: "BIGINT" if part_merge(k) == "sum" else None for k in parts}
+        named = []
+        for i, k in enumerate(parts):
+            for j, tag in enumerate(("pre", "suf")):
+                e = run[2 * i + j]
+                named.append(f"{f'CAST({e} AS BIGINT)' if cast[k] else e} AS {sql_ident(f'{tag}:{k}')}")
+        nulls = ", ".join(f"NULL AS {sql_ident(f'{tag}:{k}')}" for k in parts for tag in ("pre", "suf"))
+        con.execute(f"CREATE TEMP TABLE fine AS SELECT {gl}, __ts, {aggs} FROM ev GROUP BY {gl}, __ts")
+        table = con.sql(f"""
+            SELECT *, false AS __whole, {", ".join(named)} FROM fine WHERE {in_day}
+            UNION ALL BY NAME
+            SELECT *, false AS __whole, {nulls} FROM fine WHERE NOT ({in_day})
+            UNION ALL BY NAME
+            SELECT {gl}, {start} AS __ts, true AS __whole, {aggs} FROM ev WHERE {in_day} GROUP BY {gl}
             ORDER BY __whole, {gl}, __ts
         """).to_arrow_table()
+        outside = con.execute(f"SELECT count(*) FROM fine WHERE NOT ({in_day})").fetchall()[0][0]
+        meta = dict(table.schema.metadata or {})
+        meta[OUTSIDE_KEY] = str(outside).encode()
+        return table.replace_schema_metadata(meta)
     finally:
         con.close()
 

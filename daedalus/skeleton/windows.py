@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from pathlib import Path
 
 from daedalus import functions
 from daedalus.plan import WindowAggOp, WindowAggParams, WindowFeature
@@ -118,6 +119,159 @@ def _collapsed_runs(ctx: DayContext, windows: list[int]) -> list[tuple[dt.dateti
 
 
 def _merged_windows(
+    ctx: DayContext, p: WindowAggParams, feats: list[WindowFeature], queries: str, name: str, op_name: str
+) -> None:
+    """count/sum/mean/min/max over partial aggregates: windows of whole days from the state
+    files' running aggregates (`_asof_windows`), the others by RANGE frames."""
+    states = ctx.states.get(op_name, {})
+    asof: list[WindowFeature] = []
+    if states and not ctx.no_rows and not any(state.outside_rows(f) for f in states.values()):
+        asof = [f for f in feats if duration_micros(f.window) % DAY_MICROS == 0]
+    frame = [f for f in feats if f not in asof]
+    if not frame:
+        _asof_windows(ctx, p, asof, queries, name, states)
+        return
+    if not asof:
+        _frame_windows(ctx, p, frame, queries, name, op_name)
+        return
+    a, b = table(name + ":asof"), table(name + ":frame")
+    _asof_windows(ctx, p, asof, queries, name + ":asof", states)
+    _frame_windows(ctx, p, frame, queries, name + ":frame", op_name)
+    on = " AND ".join(f"a.{sql_ident(g)} = b.{sql_ident(g)}" for g in p.group_by) + " AND a.__ts = b.__ts"
+    cols = ", ".join(f"{'a' if f in asof else 'b'}.{sql_ident(f.output)}" for f in feats)
+    gl = ", ".join(f"a.{sql_ident(g)}" for g in p.group_by)
+    ctx.con.execute(f"CREATE TEMP TABLE {table(name)} AS SELECT {gl}, a.__ts, {cols} FROM {a} a JOIN {b} b ON {on}")
+    ctx.con.execute(f"DROP TABLE {a}")
+    ctx.con.execute(f"DROP TABLE {b}")
+
+
+DAY_MICROS = 86_400_000_000
+
+
+def _asof_windows(
+    ctx: DayContext,
+    p: WindowAggParams,
+    feats: list[WindowFeature],
+    queries: str,
+    name: str,
+    states: dict[dt.date, Path],
+) -> None:
+    """Windows of whole days w for a row at t of day D: the rows of day D before t, the rows
+    of day lo = D - w at or after t - w, and every day strictly between, whole.
+
+    The state file of each day holds, per (group, ts), the day's running aggregate up to and
+    including ts (`pre:`) and from ts on (`suf:`), and one row per group for the whole day:
+    an ASOF join (greatest ts < t) gives the first part, another (least ts >= t - w) the
+    second, a hash aggregate of the day rows the third. Exact for count, sum and mean of
+    exact types, min and max, like the frames they replace.
+    """
+    groups = [sql_ident(g) for g in p.group_by]
+    gl = ", ".join(groups)
+    parts = state.partial_columns(ctx.plan, p)
+    need = sorted(_parts_of(f, parts) for f in feats)
+    needed = sorted({k for ks in need for k in ks})
+    temps: list[str] = []
+
+    def read(day: dt.date, cond: str, cols: list[str]) -> str | None:
+        path = states.get(day)
+        if path is None:
+            return None
+        sel = ", ".join([gl, "__ts", *(sql_ident(c) for c in cols)])
+        return f"SELECT {sel} FROM read_parquet({sql_str(path.as_posix())}) WHERE {cond}"
+
+    on_g = " AND ".join(f"q.{g} = f.{g}" for g in groups)
+    # Rows of day D strictly before t: the running aggregate of the greatest ts < t.
+    pre = read(ctx.day, "NOT __whole", [f"pre:{k}" for k in needed])
+    joins: list[str] = []
+    sources: dict[tuple[str, int | None], str] = {}
+    if pre is not None:
+        t = table(name + ":pre")
+        temps.append(t)
+        cols = ", ".join(f"f.{sql_ident('pre:' + k)}" for k in needed)
+        ctx.con.execute(
+            f"CREATE TEMP TABLE {t} AS SELECT q.{', q.'.join(groups)}, q.__ts, {cols} "
+            f"FROM {queries} q ASOF LEFT JOIN ({pre}) f ON {on_g} AND q.__ts > f.__ts"
+        )
+        joins.append(f"LEFT JOIN {t} pre ON " + " AND ".join(f"q.{g} = pre.{g}" for g in groups) + " AND q.__ts = pre.__ts")
+        for k in needed:
+            sources[(k, None)] = f"pre.{sql_ident('pre:' + k)}"
+    windows = sorted({duration_micros(f.window) for f in feats})
+    terms: dict[int, dict[str, list[str]]] = {}
+    for w in windows:
+        days = w // DAY_MICROS
+        lo = ctx.day - dt.timedelta(days=days)
+        terms[w] = {k: [sources[(k, None)]] if (k, None) in sources else [] for k in needed}
+        suf = read(lo, "NOT __whole", [f"suf:{k}" for k in needed])
+        if suf is not None:
+            t = table(f"{name}:suf{w}")
+            alias = f"s{w}"
+            temps.append(t)
+            cols = ", ".join(f"f.{sql_ident('suf:' + k)}" for k in needed)
+            ctx.con.execute(
+                f"CREATE TEMP TABLE {t} AS SELECT q.{', q.'.join(groups)}, q.__ts, {cols} "
+                f"FROM {queries} q ASOF LEFT JOIN ({suf}) f ON {on_g} AND f.__ts >= q.__ts - {interval_sql(w)}"
+            )
+            joins.append(
+                f"LEFT JOIN {t} {alias} ON "
+                + " AND ".join(f"q.{g} = {alias}.{g}" for g in groups)
+                + f" AND q.__ts = {alias}.__ts"
+            )
+            for k in needed:
+                terms[w][k].append(f"{alias}.{sql_ident('suf:' + k)}")
+        whole = [s for s in (read(lo + dt.timedelta(days=i), "__whole", needed) for i in range(1, days)) if s]
+        if whole:
+            t = table(f"{name}:whole{w}")
+            alias = f"c{w}"
+            temps.append(t)
+            aggs = ", ".join(f"{state.part_merge(k)}({sql_ident(k)}) AS {sql_ident(k)}" for k in needed)
+            ctx.con.execute(f"CREATE TEMP TABLE {t} AS SELECT {gl}, {aggs} FROM ({' UNION ALL '.join(whole)}) GROUP BY {gl}")
+            joins.append(f"LEFT JOIN {t} {alias} ON " + " AND ".join(f"q.{g} = {alias}.{g}" for g in groups))
+            for k in needed:
+                terms[w][k].append(f"{alias}.{sql_ident(k)}")
+
+    def total(w: int, k: str) -> str:
+        xs = terms[w][k]
+        if not xs:
+            return "NULL"
+        if state.part_merge(k) == "sum":
+            return "(" + " + ".join(f"coalesce({x}, 0)" for x in xs) + ")"
+        return f"{'least' if state.part_merge(k) == 'min' else 'greatest'}({', '.join(xs)})" if len(xs) > 1 else xs[0]
+
+    exprs = []
+    for f in feats:
+        w, c = duration_micros(f.window), f.column or ""
+        merge = functions.get(f.function).merge
+        if merge == "count":
+            e = f"CAST({total(w, 'n:' + c if f.column else '__n')} AS BIGINT)"
+        elif merge == "sum":
+            e = f"CAST({total(w, 's:' + c)} AS BIGINT)"
+        elif merge == "mean":
+            e = f"CAST({total(w, 's:' + c)} AS DOUBLE) / nullif(CAST({total(w, 'n:' + c)} AS DOUBLE), 0)"
+        else:
+            e = total(w, f"{merge}:{c}")
+        exprs.append(f"{e} AS {sql_ident(f.output)}")
+    ctx.con.execute(
+        f"CREATE TEMP TABLE {table(name)} AS SELECT q.{', q.'.join(groups)}, q.__ts, {', '.join(exprs)} "
+        f"FROM {queries} q {' '.join(joins)}"
+    )
+    for t in temps:
+        ctx.con.execute(f"DROP TABLE {t}")
+
+
+def _parts_of(f: WindowFeature, parts: dict[str, str]) -> tuple[str, ...]:
+    """The partial columns a mergeable feature reads."""
+    merge = functions.get(f.function).merge
+    c = f.column or ""
+    if merge == "count":
+        return ("n:" + c,) if f.column else ("__n",)
+    if merge == "sum":
+        return ("s:" + c,)
+    if merge == "mean":
+        return ("s:" + c, "n:" + c)
+    return (f"{merge}:{c}",)
+
+
+def _frame_windows(
     ctx: DayContext, p: WindowAggParams, feats: list[WindowFeature], queries: str, name: str, op_name: str
 ) -> None:
     """count/sum/mean/min/max in one pass over per-(group, ts) partial aggregates.
