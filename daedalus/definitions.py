@@ -293,6 +293,11 @@ class DuckDBSettings(Model):
 
 class SkeletonSettings(Model):
     chunk_rows: int = Field(default=500_000, ge=1, description="Maximum rows per `part-N-0.parquet`.")
+    worker_day_rows: int = Field(
+        default=2_000_000,
+        ge=0,
+        description="Skeleton days with at most this many spine rows run in the run's warm worker under `daeda pipeline train` (no process start or imports per job; DuckDB's memory limit bounds the job as it does in a process of its own). `small_day_rows: 0` still makes every day big.",
+    )
     incremental: bool = Field(
         default=True,
         description="Day jobs read per-source-day state (window partials per partition, point-in-time snapshots; made once per partition as jobs of their own, under `<root>/.daedalus/state/`) instead of re-reading their raw look-back. The values are the same either way; `false` reads the raw look-back in every day job.",

@@ -111,7 +111,10 @@ def is_small(req: JobRequest) -> bool:
     if req.kind in ("qid_map", "state"):
         return True
     rows = day_rows(req)
-    return rows is not None and rows <= runtime_of(req).small_day_rows
+    runtime = runtime_of(req)
+    if req.kind == "skeleton" and runtime.small_day_rows > 0:
+        return rows is not None and rows <= max(runtime.small_day_rows, runtime.skeleton.worker_day_rows)
+    return rows is not None and rows <= runtime.small_day_rows
 
 
 def skeleton(req: JobRequest, log: JobLog) -> None:

@@ -11,9 +11,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from daedalus.plan import PitJoinOp, PitJoinParams
+from daedalus.skeleton import state
 from daedalus.skeleton.context import DayContext, interval_sql, table, ts_literal
 from daedalus.skeleton.keys import entity_codes, micros, source_order
-from daedalus.skeleton import state
 from daedalus.sources import sql_ident, sql_str
 from daedalus.timeutil import DAY, duration_micros
 

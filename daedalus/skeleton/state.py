@@ -120,20 +120,21 @@ def specs(plan: Plan) -> dict[str, StateSpec]:
             }
             out[op.name] = StateSpec("partials", op.name, p.source, f"{op.name}-{_digest(fields)}", 0)
         elif isinstance(op, PitJoinOp):
-            p = op.params
-            src = plan.sources[p.source]
+            jp = op.params
+            src = plan.sources[jp.source]
             fields = {
                 "kind": "snapshot",
                 "path": src.path,
                 "ts": src.timestamp_field,
                 "created": src.created_timestamp_field,
-                "entities": p.entities,
-                "columns": p.columns,
-                "ttl": p.ttl,
+                "entities": jp.entities,
+                "columns": jp.columns,
+                "ttl": jp.ttl,
                 "lookback": src.lookback_days,
-                "types": {c: src.columns.get(c) for c in [*p.entities, *p.columns]},
+                "types": {c: src.columns.get(c) for c in [*jp.entities, *jp.columns]},
             }
-            out[op.name] = StateSpec("snapshot", op.name, p.source, f"{op.name}-{_digest(fields)}", src.lookback_days)
+            key = f"{op.name}-{_digest(fields)}"
+            out[op.name] = StateSpec("snapshot", op.name, jp.source, key, src.lookback_days)
     return out
 
 
@@ -212,62 +213,79 @@ def _context(con: duckdb.DuckDBPyConnection, plan: Plan, sid: str, day: dt.date,
     return DayContext(con=con, plan=plan, day=day, files={sid: files}, output_root=root)
 
 
-def compute_partials(plan: Plan, spec: StateSpec, day: dt.date, files: list[str], root: Path, temp: str | None) -> pa.Table:
-    """Partition `day`'s fine (group, ts) and whole-day (group) partial aggregates."""
+def compute_partials(
+    plan: Plan, group: list[StateSpec], day: dt.date, files: list[str], root: Path, temp: str | None
+) -> dict[str, pa.Table]:
+    """Partition `day`'s fine (group, ts) and whole-day (group) partial aggregates, for each
+    window of `group` (all over one source): the partition is read once for all of them."""
+    sid = group[0].source
+    con = _connect(files, temp)
+    try:
+        ctx = _context(con, plan, sid, day, files, root)
+        rel, empty = ctx.relation(sid, files)
+        if not empty:
+            need = {plan.sources[sid].timestamp_field}
+            for spec in group:
+                p = plan.op(spec.op).params
+                need |= set(p.group_by) | {c.split(":", 1)[1] for c in partial_columns(plan, p) if ":" in c}
+            con.execute(f"CREATE TEMP TABLE __src AS SELECT {', '.join(sql_ident(c) for c in sorted(need))} FROM {rel}")
+            rel = "__src"
+        return {spec.key: _partials(ctx, plan, spec, rel, empty) for spec in group}
+    finally:
+        con.close()
+
+
+def _partials(ctx: Any, plan: Plan, spec: StateSpec, rel: str, empty: bool) -> pa.Table:
     from daedalus.skeleton.context import ts_literal
 
-    op = plan.op(spec.op)
-    p = op.params
+    con = ctx.con
+    p = plan.op(spec.op).params
     src = plan.sources[p.source]
     parts = partial_columns(plan, p)
     cols = sorted({c.split(":", 1)[1] for c in parts if ":" in c})
     groups = [sql_ident(g) for g in p.group_by]
     gl = ", ".join(groups)
     aggs = ", ".join(f"{e} AS {sql_ident(k)}" for k, e in parts.items())
-    con = _connect(files, temp)
-    try:
-        ctx = _context(con, plan, p.source, day, files, root)
-        rel, empty = ctx.relation(p.source, files)
-        ts = ctx.ts_expr(rel, src.timestamp_field, src.path)
-        vals = "".join(f", {ctx.value_expr(rel, c)} AS {sql_ident('v:' + c)}" for c in cols)
-        conds = [f"{g} IS NOT NULL" for g in groups] + (["false"] if empty else [])
-        con.execute(
-            f"CREATE TEMP TABLE ev AS SELECT {gl}, {ts} AS __ts{vals} FROM {rel} WHERE {' AND '.join(conds) or 'true'}"
+    ts = ctx.ts_expr(rel, src.timestamp_field, src.path)
+    vals = "".join(f", {ctx.value_expr(rel, c)} AS {sql_ident('v:' + c)}" for c in cols)
+    conds = [f"{g} IS NOT NULL" for g in groups] + (["false"] if empty else [])
+    con.execute("DROP TABLE IF EXISTS ev")
+    con.execute("DROP TABLE IF EXISTS fine")
+    con.execute(
+        f"CREATE TEMP TABLE ev AS SELECT {gl}, {ts} AS __ts{vals} FROM {rel} WHERE {' AND '.join(conds) or 'true'}"
+    )
+    start, end = ts_literal(ctx.start), ts_literal(ctx.end)
+    in_day = f"__ts >= {start} AND __ts < {end}"
+    # Running aggregates inside the day, per group in ts order (a fine row's (group, ts)
+    # is unique): `pre:` over the rows up to this one, `suf:` over this one and later.
+    run = []
+    for k in parts:
+        m = "sum" if part_merge(k) == "sum" else part_merge(k)
+        run.append(f"{m}({sql_ident(k)}) OVER (PARTITION BY {gl} ORDER BY __ts ROWS UNBOUNDED PRECEDING)")
+        run.append(
+            f"{m}({sql_ident(k)}) OVER (PARTITION BY {gl} ORDER BY __ts "
+            "ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING)"
         )
-        start, end = ts_literal(ctx.start), ts_literal(ctx.end)
-        in_day = f"__ts >= {start} AND __ts < {end}"
-        # Running aggregates inside the day, per group in ts order (a fine row's (group, ts)
-        # is unique): `pre:` over the rows up to this one, `suf:` over this one and later.
-        run = []
-        for k in parts:
-            m = "sum" if part_merge(k) == "sum" else part_merge(k)
-            run.append(f"{m}({sql_ident(k)}) OVER (PARTITION BY {gl} ORDER BY __ts ROWS UNBOUNDED PRECEDING)")
-            run.append(
-                f"{m}({sql_ident(k)}) OVER (PARTITION BY {gl} ORDER BY __ts "
-                "ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING)"
-            )
-        cast = {k: "BIGINT" if part_merge(k) == "sum" else None for k in parts}
-        named = []
-        for i, k in enumerate(parts):
-            for j, tag in enumerate(("pre", "suf")):
-                e = run[2 * i + j]
-                named.append(f"{f'CAST({e} AS BIGINT)' if cast[k] else e} AS {sql_ident(f'{tag}:{k}')}")
-        nulls = ", ".join(f"NULL AS {sql_ident(f'{tag}:{k}')}" for k in parts for tag in ("pre", "suf"))
-        con.execute(f"CREATE TEMP TABLE fine AS SELECT {gl}, __ts, {aggs} FROM ev GROUP BY {gl}, __ts")
-        table = con.sql(f"""
-            SELECT *, false AS __whole, {", ".join(named)} FROM fine WHERE {in_day}
-            UNION ALL BY NAME
-            SELECT *, false AS __whole, {nulls} FROM fine WHERE NOT ({in_day})
-            UNION ALL BY NAME
-            SELECT {gl}, {start} AS __ts, true AS __whole, {aggs} FROM ev WHERE {in_day} GROUP BY {gl}
-            ORDER BY __whole, {gl}, __ts
-        """).to_arrow_table()
-        outside = con.execute(f"SELECT count(*) FROM fine WHERE NOT ({in_day})").fetchall()[0][0]
-        meta = dict(table.schema.metadata or {})
-        meta[OUTSIDE_KEY] = str(outside).encode()
-        return table.replace_schema_metadata(meta)
-    finally:
-        con.close()
+    cast = {k: "BIGINT" if part_merge(k) == "sum" else None for k in parts}
+    named = []
+    for i, k in enumerate(parts):
+        for j, tag in enumerate(("pre", "suf")):
+            e = run[2 * i + j]
+            named.append(f"{f'CAST({e} AS BIGINT)' if cast[k] else e} AS {sql_ident(f'{tag}:{k}')}")
+    nulls = ", ".join(f"NULL AS {sql_ident(f'{tag}:{k}')}" for k in parts for tag in ("pre", "suf"))
+    con.execute(f"CREATE TEMP TABLE fine AS SELECT {gl}, __ts, {aggs} FROM ev GROUP BY {gl}, __ts")
+    table = con.sql(f"""
+        SELECT *, false AS __whole, {", ".join(named)} FROM fine WHERE {in_day}
+        UNION ALL BY NAME
+        SELECT *, false AS __whole, {nulls} FROM fine WHERE NOT ({in_day})
+        UNION ALL BY NAME
+        SELECT {gl}, {start} AS __ts, true AS __whole, {aggs} FROM ev WHERE {in_day} GROUP BY {gl}
+        ORDER BY __whole, {gl}, __ts
+    """).to_arrow_table()
+    outside = con.execute(f"SELECT count(*) FROM fine WHERE NOT ({in_day})").fetchall()[0][0]
+    meta = dict(table.schema.metadata or {})
+    meta[OUTSIDE_KEY] = str(outside).encode()
+    return table.replace_schema_metadata(meta)
 
 
 def snapshot_columns(op: PitJoinOp) -> list[str]:
@@ -388,7 +406,7 @@ def ensure(
     if not force and is_current(path, files):
         return path
     if spec.kind == "partials":
-        table = compute_partials(plan, spec, day, files, root, temp)
+        table = compute_partials(plan, [spec], day, files, root, temp)[spec.key]
     else:
         prev_day = previous_day(spec, scan, day)
         previous = None
@@ -433,13 +451,22 @@ def ensure_day(
     from daedalus.atomic import write_bytes
 
     made: dict[str, Path] = {}
-    for spec in specs(plan).values():
-        scan = scans[spec.source]
-        if spec.kind != kind or not scan.partitioned:
-            continue
-        if kind == "partials" and day not in scan.days:
-            continue
-        made[spec.key] = ensure(plan, spec, day, root, scan, temp=temp, force=True)
+    mine = [s for s in specs(plan).values() if s.kind == kind and scans[s.source].partitioned]
+    if kind == "partials":
+        # The windows over one source share one read of its partition.
+        by_source: dict[str, list[StateSpec]] = {}
+        for spec in mine:
+            if day in scans[spec.source].days:
+                by_source.setdefault(spec.source, []).append(spec)
+        for sid, group in by_source.items():
+            files = input_files(group[0], scans[sid], day)
+            tables = compute_partials(plan, group, day, files, Path(root), temp)
+            for spec in group:
+                made[spec.key] = state_path(root, spec, day)
+                _write(tables[spec.key], made[spec.key], files)
+    else:
+        for spec in mine:
+            made[spec.key] = ensure(plan, spec, day, root, scans[spec.source], temp=temp, force=True)
     if record is not None:
         listing = {k: {"path": p.as_posix(), "size": p.stat().st_size} for k, p in sorted(made.items())}
         write_bytes(Path(record), (json.dumps({"files": listing}, sort_keys=True) + "\n").encode())

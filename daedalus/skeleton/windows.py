@@ -14,8 +14,8 @@ from pathlib import Path
 
 from daedalus import functions
 from daedalus.plan import WindowAggOp, WindowAggParams, WindowFeature
-from daedalus.skeleton.context import DayContext, interval_sql, table, ts_literal
 from daedalus.skeleton import state
+from daedalus.skeleton.context import DayContext, interval_sql, table, ts_literal
 from daedalus.sources import partition_day, sql_ident, sql_str
 from daedalus.timeutil import DAY, duration_micros
 
@@ -192,7 +192,9 @@ def _asof_windows(
             f"CREATE TEMP TABLE {t} AS SELECT q.{', q.'.join(groups)}, q.__ts, {cols} "
             f"FROM {queries} q ASOF LEFT JOIN ({pre}) f ON {on_g} AND q.__ts > f.__ts"
         )
-        joins.append(f"LEFT JOIN {t} pre ON " + " AND ".join(f"q.{g} = pre.{g}" for g in groups) + " AND q.__ts = pre.__ts")
+        joins.append(
+            f"LEFT JOIN {t} pre ON " + " AND ".join(f"q.{g} = pre.{g}" for g in groups) + " AND q.__ts = pre.__ts"
+        )
         for k in needed:
             sources[(k, None)] = f"pre.{sql_ident('pre:' + k)}"
     windows = sorted({duration_micros(f.window) for f in feats})
@@ -224,7 +226,9 @@ def _asof_windows(
             alias = f"c{w}"
             temps.append(t)
             aggs = ", ".join(f"{state.part_merge(k)}({sql_ident(k)}) AS {sql_ident(k)}" for k in needed)
-            ctx.con.execute(f"CREATE TEMP TABLE {t} AS SELECT {gl}, {aggs} FROM ({' UNION ALL '.join(whole)}) GROUP BY {gl}")
+            ctx.con.execute(
+                f"CREATE TEMP TABLE {t} AS SELECT {gl}, {aggs} FROM ({' UNION ALL '.join(whole)}) GROUP BY {gl}"
+            )
             joins.append(f"LEFT JOIN {t} {alias} ON " + " AND ".join(f"q.{g} = {alias}.{g}" for g in groups))
             for k in needed:
                 terms[w][k].append(f"{alias}.{sql_ident(k)}")
