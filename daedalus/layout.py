@@ -57,9 +57,13 @@ class Layout:
         """The published record of a day: the output Snakemake tracks for its job."""
         return f"{self.state_dir}/published/{stage}/dt={day}.json"
 
+    def state_key_dir(self, kind: str, key: str) -> str:
+        """The day files of one operator's state (daedalus.skeleton.state)."""
+        return f"{self.state_dir}/state/{kind}/{key}"
+
     def state_file(self, kind: str, key: str, day: str) -> str:
         """A per-source-day state file (daedalus.skeleton.state)."""
-        return f"{self.state_dir}/state/{kind}/{key}/dt={day}.parquet"
+        return f"{self.state_key_dir(kind, key)}/dt={day}.parquet"
 
     def state_record(self, kind: str, day: str) -> str:
         """The record of a state job (every state of `kind` of one source day): its output."""

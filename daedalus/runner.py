@@ -255,6 +255,9 @@ class _ProgressView:
         self.tail: list[str] = []
         self.done = 0
         self.total: int | None = None
+        # The printed "[k/n]" counts the jobs that print a line (not the state jobs).
+        self.shown = 0
+        self.shown_total = 0
         self.stats_text: list[str] = []
         self.progress = Progress(
             TextColumn("[bold]train[/bold]"),
@@ -279,6 +282,7 @@ class _ProgressView:
             self.stats_text.append(line)
             if line.strip().startswith("total"):
                 counts = job_counts("".join(self.stats_text))
+                self.shown_total = sum(n for r, n in counts.items() if r not in AGGREGATE_RULES + STATE_RULES)
                 self._start(sum(n for r, n in counts.items() if r not in AGGREGATE_RULES))
         # A job's block: "rule r:", then (in any order) "log: ...", "jobid: N", "wildcards: day=D".
         if m := _JOB.match(line):
@@ -310,7 +314,8 @@ class _ProgressView:
         figures = "".join(
             [f"  {rows:,} rows" if rows is not None else "", f"  {secs:.1f} s" if secs is not None else ""]
         )
-        count = f"[{self.done}/{self.total}]" if self.total else ""
+        self.shown += 1
+        count = f"[{self.shown}/{self.shown_total}]" if self.shown_total else ""
         self.console.print(f"  {count} [green]done[/green] {rule}" + (f" dt={day}" if day else "") + figures)
         if self.task is not None:
             self.progress.advance(self.task)

@@ -13,6 +13,11 @@ each reason maps to what changed:
 | input files updated by another job, updated input files (enrich) | skeleton changed |
 | incomplete output files | interrupted run |
 
+A skeleton day planned because a state job it reads reruns (rules/state.smk) takes that
+job's reasons: Snakemake does not check the own reasons of a job downstream of one that
+reruns, so the state job's reason is the one that says what changed (a missing state file,
+say after its directory was removed, is shown as "state missing").
+
 Snakemake's output of a day job is the day's published record (daedalus.layout): a day whose
 record is missing while its directory is there was left by a run that failed or was killed
 before the day's new version was complete (the previous version is still what readers see),
@@ -33,7 +38,7 @@ from rich.table import Table
 
 from daedalus.errors import DaedalusError
 from daedalus.layout import Layout
-from daedalus.runner import SnakemakeRun, job_blocks
+from daedalus.runner import STATE_RULES, SnakemakeRun, job_blocks
 
 # Exit code when some day is stale or missing (0: everything done; 2: invalid input).
 EXIT_NOT_UP_TO_DATE = 3
@@ -53,7 +58,28 @@ _REASONS: list[tuple[str, str | None, str]] = [
     ("Code has changed", None, "code changed"),
     ("Software environment definition has changed", None, "code changed"),
     ("Forced execution", None, "forced"),
+    ("State missing", None, "state missing"),
 ]
+_BY_ANOTHER_JOB = "Input files updated by another job:"
+
+
+def _with_state_reasons(reason: str | None, state_reasons: dict[str, str | None]) -> str | None:
+    """`reason` with its state records updated by another job replaced by those jobs' reasons."""
+    if not reason or not state_reasons:
+        return reason
+    pieces: list[str] = []
+    for piece in reason.split("; "):
+        if not piece.strip().startswith(_BY_ANOTHER_JOB):
+            pieces.append(piece)
+            continue
+        files = [f.strip() for f in piece.split(":", 1)[1].split(",") if f.strip()]
+        for f in files:
+            if f in state_reasons:
+                theirs = state_reasons[f] or ""
+                pieces += ["State missing" if p.startswith("Missing output") else p for p in theirs.split("; ")]
+        if rest := [f for f in files if f not in state_reasons]:
+            pieces.append(f"{_BY_ANOTHER_JOB} {', '.join(rest)}")
+    return "; ".join(pieces)
 
 
 @dataclass
@@ -123,10 +149,15 @@ def status_from_dry_run(
     text: str, service: str, root: str, days: list[str], stages: list[str], has_qid_map: bool
 ) -> PipelineStatus:
     planned: dict[tuple[str, str | None], str | None] = {}
-    for job in job_blocks(text):
+    blocks = job_blocks(text)
+    state_reasons = {str(j["output"]): j["reason"] for j in blocks if j["rule"] in STATE_RULES}
+    for job in blocks:
         rule = str(job["rule"])
+        if rule in STATE_RULES:
+            continue
         stage = DAY_RULES.get(rule, rule)
-        planned[(stage, job["day"])] = job["reason"]
+        reason = _with_state_reasons(job["reason"], state_reasons) if stage == "skeleton" else job["reason"]
+        planned[(stage, job["day"])] = reason
     layout = Layout.of(root)
 
     def day_status(stage: str, day: str) -> StageStatus:

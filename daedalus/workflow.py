@@ -9,6 +9,7 @@ the same DAG and run the same code.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import re
 import shlex
@@ -129,22 +130,20 @@ class Workflow:
 
     def skeleton_inputs(self, day: str) -> dict[str, Any]:
         """Per source, the files of the day's look-back (partitions day-lookback..day), and the
-        state files the day job reads instead of most of them.
+        records of the state jobs whose files the day job reads instead of most of them.
 
-        The look-back files stay the inputs that decide when a day is stale (a changed
-        partition reruns exactly the days whose look-back holds it). The state files are
-        `ancient`: their jobs run first, but a state file rewritten (say, after the range was
-        extended) reruns no day; the job checks each one's fingerprint anyway
-        (daedalus.skeleton.state).
+        No input is `ancient`: Snakemake does not check the own reasons (params, newer input)
+        of a job downstream of one that reruns, so an ancient edge would hide them. Each state
+        job's inputs are exactly the partitions its files stand for, so a changed partition
+        reruns the state jobs and, through them, the days that read it, as it reruns the
+        days whose look-back holds it.
         """
         d = dt.date.fromisoformat(day)
         inputs: dict[str, Any] = {
             _key(sid): self.scan(sid).for_day(d, spec.lookback_days) for sid, spec in self.compiled.plan.sources.items()
         }
         if self.state_specs:
-            from snakemake.io import ancient
-
-            inputs["state"] = [ancient(f) for f in self.day_state_records(d)]
+            inputs["state"] = self.day_state_records(d)
         return inputs
 
     @cached_property
@@ -170,24 +169,21 @@ class Workflow:
             for e in sorted(days)
         ]
 
-    @cached_property
-    def snapshot_days(self) -> set[dt.date]:
-        return {e for d in self.compiled.days for e in self._state_days(d)["snapshot"]}
-
-    def state_inputs(self, kind: str, day: str) -> dict[str, Any]:
-        """A state job's inputs: the source partitions its states stand for, and (ancient, for
-        the order only) the previous day's snapshots when this run makes those too."""
+    def state_inputs(self, kind: str, day: str) -> list[str]:
+        """A state job's inputs: exactly the source partitions its states stand for (not the
+        previous day's snapshot: the job makes that one first when it is not current, so the
+        chain needs no edge that would rerun every later day with it)."""
         d = dt.date.fromisoformat(day)
         files: set[str] = set()
         for spec in self.state_specs.values():
             if spec.kind == kind:
                 files.update(state.input_files(spec, self.scan(spec.source), d))
-        inputs: dict[str, Any] = {"source": sorted(files)}
-        if kind == "snapshot" and d - state.DAY in self.snapshot_days:
-            from snakemake.io import ancient
+        return sorted(files)
 
-            inputs["previous"] = ancient(self.layout.state_record(kind, (d - state.DAY).isoformat()))
-        return inputs
+    def state_digest(self, kind: str) -> str:
+        """The keys of the states of `kind` (a param: a changed state reruns its jobs)."""
+        keys = sorted(k for k, s in self.state_specs.items() if s.kind == kind)
+        return hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
 
     def job_command(self, workflow_dir: str, python: str | None = None) -> str:
         """The command of every rule: this Python (or `python`) running scripts/job.py (daedalus.job)."""

@@ -218,21 +218,12 @@ def _pit_plan(spine_path: str, rows_path: str, ttl: str | None) -> Plan:
     )
 
 
-@pytest.mark.parametrize("ttl", ["1d", "36h", None])
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(rows=feature_rows_st, spine=rows_st)
-def test_joins_from_snapshots_equal_the_raw_look_back(
-    ttl: str | None, rows: list[dict], spine: list[dict], tmp_path_factory: pytest.TempPathFactory
-) -> None:
-    """Snapshots chained over four days (each merged from the one before, the first from raw)
-    give every day's join the raw look-back's values and bytes, with late and early rows in
-    partitions of other days, created-timestamp ties and null entities."""
-    tmp = tmp_path_factory.mktemp("snap")
+def _write_feature_rows(where: Path, rows: list[dict]) -> None:
     by_day: dict[dt.date, list[dict]] = {}
     for r in rows:
         by_day.setdefault(_day_of(r["ts"]) + dt.timedelta(days=r["misplace"]), []).append(r)
     for d, rs in by_day.items():
-        part = tmp / "v" / f"dt={d.isoformat()}"
+        part = where / f"dt={d.isoformat()}"
         part.mkdir(parents=True)
         pq.write_table(
             pa.table(
@@ -245,7 +236,20 @@ def test_joins_from_snapshots_equal_the_raw_look_back(
             ),
             part / "part-0.parquet",
         )
-    (tmp / "v").mkdir(exist_ok=True)
+    where.mkdir(parents=True, exist_ok=True)
+
+
+@pytest.mark.parametrize("ttl", ["1d", "36h", None])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=feature_rows_st, spine=rows_st)
+def test_joins_from_snapshots_equal_the_raw_look_back(
+    ttl: str | None, rows: list[dict], spine: list[dict], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Snapshots chained over four days (each merged from the one before, the first from raw)
+    give every day's join the raw look-back's values and bytes, with late and early rows in
+    partitions of other days, created-timestamp ties and null entities."""
+    tmp = tmp_path_factory.mktemp("snap")
+    _write_feature_rows(tmp / "v", rows)
     for day in PIT_DAYS:
         shift = (day - DAY).days * 24 * H
         sp = tmp / f"spine-{day}"
@@ -267,3 +271,61 @@ def test_joins_from_snapshots_equal_the_raw_look_back(
             run_skeleton_stage(plan, day, out, chunk_rows=1000, incremental=inc)
             outs[inc] = (out / f"dt={day}" / "part-0-0.parquet").read_bytes()
         assert outs[True] == outs[False], f"{day}: snapshot and raw paths differ"
+
+
+@pytest.mark.parametrize("ttl", ["36h", None])
+def test_snapshot_jobs_in_any_order_make_one_chain(ttl: str | None, tmp_path: Path, monkeypatch) -> None:
+    """State jobs of a run run in whatever order the scheduler picks: each makes the chain back
+    to the run's first snapshot day when it is not there, so newest-first gives the same files
+    as oldest-first, with one snapshot from the raw look-back in either order; and a changed
+    partition remakes the snapshots that stand for it from the chain."""
+    rows = [
+        {
+            "user_id": u,
+            "ts": START + (12 + 5 * i + u) * H,
+            "created": START + (12 + 5 * i) * H,
+            "score": i * 10 + u,
+            "misplace": 0,
+        }
+        for i in range(20)
+        for u in (1, 2)
+    ]
+    _write_feature_rows(tmp_path / "v", rows)
+    (tmp_path / "spine").mkdir()
+    plan = _pit_plan(str(tmp_path / "spine"), str(tmp_path / "v"), ttl)
+    scans = scan_sources(plan)
+    days = sorted(d for d in scans["v"].days if d is not None)[1:]
+    raw: list[dt.date] = []
+    compute = state.compute_snapshot
+
+    def counting(plan, spec, day, files, root, temp, previous, partition):
+        if previous is None:
+            raw.append(day)
+        return compute(plan, spec, day, files, root, temp, previous, partition)
+
+    monkeypatch.setattr(state, "compute_snapshot", counting)
+    made = {}
+    for name, order in (("up", days), ("down", days[::-1])):
+        raw.clear()
+        root = tmp_path / name
+        for d in order:
+            state.ensure_day(plan, "snapshot", d, root, scans, floor=days[0])
+        assert raw == [days[0]], (name, raw)
+        made[name] = {p.name: p.read_bytes() for p in sorted(root.glob(".daedalus/state/snapshot/*/*.parquet"))}
+    assert len(made["up"]) == len(days) and made["up"] == made["down"]
+
+    # Partition days[2] changes: the snapshots that stand for it are remade, merged from the chain.
+    part = tmp_path / "v" / f"dt={days[2].isoformat()}" / "part-0.parquet"
+    t = pq.read_table(part)
+    pq.write_table(t.slice(1), part)
+    scans = scan_sources(plan)
+    raw.clear()
+    for d in days[::-1]:
+        state.ensure_day(plan, "snapshot", d, tmp_path / "up", scans, floor=days[0])
+    assert raw == []
+    fresh = tmp_path / "fresh"
+    for d in days:
+        state.ensure_day(plan, "snapshot", d, fresh, scans, floor=days[0])
+    again = {p.name: p.read_bytes() for p in sorted((tmp_path / "up").glob(".daedalus/state/snapshot/*/*.parquet"))}
+    assert again == {p.name: p.read_bytes() for p in sorted(fresh.glob(".daedalus/state/snapshot/*/*.parquet"))}
+    assert again != made["up"]

@@ -115,7 +115,10 @@ def test_target_date_runs_one_day(project):
 def test_skeleton_job_reads_only_its_lookback(project):
     res = run(SNAKEMAKE + ["--cores", "1", "-n", "-p", "--printshellcmds", "skeleton_all"], project)
     # The dry run lists each job's inputs: day 2026-04-01 reads artwork_stats 03-25..04-01 only.
-    text = res.stdout
-    block = text[text.index("wildcards: day=2026-04-01") - 4000 : text.index("wildcards: day=2026-04-01")]
+    blocks = re.split(r"\n(?=\[.*\]\n(?:local)?rule )", res.stdout)
+    block = next(b for b in blocks if "rule skeleton_day:" in b and "wildcards: day=2026-04-01" in b)
     inputs = re.findall(r"artwork_stats/dt=(\d{4}-\d{2}-\d{2})", block)
     assert sorted(set(inputs)) == [f"2026-03-{d}" for d in range(25, 32)] + ["2026-04-01"]
+    # Its state: the snapshot after the day before, and the partials of its windows' days.
+    states = set(re.findall(r"\.daedalus/state/(\w+)/dt=(\d{4}-\d{2}-\d{2})\.json", block))
+    assert ("snapshot", "2026-03-31") in states and ("partials", "2026-04-01") in states

@@ -389,6 +389,17 @@ def _merge_exact(con: duckdb.DuckDBPyConnection, op: PitJoinOp, rows: str, day: 
     return n[0][0] == 0
 
 
+def _chain_lock(root: Path, spec: StateSpec) -> Any:
+    """One lock per snapshot operator: jobs of one chain wait for each other instead of making
+    a day twice. (Partials need none: each file stands alone and two makers write the same
+    bytes atomically.)"""
+    from filelock import FileLock
+
+    where = Path(Layout.of(root).state_key_dir(spec.kind, spec.key))
+    where.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(f"{where}.lock")
+
+
 def ensure(
     plan: Plan,
     spec: StateSpec,
@@ -397,26 +408,47 @@ def ensure(
     scan: SourceFiles,
     *,
     temp: str | None = None,
-    force: bool = False,
+    floor: dt.date | None = None,
 ) -> Path:
-    """The state file of `day`, made (atomically) unless it is there and current."""
+    """The state file of `day`, made (atomically) unless it is there and current.
+
+    A snapshot is merged from the previous day's: when that one is not current either, the
+    chain back to the last current snapshot (no further back than `floor`, default `day`)
+    is made first, oldest first, and the oldest from the raw look-back. So a run's snapshot
+    jobs do the same work in whatever order their scheduler picks.
+    """
     root = Path(root)
     path = state_path(root, spec, day)
-    files = input_files(spec, scan, day)
-    if not force and is_current(path, files):
-        return path
     if spec.kind == "partials":
-        table = compute_partials(plan, [spec], day, files, root, temp)[spec.key]
-    else:
-        prev_day = previous_day(spec, scan, day)
-        previous = None
-        if prev_day is not None:
-            prev_path = state_path(root, spec, prev_day)
-            if is_current(prev_path, input_files(spec, scan, prev_day)):
-                previous = prev_path
-        table = compute_snapshot(plan, spec, day, files, root, temp, previous, scan.select([day], 0))
-    _write(table, path, files)
+        files = input_files(spec, scan, day)
+        if not is_current(path, files):
+            _write(compute_partials(plan, [spec], day, files, root, temp)[spec.key], path, files)
+        return path
+    first = min((d for d in scan.days if d is not None), default=day)
+    lowest = max(min(floor or day, day), first)
+    with _chain_lock(root, spec):
+        chain: list[dt.date] = []
+        d = day
+        while not is_current(state_path(root, spec, d), input_files(spec, scan, d)):
+            chain.append(d)
+            if d - DAY < lowest:
+                break
+            d -= DAY
+        for d in reversed(chain):
+            _make_snapshot(plan, spec, d, root, scan, temp)
     return path
+
+
+def _make_snapshot(plan: Plan, spec: StateSpec, day: dt.date, root: Path, scan: SourceFiles, temp: str | None) -> None:
+    files = input_files(spec, scan, day)
+    prev_day = previous_day(spec, scan, day)
+    previous = None
+    if prev_day is not None:
+        prev_path = state_path(root, spec, prev_day)
+        if is_current(prev_path, input_files(spec, scan, prev_day)):
+            previous = prev_path
+    table = compute_snapshot(plan, spec, day, files, root, temp, previous, scan.select([day], 0))
+    _write(table, state_path(root, spec, day), files)
 
 
 def day_states(
@@ -444,29 +476,33 @@ def ensure_day(
     *,
     temp: str | None = None,
     record: Path | str | None = None,
+    floor: dt.date | None = None,
 ) -> dict[str, Path]:
     """Every state of `kind` of one source day (a state job): partials of each window over a
-    partition that has the day, the snapshot after the day of each join; made fresh, then
-    listed in `record` (the job's output) when given."""
+    partition that has the day, the snapshot after the day of each join (its chain made back
+    to `floor`, the run's first snapshot day, when not current: `ensure`); made unless
+    current, then listed in `record` (the job's output) when given."""
     from daedalus.atomic import write_bytes
 
     made: dict[str, Path] = {}
     mine = [s for s in specs(plan).values() if s.kind == kind and scans[s.source].partitioned]
     if kind == "partials":
-        # The windows over one source share one read of its partition.
+        # The windows over one source share one read of its partition; windows whose file is
+        # current (say, after another window was added) are not made again.
         by_source: dict[str, list[StateSpec]] = {}
         for spec in mine:
             if day in scans[spec.source].days:
-                by_source.setdefault(spec.source, []).append(spec)
+                made[spec.key] = state_path(root, spec, day)
+                if not is_current(made[spec.key], input_files(spec, scans[spec.source], day)):
+                    by_source.setdefault(spec.source, []).append(spec)
         for sid, group in by_source.items():
             files = input_files(group[0], scans[sid], day)
             tables = compute_partials(plan, group, day, files, Path(root), temp)
             for spec in group:
-                made[spec.key] = state_path(root, spec, day)
                 _write(tables[spec.key], made[spec.key], files)
     else:
         for spec in mine:
-            made[spec.key] = ensure(plan, spec, day, root, scans[spec.source], temp=temp, force=True)
+            made[spec.key] = ensure(plan, spec, day, root, scans[spec.source], temp=temp, floor=floor)
     if record is not None:
         listing = {k: {"path": p.as_posix(), "size": p.stat().st_size} for k, p in sorted(made.items())}
         write_bytes(Path(record), (json.dumps({"files": listing}, sort_keys=True) + "\n").encode())
