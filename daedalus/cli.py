@@ -182,6 +182,7 @@ def status_cmd(
         days=[d.isoformat() for d in compiled.days],
         has_embeddings=bool(compiled.plan.ops("embed")),
         has_qid_map=bool(compiled.plan.spine.params.session_field),
+        plan=compiled.plan if compiled.definitions.runtime.skeleton.incremental else None,
     )
     if as_json:
         sys.stdout.write(status.to_json() + "\n")

@@ -141,6 +141,8 @@ def skeleton(req: JobRequest, log: JobLog) -> None:
     write_record(req.record, Layout.of(req.root).day_dir("skeleton", req.day), digest=req.digest)
     log.info(f"skeleton dt={day} rows={res.rows} parts={res.parts} seconds={res.seconds:.2f}")
     log.info("operator seconds: " + json.dumps({k: round(v, 3) for k, v in res.operator_seconds.items()}))
+    # Tests and `daeda pipeline status` read which operators ran (the others were kept).
+    log.info("operators computed: " + json.dumps(res.computed))
 
 
 def enrich(req: JobRequest, log: JobLog, *, direct: bool | None = None) -> None:

@@ -9,6 +9,7 @@
         published/qid_map.json                     ... of the qid_map job
         state/{partials,snapshot}/<key>/dt=E.parquet  per-source-day state (daedalus.skeleton.state)
         state/{partials,snapshot}/dt=E.json        a state job's record of source day E
+        columns/<operator>-<digest>/dt=D.parquet   an operator's table of day D (daedalus.skeleton.columns)
         logs/, benchmarks/, stats/, qid/, train.lock, ray-head.json
 
 The `published/` records are the files Snakemake sees as the jobs' outputs. Snakemake
@@ -56,6 +57,10 @@ class Layout:
     def record(self, stage: str, day: str) -> str:
         """The published record of a day: the output Snakemake tracks for its job."""
         return f"{self.state_dir}/published/{stage}/dt={day}.json"
+
+    def columns_file(self, key: str, day: str) -> str:
+        """One operator's table of one day (daedalus.skeleton.columns)."""
+        return f"{self.state_dir}/columns/{key}/dt={day}.parquet"
 
     def state_key_dir(self, kind: str, key: str) -> str:
         """The day files of one operator's state (daedalus.skeleton.state)."""

@@ -38,6 +38,7 @@ from rich.table import Table
 
 from daedalus.errors import DaedalusError
 from daedalus.layout import Layout
+from daedalus.plan import Plan
 from daedalus.runner import STATE_RULES, SnakemakeRun, job_blocks
 
 # Exit code when some day is stale or missing (0: everything done; 2: invalid input).
@@ -87,6 +88,8 @@ class StageStatus:
     state: str  # done | stale | missing
     reasons: list[str] = field(default_factory=list)
     snakemake_reason: str | None = None  # Snakemake's own words, for --json
+    # A stale skeleton day: the operators its job will compute (the others' tables are kept).
+    operators: list[str] | None = None
 
 
 @dataclass
@@ -176,7 +179,14 @@ def status_from_dry_run(
 
 
 def pipeline_status(
-    run: SnakemakeRun, *, service: str, root: str, days: list[str], has_embeddings: bool, has_qid_map: bool
+    run: SnakemakeRun,
+    *,
+    service: str,
+    root: str,
+    days: list[str],
+    has_embeddings: bool,
+    has_qid_map: bool,
+    plan: Plan | None = None,
 ) -> PipelineStatus:
     """Ask Snakemake (a dry run of `train`'s workflow) what it would run, and why."""
     res = run.dry_run()
@@ -186,7 +196,27 @@ def pipeline_status(
         err = next((ln for ln in lines if "Error" in ln or "error" in ln), lines[-1] if lines else "failed")
         raise DaedalusError("snakemake", f"the dry run failed: {err}")
     stages = ["skeleton", "enrich"] if has_embeddings else ["skeleton"]
-    return status_from_dry_run(text, service, root, days, stages, has_qid_map)
+    status = status_from_dry_run(text, service, root, days, stages, has_qid_map)
+    if plan is not None:
+        add_operators(status, plan)
+    return status
+
+
+def add_operators(status: PipelineStatus, plan: Plan) -> None:
+    """Name, for each stale skeleton day, the operators whose kept table is missing or stale
+    (daedalus.skeleton.columns): what its job will compute besides the assembly."""
+    import datetime as dt
+
+    from daedalus.skeleton.columns import DayColumns
+    from daedalus.skeleton.stage import day_files, scan_sources
+
+    scans = scan_sources(plan)
+    for day, by in status.days.items():
+        st = by.get("skeleton")
+        if st is None or st.state != "stale":
+            continue
+        d = dt.date.fromisoformat(day)
+        st.operators = DayColumns(plan, d, day_files(plan, d, scans), Path(status.output_root)).stale()
 
 
 _STYLE = {"done": "green", "stale": "yellow", "missing": "red"}
@@ -194,7 +224,10 @@ _STYLE = {"done": "green", "stale": "yellow", "missing": "red"}
 
 def _cell(st: StageStatus) -> str:
     text = st.state if st.state == "done" or not st.reasons else f"{st.state} ({', '.join(st.reasons)})"
-    return f"[{_STYLE[st.state]}]{text}[/{_STYLE[st.state]}]"
+    cell = f"[{_STYLE[st.state]}]{text}[/{_STYLE[st.state]}]"
+    if st.operators is not None:
+        cell += f"\n[dim]computes: {', '.join(st.operators) or 'the assembly only'}[/dim]"
+    return cell
 
 
 def render(status: PipelineStatus, console: Console) -> None:

@@ -14,6 +14,7 @@ import duckdb
 from daedalus.definitions import DuckDBSettings
 from daedalus.plan import Plan
 from daedalus.skeleton import windows, windows_py
+from daedalus.skeleton.columns import DayColumns
 from daedalus.skeleton.context import DayContext, lock_down, table
 from daedalus.skeleton.derive import derive_sql, udf_arrow
 from daedalus.skeleton.pit import pit_join_pythonic, pit_join_sql
@@ -22,7 +23,7 @@ from daedalus.skeleton.spine import spine_sql
 from daedalus.skeleton.state import day_states
 from daedalus.skeleton.windows import window_agg_sql
 from daedalus.skeleton.windows_py import window_agg_pythonic
-from daedalus.sources import SourceFiles
+from daedalus.sources import SourceFiles, sql_str
 
 # Each implementation takes its own operator class; the table is keyed by that class's kind.
 Impl = Callable[[DayContext, Any], None]
@@ -55,6 +56,7 @@ class DayResult:
     parts: int
     seconds: float
     operator_seconds: dict[str, float]
+    computed: list[str]  # the operators computed (the others' tables were kept: columns.py)
 
 
 def connect(settings: DuckDBSettings, threads: int | None = None) -> duckdb.DuckDBPyConnection:
@@ -94,7 +96,9 @@ def run_skeleton_stage(
     `run_days` are the days of the whole run: a session without a qid gets one together with
     every other new session of those days (contract section 7); default: this day only.
     `incremental`: operators with per-source-day state read it (made when missing,
-    daedalus.skeleton.state) instead of their raw look-back; the values are the same.
+    daedalus.skeleton.state) instead of their raw look-back, and an operator whose table
+    of the day is kept and current (daedalus.skeleton.columns) is read, not computed; the
+    bytes are the same.
     """
     from daedalus.quality import SkeletonStats, write_skeleton_stats
     from daedalus.skeleton.writer import write_parts
@@ -105,13 +109,22 @@ def run_skeleton_stage(
     if files is None:
         files = day_files(plan, day, scans)
     settings = duckdb_settings or DuckDBSettings()
-    states = day_states(plan, day, output_root, scans, settings.temp_directory) if incremental else {}
+    kept = DayColumns(plan, day, files, output_root) if incremental else None
+    reused = kept.current() if kept else set()
+    computed = [op.name for op in plan.skeleton_operators if op.name not in reused and op.kind != "write_parts"]
+    states = (
+        day_states(plan, day, output_root, scans, settings.temp_directory, only=set(computed)) if incremental else {}
+    )
     state_files = [p.as_posix() for by_day in states.values() for p in by_day.values()]
+    kept_files = [kept.path(plan.op(n)).as_posix() for n in reused] if kept else []
     con = connect(settings, threads)
     try:
         lock_down(
             con,
-            [f for fs in files.values() for f in fs] + [registry_path(output_root).as_posix()] + state_files,
+            [f for fs in files.values() for f in fs]
+            + [registry_path(output_root).as_posix()]
+            + state_files
+            + kept_files,
             settings.temp_directory,
         )
         ctx = DayContext(
@@ -130,7 +143,13 @@ def run_skeleton_stage(
                 write_op = op
                 continue
             t_op = time.perf_counter()
-            IMPLEMENTATIONS[(op.kind, op.engine)](ctx, op)
+            if kept is not None and op.name in reused:
+                path = sql_str(kept.path(op).as_posix())
+                con.execute(f"CREATE TEMP TABLE {table(op.name)} AS SELECT * FROM read_parquet({path})")
+            else:
+                IMPLEMENTATIONS[(op.kind, op.engine)](ctx, op)
+                if kept is not None and kept.cached(op):
+                    kept.save(op, con.table(table(op.name)).to_arrow_table())
             timings[op.name] = time.perf_counter() - t_op
             if op.kind == "spine":
                 # No row, no value: reading the look-back of the sources would change nothing.
@@ -141,4 +160,4 @@ def run_skeleton_stage(
         write_skeleton_stats(con, stats, day.isoformat(), output_root)
     finally:
         con.close()
-    return DayResult(day, rows, parts, time.perf_counter() - t0, timings)
+    return DayResult(day, rows, parts, time.perf_counter() - t0, timings, computed)

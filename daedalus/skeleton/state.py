@@ -452,13 +452,21 @@ def _make_snapshot(plan: Plan, spec: StateSpec, day: dt.date, root: Path, scan: 
 
 
 def day_states(
-    plan: Plan, day: dt.date, root: Path | str, scans: dict[str, SourceFiles], temp: str | None = None
+    plan: Plan,
+    day: dt.date,
+    root: Path | str,
+    scans: dict[str, SourceFiles],
+    temp: str | None = None,
+    only: set[str] | None = None,
 ) -> dict[str, dict[dt.date, Path]]:
-    """Per operator that reads state: its current state files for a day-`day` job, made when
-    missing or stale (partials of every partition of the window look-back, the snapshot of
-    the day before). Sources not partitioned by day have none: their operators read raw."""
+    """Per operator that reads state (of `only`, default all): its current state files for a
+    day-`day` job, made when missing or stale (partials of every partition of the window
+    look-back, the snapshot of the day before). Sources not partitioned by day have none:
+    their operators read raw."""
     out: dict[str, dict[dt.date, Path]] = {}
     for name, spec in specs(plan).items():
+        if only is not None and name not in only:
+            continue
         scan = scans[spec.source]
         if not scan.partitioned:
             continue
