@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 _JOB = re.compile(r"^\s*(?:local)?rule (\w+):")
 _JOBID = re.compile(r"^\s*jobid: (\d+)")
-_WILD = re.compile(r"^\s*wildcards: day=(\S+)")
+_WILD = re.compile(r"^\s*wildcards: (?:.*, )?day=([^,\s]+)")
 _DONE = re.compile(r"Finished jobid: (\d+)")
 _LOG = re.compile(r"Complete log\(s\): (.+)$")
 _JOBLOG = re.compile(r"^\s*log: (\S+)")

@@ -154,35 +154,30 @@ class Workflow:
         plan = self.compiled.plan
         return {s.key: s for s in state.specs(plan).values() if self.scan(s.source).partitioned}
 
-    def _state_days(self, day: dt.date) -> dict[str, set[dt.date]]:
-        plan = self.compiled.plan
-        out: dict[str, set[dt.date]] = {k: set() for k in state.KINDS}
-        for spec in self.state_specs.values():
-            out[spec.kind].update(state.state_days(plan, spec, self.scan(spec.source), day))
-        return out
-
     def day_state_records(self, day: dt.date) -> list[str]:
-        """The records of the state jobs whose files a day-`day` job reads."""
-        return [
-            self.layout.state_record(kind, e.isoformat())
-            for kind, days in self._state_days(day).items()
-            for e in sorted(days)
-        ]
+        """The records of the state jobs whose files a day-`day` job reads: per (kind, source),
+        the source days its operators' states of that day stand for."""
+        plan = self.compiled.plan
+        need: set[tuple[str, str, dt.date]] = set()
+        for spec in self.state_specs.values():
+            need |= {(spec.kind, spec.source, e) for e in state.state_days(plan, spec, self.scan(spec.source), day)}
+        return [self.layout.state_record(kind, sid, e.isoformat()) for kind, sid, e in sorted(need)]
 
-    def state_inputs(self, kind: str, day: str) -> list[str]:
-        """A state job's inputs: exactly the source partitions its states stand for (not the
-        previous day's snapshot: the job makes that one first when it is not current, so the
-        chain needs no edge that would rerun every later day with it)."""
+    def state_inputs(self, kind: str, source: str, day: str) -> list[str]:
+        """A state job's inputs: exactly the partitions of `source` its states stand for (not
+        the previous day's snapshot: the job makes that one first when it is not current, so
+        the chain needs no edge that would rerun every later day with it). One job per source:
+        a damaged or changed partition of one source reruns nothing that does not read it."""
         d = dt.date.fromisoformat(day)
         files: set[str] = set()
         for spec in self.state_specs.values():
-            if spec.kind == kind:
+            if spec.kind == kind and spec.source == source:
                 files.update(state.input_files(spec, self.scan(spec.source), d))
         return sorted(files)
 
-    def state_digest(self, kind: str) -> str:
-        """The keys of the states of `kind` (a param: a changed state reruns its jobs)."""
-        keys = sorted(k for k, s in self.state_specs.items() if s.kind == kind)
+    def state_digest(self, kind: str, source: str) -> str:
+        """The keys of the states of `kind` over `source` (a param: a changed state reruns its jobs)."""
+        keys = sorted(k for k, s in self.state_specs.items() if s.kind == kind and s.source == source)
         return hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
 
     def job_command(self, workflow_dir: str, python: str | None = None) -> str:

@@ -19,3 +19,4 @@ shell.prefix(
 
 wildcard_constraints:
     day=r"\d{4}-\d{2}-\d{2}",
+    source=r"[^/]+",

@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from daedalus import arrowtypes as at
+from daedalus import functions
 from daedalus.plan import Column, Plan, SourceSpec, make_op
 from daedalus.skeleton import state
 from daedalus.skeleton.context import DayContext
@@ -120,9 +121,24 @@ def _run(plan: Plan, root: Path, with_state: bool) -> pa.Table:
         con.close()
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def _merging_cases(engine: str) -> list[tuple[str, str | None]]:
+    """The functions that merge from partials or reduced events (integer sums and means)."""
+    out = []
+    for name, col in ALL_CASES(engine):
+        fn = functions.get(name)
+        if name in state.REDUCED or (fn.merge and (not fn.merge_needs_exact or col == "v_int")):
+            out.append((name, col))
+    return out
+
+
+ALL_CASES = TF._cases
+
+
+@pytest.mark.parametrize("subset", ["all", "merging"])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(events=events_st, rows=rows_st, broken=st.booleans())
 def test_windows_from_state_equal_the_reference(
+    subset: str,
     events: list[dict],
     rows: list[dict],
     broken: bool,
@@ -130,11 +146,16 @@ def test_windows_from_state_equal_the_reference(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Half the examples keep every event in its own day's partition (whole-day windows then
-    come from running aggregates), half break the layout (frames over fine partials)."""
+    come from running aggregates), half break the layout (frames over fine partials). With
+    every function, the ranked and distinct ones read the raw look-back (`first` and float
+    sums are among them); with only the ones that merge, they read the reduced events of the
+    earlier days (state.REDUCED)."""
     tmp = tmp_path_factory.mktemp("state")
     if not broken:
         events = [{**e, "misplace": 0} for e in events]
     monkeypatch.setattr(TF, "WINDOWS", WINDOWS)
+    if subset == "merging":
+        monkeypatch.setattr(TF, "_cases", _merging_cases)
     spine_path, _ = TF._write(tmp, [], rows)
     events_path = _write_events(tmp, events)
     plan = TF._plan("sql", spine_path, events_path)
@@ -142,6 +163,7 @@ def test_windows_from_state_equal_the_reference(
     spec = plan.sources["events"].model_copy(update={"lookback_days": 2})
     plan = plan.model_copy(update={"sources": {**plan.sources, "events": spec}})
     assert "window_agg.a" in state.specs(plan)
+    assert ("window_agg.a" + state.EVENTS in state.specs(plan)) == (subset == "merging")
     got = _run(plan, tmp, with_state=True)
     ordered = _source_order(events)
     # Events outside every partition the day reads are not in its look-back.

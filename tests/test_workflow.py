@@ -120,5 +120,9 @@ def test_skeleton_job_reads_only_its_lookback(project):
     inputs = re.findall(r"artwork_stats/dt=(\d{4}-\d{2}-\d{2})", block)
     assert sorted(set(inputs)) == [f"2026-03-{d}" for d in range(25, 32)] + ["2026-04-01"]
     # Its state: the snapshot after the day before, and the partials of its windows' days.
-    states = set(re.findall(r"\.daedalus/state/(\w+)/dt=(\d{4}-\d{2}-\d{2})\.json", block))
-    assert ("snapshot", "2026-03-31") in states and ("partials", "2026-04-01") in states
+    states = set(re.findall(r"\.daedalus/state/records/(\w+)/([^/]+)/dt=(\d{4}-\d{2}-\d{2})\.json", block))
+    assert ("snapshot", "view.artwork_stats", "2026-03-31") in states and ("partials", "spine", "2026-04-01") in states
+    # Per source, only the days its operators' windows reach (the likes windows: 14 days).
+    assert {d for k, s, d in states if s == "agg.user_likes"} == {f"2026-03-{d}" for d in range(18, 32)} | {
+        "2026-04-01"
+    }

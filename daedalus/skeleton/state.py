@@ -61,6 +61,9 @@ class StateSpec:
     source: str  # the plan source it is computed from
     key: str  # "<op>-<digest>": the directory of its day files
     lookback: int | None  # snapshot: partitions before E + 1 the state of E covers (None: all)
+    # partials: "partials" (aggregates of the mergeable functions) or "events" (the rows the
+    # ranked and distinct functions can still need: `reduced_features`)
+    form: str = "partials"
 
 
 def mergeable(plan: Plan, p: WindowAggParams, f: WindowFeature) -> bool:
@@ -69,6 +72,22 @@ def mergeable(plan: Plan, p: WindowAggParams, f: WindowFeature) -> bool:
     if fn.merge is None:
         return False
     return not fn.merge_needs_exact or plan.sources[p.source].columns.get(f.column or "") in EXACT_TYPES
+
+
+# Functions whose value over a window needs, of each whole earlier day, only a few of its
+# events: for a row of day D, a day before D is bounded by the window only from below, so
+# the k most recent non-null values in the window are among that day's k most recent
+# (`last`, `last_k`), and a value is in the window iff its latest event of that day is
+# (`count_distinct`). Day D itself is read raw.
+REDUCED = ("last", "last_k", "count_distinct")
+EVENTS = "#events"  # the name suffix of an operator's reduced-events state (specs)
+
+
+def reduced_features(plan: Plan, p: WindowAggParams) -> list[WindowFeature]:
+    """The features a reduced-events state serves: every feature partials cannot merge, when
+    all of them are `REDUCED` functions (else they read the raw look-back)."""
+    rest = [f for f in p.features if not mergeable(plan, p, f)]
+    return rest if rest and all(f.function in REDUCED and f.column for f in rest) else []
 
 
 def partial_columns(plan: Plan, p: WindowAggParams) -> dict[str, str]:
@@ -102,6 +121,22 @@ def specs(plan: Plan) -> dict[str, StateSpec]:
     """The state each operator of the plan reads, by operator name (others read raw events)."""
     out: dict[str, StateSpec] = {}
     for op in plan.skeleton_operators:
+        if isinstance(op, WindowAggOp) and op.engine == "sql" and (red := reduced_features(plan, op.params)):
+            p = op.params
+            src = plan.sources[p.source]
+            cols = sorted({f.column for f in p.features if f.column})
+            fields: dict[str, Any] = {
+                "kind": "partials",
+                "form": "events-1",
+                "path": src.path,
+                "ts": src.timestamp_field,
+                "group_by": p.group_by,
+                "columns": cols,
+                "keep": sorted({(f.function, f.column or "", int(f.k or 1)) for f in red}),
+                "types": {c: src.columns.get(c) for c in [*p.group_by, *cols]},
+            }
+            key = f"{op.name}.events-{_digest(fields)}"
+            out[op.name + EVENTS] = StateSpec("partials", op.name, p.source, key, 0, "events")
         if isinstance(op, WindowAggOp) and op.engine == "sql":
             p = op.params
             if not any(mergeable(plan, p, f) for f in p.features):
@@ -224,13 +259,18 @@ def compute_partials(
         ctx = _context(con, plan, sid, day, files, root)
         rel, empty = ctx.relation(sid, files)
         if not empty:
-            need = {plan.sources[sid].timestamp_field}
+            need = {plan.sources[sid].timestamp_field, "filename", "file_row_number"}
             for spec in group:
                 p = plan.op(spec.op).params
                 need |= set(p.group_by) | {c.split(":", 1)[1] for c in partial_columns(plan, p) if ":" in c}
+                if spec.form == "events":
+                    need |= {f.column for f in p.features if f.column}
             con.execute(f"CREATE TEMP TABLE __src AS SELECT {', '.join(sql_ident(c) for c in sorted(need))} FROM {rel}")
             rel = "__src"
-        return {spec.key: _partials(ctx, plan, spec, rel, empty) for spec in group}
+        return {
+            spec.key: (_reduced_events if spec.form == "events" else _partials)(ctx, plan, spec, rel, empty)
+            for spec in group
+        }
     finally:
         con.close()
 
@@ -283,6 +323,56 @@ def _partials(ctx: Any, plan: Plan, spec: StateSpec, rel: str, empty: bool) -> p
         ORDER BY __whole, {gl}, __ts
     """).to_arrow_table()
     outside = con.execute(f"SELECT count(*) FROM fine WHERE NOT ({in_day})").fetchall()[0][0]
+    meta = dict(table.schema.metadata or {})
+    meta[OUTSIDE_KEY] = str(outside).encode()
+    return table.replace_schema_metadata(meta)
+
+
+def _reduced_events(ctx: Any, plan: Plan, spec: StateSpec, rel: str, empty: bool) -> pa.Table:
+    """The partition's events the `REDUCED` functions can need from it as an earlier day:
+    per group, the k most recent non-null values of each `last`/`last_k` column (k the
+    largest asked for) and the most recent event of each distinct value of each
+    `count_distinct` column; as the day job's events (windows.events_sql) have them."""
+    from daedalus.skeleton.context import ts_literal
+
+    con = ctx.con
+    p = plan.op(spec.op).params
+    src = plan.sources[p.source]
+    groups = [sql_ident(g) for g in p.group_by]
+    gl = ", ".join(groups)
+    cols = sorted({f.column for f in p.features if f.column})
+    ts = ctx.ts_expr(rel, src.timestamp_field, src.path)
+    vals = "".join(f", {ctx.value_expr(rel, c)} AS {sql_ident('v:' + c)}" for c in cols)
+    conds = [f"{g} IS NOT NULL" for g in groups] + (["false"] if empty else [])
+    keep_k: dict[str, int] = {}
+    distinct: set[str] = set()
+    for f in reduced_features(plan, p):
+        assert f.column
+        if f.function == "count_distinct":
+            distinct.add(f.column)
+        else:
+            keep_k[f.column] = max(keep_k.get(f.column, 0), int(f.k or 1))
+    newest = "ORDER BY __ts DESC, __file DESC, __row DESC"
+    keep = []
+    for c, k in sorted(keep_k.items()):
+        v = sql_ident("v:" + c)
+        keep.append(f"({v} IS NOT NULL AND row_number() OVER (PARTITION BY {gl}, {v} IS NULL {newest}) <= {k})")
+    for c in sorted(distinct):
+        v = sql_ident("v:" + c)
+        keep.append(f"({v} IS NOT NULL AND row_number() OVER (PARTITION BY {gl}, {v} {newest}) = 1)")
+    start, end = ts_literal(ctx.start), ts_literal(ctx.end)
+    table = con.sql(f"""
+        SELECT * FROM (
+            SELECT {gl}, {ts} AS __ts, filename AS __file, file_row_number AS __row{vals}
+            FROM {rel} WHERE {" AND ".join(conds) or "true"}
+        ) QUALIFY {" OR ".join(keep)}
+        ORDER BY {gl}, __ts, __file, __row
+    """).to_arrow_table()
+    # Rows outside the partition's own day break the argument above: readers go raw then.
+    outside = con.execute(
+        f"SELECT count(*) FROM (SELECT {ts} AS __ts FROM {rel} WHERE {' AND '.join(conds) or 'true'}) "
+        f"WHERE NOT (__ts >= {start} AND __ts < {end})"
+    ).fetchall()[0][0]
     meta = dict(table.schema.metadata or {})
     meta[OUTSIDE_KEY] = str(outside).encode()
     return table.replace_schema_metadata(meta)
@@ -465,7 +555,7 @@ def day_states(
     their operators read raw."""
     out: dict[str, dict[dt.date, Path]] = {}
     for name, spec in specs(plan).items():
-        if only is not None and name not in only:
+        if only is not None and spec.op not in only:
             continue
         scan = scans[spec.source]
         if not scan.partitioned:
@@ -485,15 +575,19 @@ def ensure_day(
     temp: str | None = None,
     record: Path | str | None = None,
     floor: dt.date | None = None,
+    source: str | None = None,
 ) -> dict[str, Path]:
-    """Every state of `kind` of one source day (a state job): partials of each window over a
-    partition that has the day, the snapshot after the day of each join (its chain made back
+    """Every state of `kind` of one source day (of `source`, default every source: a state
+    job): partials of each window over a partition that has the day, the snapshot after the
+    day of each join (its chain made back
     to `floor`, the run's first snapshot day, when not current: `ensure`); made unless
     current, then listed in `record` (the job's output) when given."""
     from daedalus.atomic import write_bytes
 
     made: dict[str, Path] = {}
-    mine = [s for s in specs(plan).values() if s.kind == kind and scans[s.source].partitioned]
+    mine = [
+        s for s in specs(plan).values() if s.kind == kind and scans[s.source].partitioned and source in (None, s.source)
+    ]
     if kind == "partials":
         # The windows over one source share one read of its partition; windows whose file is
         # current (say, after another window was added) are not made again.
@@ -522,6 +616,7 @@ def state_days(plan: Plan, spec: StateSpec, scan: SourceFiles, day: dt.date) -> 
     if spec.kind == "snapshot":
         return [day - DAY]
     p = plan.op(spec.op).params
-    lookback = max(lookback_days(parse_duration(f.window)) for f in p.features if mergeable(plan, p, f))
+    served = reduced_features(plan, p) if spec.form == "events" else [f for f in p.features if mergeable(plan, p, f)]
+    lookback = max(lookback_days(parse_duration(f.window)) for f in served)
     have = {d for d in scan.days if d is not None}
     return [d for d in (day - dt.timedelta(days=i) for i in range(lookback, -1, -1)) if d in have]

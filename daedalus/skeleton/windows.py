@@ -20,14 +20,19 @@ from daedalus.sources import partition_day, sql_ident, sql_str
 from daedalus.timeutil import DAY, duration_micros
 
 
-def events_sql(ctx: DayContext, p: WindowAggParams) -> tuple[str, list[str], dict[str, str]]:
-    """The events that can fall in a window of some row of the day, with source order.
+def events_sql(
+    ctx: DayContext, p: WindowAggParams, files: list[str] | None = None
+) -> tuple[str, list[str], dict[str, str]]:
+    """The events that can fall in a window of some row of the day, with source order (of
+    `files`, default the day's look-back).
 
     Returns the SQL, the value columns it carries, and their DuckDB types.
     """
     spec = ctx.plan.sources[p.source]
     max_w = max(duration_micros(f.window) for f in p.features)
-    rel, empty = ctx.relation(p.source, ctx.source_files(p.source, spec.lookback_days))
+    if files is None:
+        files = ctx.source_files(p.source, spec.lookback_days)
+    rel, empty = ctx.relation(p.source, files)
     ts = ctx.ts_expr(rel, spec.timestamp_field, spec.path)
     value_cols = []
     for f in p.features:
@@ -368,6 +373,22 @@ def _frame_windows(
     ctx.con.execute(f"DROP TABLE {agg}")
 
 
+def _events(ctx: DayContext, op: WindowAggOp) -> tuple[str, list[str], dict[str, str]]:
+    """events_sql, or the same rows the raw-path features can need from a reduced-events
+    state (daedalus.skeleton.state.REDUCED): day D's partition raw, each earlier day's
+    reduced events."""
+    p: WindowAggParams = op.params
+    reduced = ctx.states.get(op.name + state.EVENTS, {})
+    earlier = {d: f for d, f in reduced.items() if d < ctx.day}
+    if not earlier or ctx.no_rows or any(state.outside_rows(f) for f in earlier.values()):
+        return events_sql(ctx, p)
+    own, value_cols, types = events_sql(ctx, p, ctx.source_files(p.source, 0))
+    max_w = max(duration_micros(f.window) for f in p.features)
+    paths = ", ".join(sql_str(f.as_posix()) for _, f in sorted(earlier.items()))
+    bounds = f"__ts < {ts_literal(ctx.start)} AND __ts >= {ts_literal(ctx.start)} - {interval_sql(max_w)}"
+    return f"({own}) UNION ALL BY NAME (SELECT * FROM read_parquet([{paths}]) WHERE {bounds})", value_cols, types
+
+
 def window_agg_sql(ctx: DayContext, op: WindowAggOp) -> None:
     """Windows as RANGE frames: mergeable functions over partials, the others over raw events.
 
@@ -402,8 +423,10 @@ def window_agg_sql(ctx: DayContext, op: WindowAggOp) -> None:
     value_cols: list[str] = []
     types: dict[str, str] = {}
     if by_window:
-        # Only the features partials cannot give read the raw look-back.
-        ev_sql, value_cols, types = events_sql(ctx, p)
+        # Only the features partials cannot give read events: the day's own partition and
+        # the reduced events of the days before it when there is that state, else the raw
+        # look-back.
+        ev_sql, value_cols, types = _events(ctx, op)
         ctx.con.execute(f"CREATE TEMP TABLE {ev} AS {ev_sql}")
         temps.append(ev)
     vals_null = "".join(f", NULL AS {sql_ident('v:' + c)}" for c in value_cols)
