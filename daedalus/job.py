@@ -48,7 +48,6 @@ class JobRequest:
     ray_address: str | None = None
     session_field: str | None = None
     state_kind: str | None = None  # a state job's kind: partials | snapshot (daedalus.skeleton.state)
-    state_source: str | None = None  # ... and the plan source its states are computed from
 
     @property
     def rule(self) -> str:
@@ -63,7 +62,7 @@ RECORD_NAMES = {
     "skeleton": (PUBLISHED, r"skeleton/dt=[^/]+\.json"),
     "enrich": (PUBLISHED, r"enrich/dt=[^/]+\.json"),
     "qid_map": (PUBLISHED, r"qid_map\.json"),
-    "state": (STATE, r"records/(partials|snapshot)/[^/]+/dt=[^/]+\.json"),
+    "state": (STATE, r"records/(partials|snapshot)/dt=[^/]+\.json"),
 }
 
 
@@ -87,7 +86,7 @@ def parse(argv: list[str]) -> JobRequest:
     p.add_argument("--day")
     p.add_argument("--record", required=True)
     p.add_argument("--root", help="the output root (default: the one the --record path lies under)")
-    for name in ("log", "plan", "runtime", "target-date", "ray-address", "session-field", "state-kind", "state-source"):
+    for name in ("log", "plan", "runtime", "target-date", "ray-address", "session-field", "state-kind"):
         p.add_argument(f"--{name}")
     p.add_argument("--digest", default="")
     for name in ("threads", "day-workers", "ray-num-cpus"):

@@ -188,7 +188,7 @@ def qid_map(req: JobRequest, log: JobLog) -> None:
 
 
 def state(req: JobRequest, log: JobLog) -> None:
-    """Every state of one kind of one source day (daedalus.skeleton.state), and its record."""
+    """Every state of one source day (daedalus.skeleton.state), and its record."""
     from daedalus.skeleton import state as st
     from daedalus.skeleton.stage import scan_sources
 
@@ -203,13 +203,11 @@ def state(req: JobRequest, log: JobLog) -> None:
         scan_sources(plan),
         temp=runtime.duckdb.temp_directory,
         record=req.record,
-        source=req.state_source,
         # The snapshot chain starts at the run's first snapshot day (the day before its first day).
         floor=min(run_days(runtime, req.target_date)) - dt.timedelta(days=1),
+        first_day=runtime.start_date,
     )
-    log.info(
-        f"state {req.state_kind} {req.state_source} dt={req.day} files={len(made)} seconds={time.perf_counter() - t0:.2f}"
-    )
+    log.info(f"state {req.state_kind} dt={req.day} files={len(made)} seconds={time.perf_counter() - t0:.2f}")
 
 
 JOBS: dict[str, Callable[[JobRequest, JobLog], None]] = {

@@ -8,7 +8,7 @@
         published/enrich/dt=D.json                 ... of an enrich job
         published/qid_map.json                     ... of the qid_map job
         state/{partials,snapshot}/<key>/dt=E.parquet  per-source-day state (daedalus.skeleton.state)
-        state/records/{partials,snapshot}/<source>/dt=E.json  a state job's record (one source, day E)
+        state/records/{partials,snapshot}/dt=E.json  a state job's record (source day E)
         columns/<operator>-<digest>/dt=D.parquet   an operator's table of day D (daedalus.skeleton.columns)
         logs/, benchmarks/, stats/, qid/, train.lock, ray-head.json
 
@@ -70,10 +70,9 @@ class Layout:
         """A per-source-day state file (daedalus.skeleton.state)."""
         return f"{self.state_key_dir(kind, key)}/dt={day}.parquet"
 
-    def state_record(self, kind: str, source: str, day: str) -> str:
-        """The record of a state job (every state of `kind` over one source, of one source
-        day): its output."""
-        return f"{self.state_dir}/state/records/{kind}/{source}/dt={day}.json"
+    def state_record(self, kind: str, day: str) -> str:
+        """The record of a state job (every state of `kind` of one source day): its output."""
+        return f"{self.state_dir}/state/records/{kind}/dt={day}.json"
 
     @property
     def qid_map(self) -> str:

@@ -155,29 +155,31 @@ class Workflow:
         return {s.key: s for s in state.specs(plan).values() if self.scan(s.source).partitioned}
 
     def day_state_records(self, day: dt.date) -> list[str]:
-        """The records of the state jobs whose files a day-`day` job reads: per (kind, source),
-        the source days its operators' states of that day stand for."""
+        """The records of the state jobs whose files a day-`day` job reads: per kind, the
+        source days its operators' states stand for."""
         plan = self.compiled.plan
-        need: set[tuple[str, str, dt.date]] = set()
+        need: set[tuple[str, dt.date]] = set()
         for spec in self.state_specs.values():
-            need |= {(spec.kind, spec.source, e) for e in state.state_days(plan, spec, self.scan(spec.source), day)}
-        return [self.layout.state_record(kind, sid, e.isoformat()) for kind, sid, e in sorted(need)]
+            need |= {(spec.kind, e) for e in state.state_days(plan, spec, self.scan(spec.source), day)}
+        return [self.layout.state_record(kind, e.isoformat()) for kind, e in sorted(need)]
 
-    def state_inputs(self, kind: str, source: str, day: str) -> list[str]:
-        """A state job's inputs: exactly the partitions of `source` its states stand for (not
-        the previous day's snapshot: the job makes that one first when it is not current, so
-        the chain needs no edge that would rerun every later day with it). One job per source:
-        a damaged or changed partition of one source reruns nothing that does not read it."""
+    def state_inputs(self, kind: str, day: str) -> list[str]:
+        """A state job's inputs: exactly the partitions its states stand for, of the operators
+        some day of the configured range reads from that source day (`state.reaches`: a
+        damaged or changed partition older than every operator over its source reaches reruns
+        nothing). Not the previous day's snapshot: the job makes that one first when it is not
+        current, so the chain needs no edge that would rerun every later day with it."""
         d = dt.date.fromisoformat(day)
+        plan, first = self.compiled.plan, self.runtime.start_date
         files: set[str] = set()
         for spec in self.state_specs.values():
-            if spec.kind == kind and spec.source == source:
+            if spec.kind == kind and state.reaches(plan, spec, first, d):
                 files.update(state.input_files(spec, self.scan(spec.source), d))
         return sorted(files)
 
-    def state_digest(self, kind: str, source: str) -> str:
-        """The keys of the states of `kind` over `source` (a param: a changed state reruns its jobs)."""
-        keys = sorted(k for k, s in self.state_specs.items() if s.kind == kind and s.source == source)
+    def state_digest(self, kind: str) -> str:
+        """The keys of the states of `kind` (a param: a changed state reruns its jobs)."""
+        keys = sorted(k for k, s in self.state_specs.items() if s.kind == kind)
         return hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
 
     def job_command(self, workflow_dir: str, python: str | None = None) -> str:

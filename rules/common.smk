@@ -19,4 +19,3 @@ shell.prefix(
 
 wildcard_constraints:
     day=r"\d{4}-\d{2}-\d{2}",
-    source=r"[^/]+",

@@ -119,10 +119,12 @@ def test_skeleton_job_reads_only_its_lookback(project):
     block = next(b for b in blocks if "rule skeleton_day:" in b and "wildcards: day=2026-04-01" in b)
     inputs = re.findall(r"artwork_stats/dt=(\d{4}-\d{2}-\d{2})", block)
     assert sorted(set(inputs)) == [f"2026-03-{d}" for d in range(25, 32)] + ["2026-04-01"]
-    # Its state: the snapshot after the day before, and the partials of its windows' days.
-    states = set(re.findall(r"\.daedalus/state/records/(\w+)/([^/]+)/dt=(\d{4}-\d{2}-\d{2})\.json", block))
-    assert ("snapshot", "view.artwork_stats", "2026-03-31") in states and ("partials", "spine", "2026-04-01") in states
-    # Per source, only the days its operators' windows reach (the likes windows: 14 days).
-    assert {d for k, s, d in states if s == "agg.user_likes"} == {f"2026-03-{d}" for d in range(18, 32)} | {
-        "2026-04-01"
-    }
+    states = set(re.findall(r"\.daedalus/state/records/(\w+)/dt=(\d{4}-\d{2}-\d{2})\.json", block))
+    # Its state: the snapshots after the day before; partials back to its longest window over
+    # partials or reduced events (the 30d last_k).
+    days = {f"2026-03-{d:02d}" for d in range(2, 32)} | {"2026-04-01"}
+    assert states == {("snapshot", "2026-03-31")} | {("partials", d) for d in days}
+    # A state job reads only the sources whose operators reach its day: on 03-05 the feed
+    # (its 30d last_k), not likes (windows up to 14d) nor artwork_stats (ttl 7d).
+    early = next(b for b in blocks if "rule state_partials:" in b and "wildcards: day=2026-03-05" in b)
+    assert "feed/dt=2026-03-05" in early and "likes/" not in early and "artwork_stats/" not in early

@@ -567,7 +567,7 @@ def day_states(
 
 def ensure_day(
     plan: Plan,
-    kind: str,
+    kind: str | None,
     day: dt.date,
     root: Path | str,
     scans: dict[str, SourceFiles],
@@ -575,35 +575,38 @@ def ensure_day(
     temp: str | None = None,
     record: Path | str | None = None,
     floor: dt.date | None = None,
-    source: str | None = None,
+    first_day: dt.date | None = None,
 ) -> dict[str, Path]:
-    """Every state of `kind` of one source day (of `source`, default every source: a state
-    job): partials of each window over a partition that has the day, the snapshot after the
-    day of each join (its chain made back
-    to `floor`, the run's first snapshot day, when not current: `ensure`); made unless
-    current, then listed in `record` (the job's output) when given."""
+    """Every state of `kind` (None: both) of one source day (a state job): partials of each window over a partition
+    that has the day, the snapshot after the day of each join (its chain made back to `floor`,
+    the run's first snapshot day, when not current: `ensure`); of the operators whose states
+    some day from `first_day` on reads (`reaches`; default all); made unless current, then
+    listed in `record` (the job's output) when given."""
     from daedalus.atomic import write_bytes
 
     made: dict[str, Path] = {}
     mine = [
-        s for s in specs(plan).values() if s.kind == kind and scans[s.source].partitioned and source in (None, s.source)
+        s
+        for s in specs(plan).values()
+        if kind in (None, s.kind)
+        and scans[s.source].partitioned
+        and (first_day is None or reaches(plan, s, first_day, day))
     ]
-    if kind == "partials":
-        # The windows over one source share one read of its partition; windows whose file is
-        # current (say, after another window was added) are not made again.
-        by_source: dict[str, list[StateSpec]] = {}
-        for spec in mine:
-            if day in scans[spec.source].days:
-                made[spec.key] = state_path(root, spec, day)
-                if not is_current(made[spec.key], input_files(spec, scans[spec.source], day)):
-                    by_source.setdefault(spec.source, []).append(spec)
-        for sid, group in by_source.items():
-            files = input_files(group[0], scans[sid], day)
-            tables = compute_partials(plan, group, day, files, Path(root), temp)
-            for spec in group:
-                _write(tables[spec.key], made[spec.key], files)
-    else:
-        for spec in mine:
+    # The windows over one source share one read of its partition; windows whose file is
+    # current (say, after another window was added) are not made again.
+    by_source: dict[str, list[StateSpec]] = {}
+    for spec in mine:
+        if spec.kind == "partials" and day in scans[spec.source].days:
+            made[spec.key] = state_path(root, spec, day)
+            if not is_current(made[spec.key], input_files(spec, scans[spec.source], day)):
+                by_source.setdefault(spec.source, []).append(spec)
+    for sid, group in by_source.items():
+        files = input_files(group[0], scans[sid], day)
+        tables = compute_partials(plan, group, day, files, Path(root), temp)
+        for spec in group:
+            _write(tables[spec.key], made[spec.key], files)
+    for spec in mine:
+        if spec.kind == "snapshot":
             made[spec.key] = ensure(plan, spec, day, root, scans[spec.source], temp=temp, floor=floor)
     if record is not None:
         listing = {k: {"path": p.as_posix(), "size": p.stat().st_size} for k, p in sorted(made.items())}
@@ -611,12 +614,26 @@ def ensure_day(
     return made
 
 
+def state_lookback(plan: Plan, spec: StateSpec) -> int:
+    """How many days before a day its job reads `spec`'s state from (snapshot: the day before)."""
+    if spec.kind == "snapshot":
+        return 1
+    p = plan.op(spec.op).params
+    served = reduced_features(plan, p) if spec.form == "events" else [f for f in p.features if mergeable(plan, p, f)]
+    return max(lookback_days(parse_duration(f.window)) for f in served)
+
+
+def reaches(plan: Plan, spec: StateSpec, first_day: dt.date, day: dt.date) -> bool:
+    """Some day from `first_day` on reads `spec`'s state of source day `day`. (From the range's
+    configured first day, not a run's `--target-date`: a state job's inputs must not change
+    with the days a run asks for.)"""
+    return day >= first_day - dt.timedelta(days=state_lookback(plan, spec))
+
+
 def state_days(plan: Plan, spec: StateSpec, scan: SourceFiles, day: dt.date) -> list[dt.date]:
     """The days of `spec`'s state a day-`day` job reads."""
     if spec.kind == "snapshot":
         return [day - DAY]
-    p = plan.op(spec.op).params
-    served = reduced_features(plan, p) if spec.form == "events" else [f for f in p.features if mergeable(plan, p, f)]
-    lookback = max(lookback_days(parse_duration(f.window)) for f in served)
+    lookback = state_lookback(plan, spec)
     have = {d for d in scan.days if d is not None}
     return [d for d in (day - dt.timedelta(days=i) for i in range(lookback, -1, -1)) if d in have]
