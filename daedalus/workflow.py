@@ -160,7 +160,8 @@ class Workflow:
         plan = self.compiled.plan
         need: set[tuple[str, dt.date]] = set()
         for spec in self.state_specs.values():
-            need |= {(spec.kind, e) for e in state.state_days(plan, spec, self.scan(spec.source), day)}
+            days = state.state_days(plan, spec, self.scan(spec.source), day, self.runtime.start_date)
+            need |= {(spec.kind, e) for e in days}
         return [self.layout.state_record(kind, e.isoformat()) for kind, e in sorted(need)]
 
     def state_inputs(self, kind: str, day: str) -> list[str]:

@@ -120,11 +120,13 @@ def test_skeleton_job_reads_only_its_lookback(project):
     inputs = re.findall(r"artwork_stats/dt=(\d{4}-\d{2}-\d{2})", block)
     assert sorted(set(inputs)) == [f"2026-03-{d}" for d in range(25, 32)] + ["2026-04-01"]
     states = set(re.findall(r"\.daedalus/state/records/(\w+)/dt=(\d{4}-\d{2}-\d{2})\.json", block))
-    # Its state: the snapshots after the day before; partials back to its longest window over
-    # partials or reduced events (the 30d last_k).
-    days = {f"2026-03-{d:02d}" for d in range(2, 32)} | {"2026-04-01"}
+    # Its state: the snapshots after the day before, the partials back to its longest
+    # merging window (7d); the reduced events of the 30d last_k only from the range's first
+    # day on (the days before it are read raw).
+    days = {f"2026-03-{d}" for d in range(25, 32)} | {"2026-04-01"}
     assert states == {("snapshot", "2026-03-31")} | {("partials", d) for d in days}
-    # A state job reads only the sources whose operators reach its day: on 03-05 the feed
-    # (its 30d last_k), not likes (windows up to 14d) nor artwork_stats (ttl 7d).
-    early = next(b for b in blocks if "rule state_partials:" in b and "wildcards: day=2026-03-05" in b)
-    assert "feed/dt=2026-03-05" in early and "likes/" not in early and "artwork_stats/" not in early
+    # A state job reads only the sources whose operators reach its day: on 03-25 the windows'
+    # (feed, likes), not the joins' (artwork_stats: its snapshots are the other kind).
+    early = next(b for b in blocks if "rule state_partials:" in b and "wildcards: day=2026-03-25" in b)
+    assert "feed/dt=2026-03-25" in early and "likes/dt=2026-03-25" in early and "artwork_stats/" not in early
+    assert not any("rule state_partials:" in b and "wildcards: day=2026-03-24" in b for b in blocks)

@@ -113,7 +113,11 @@ def run_skeleton_stage(
     reused = kept.current() if kept else set()
     computed = [op.name for op in plan.skeleton_operators if op.name not in reused and op.kind != "write_parts"]
     states = (
-        day_states(plan, day, output_root, scans, settings.temp_directory, only=set(computed)) if incremental else {}
+        day_states(
+            plan, day, output_root, scans, settings.temp_directory, only=set(computed), first_day=min(run_days or [day])
+        )
+        if incremental
+        else {}
     )
     state_files = [p.as_posix() for by_day in states.values() for p in by_day.values()]
     kept_files = [kept.path(plan.op(n)).as_posix() for n in reused] if kept else []

@@ -548,6 +548,7 @@ def day_states(
     scans: dict[str, SourceFiles],
     temp: str | None = None,
     only: set[str] | None = None,
+    first_day: dt.date | None = None,
 ) -> dict[str, dict[dt.date, Path]]:
     """Per operator that reads state (of `only`, default all): its current state files for a
     day-`day` job, made when missing or stale (partials of every partition of the window
@@ -560,7 +561,7 @@ def day_states(
         scan = scans[spec.source]
         if not scan.partitioned:
             continue
-        days = state_days(plan, spec, scan, day)
+        days = state_days(plan, spec, scan, day, first_day)
         out[name] = {d: ensure(plan, spec, d, root, scan, temp=temp) for d in days}
     return out
 
@@ -627,13 +628,20 @@ def reaches(plan: Plan, spec: StateSpec, first_day: dt.date, day: dt.date) -> bo
     """Some day from `first_day` on reads `spec`'s state of source day `day`. (From the range's
     configured first day, not a run's `--target-date`: a state job's inputs must not change
     with the days a run asks for.)"""
+    if spec.form == "events":
+        # Days before the range are read raw (windows._events): a short range over a long
+        # window would otherwise make more state jobs than the days it has.
+        return day >= first_day
     return day >= first_day - dt.timedelta(days=state_lookback(plan, spec))
 
 
-def state_days(plan: Plan, spec: StateSpec, scan: SourceFiles, day: dt.date) -> list[dt.date]:
-    """The days of `spec`'s state a day-`day` job reads."""
+def state_days(
+    plan: Plan, spec: StateSpec, scan: SourceFiles, day: dt.date, first_day: dt.date | None = None
+) -> list[dt.date]:
+    """The days of `spec`'s state a day-`day` job reads (of a range from `first_day`)."""
     if spec.kind == "snapshot":
         return [day - DAY]
     lookback = state_lookback(plan, spec)
     have = {d for d in scan.days if d is not None}
-    return [d for d in (day - dt.timedelta(days=i) for i in range(lookback, -1, -1)) if d in have]
+    days = [d for d in (day - dt.timedelta(days=i) for i in range(lookback, -1, -1)) if d in have]
+    return [d for d in days if first_day is None or reaches(plan, spec, first_day, d)]

@@ -382,7 +382,10 @@ def _events(ctx: DayContext, op: WindowAggOp) -> tuple[str, list[str], dict[str,
     earlier = {d: f for d, f in reduced.items() if d < ctx.day}
     if not earlier or ctx.no_rows or any(state.outside_rows(f) for f in earlier.values()):
         return events_sql(ctx, p)
-    own, value_cols, types = events_sql(ctx, p, ctx.source_files(p.source, 0))
+    # Days with no reduced state (before the run's range) are read raw, as is day D.
+    spec = ctx.plan.sources[p.source]
+    raw = [f for f in ctx.source_files(p.source, spec.lookback_days) if partition_day(f) not in earlier]
+    own, value_cols, types = events_sql(ctx, p, raw)
     max_w = max(duration_micros(f.window) for f in p.features)
     paths = ", ".join(sql_str(f.as_posix()) for _, f in sorted(earlier.items()))
     bounds = f"__ts < {ts_literal(ctx.start)} AND __ts >= {ts_literal(ctx.start)} - {interval_sql(max_w)}"
