@@ -18,11 +18,16 @@ def temp_sibling(path: Path, tag: str = "tmp") -> Path:
     return path.with_name(f".{path.name}.{tag}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
-def write_parquet(table: pa.Table, path: Path) -> None:
+def write_parquet(
+    table: pa.Table, path: Path, *, compression: str = "zstd", metadata: dict[bytes, bytes] | None = None
+) -> None:
+    """Write `table` to `path` atomically, with `metadata` added to its schema's."""
+    if metadata:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_sibling(path)
     try:
-        pq.write_table(table, tmp, compression="zstd")
+        pq.write_table(table, tmp, compression=compression)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -27,7 +27,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from daedalus.atomic import temp_sibling
+from daedalus.atomic import write_parquet
 from daedalus.layout import Layout
 from daedalus.plan import Operator, Plan, WindowAggOp
 from daedalus.sources import select_files
@@ -125,15 +125,6 @@ class DayColumns:
 
     def save(self, op: Operator, result: pa.Table) -> None:
         """Keep the operator's table (atomically), with the fingerprint of its inputs."""
-        path = self.path(op)
-        meta = dict(result.schema.metadata or {})
-        meta[FINGERPRINT_KEY] = self.fingerprints[op.name].encode()
-        result = result.replace_schema_metadata(meta)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = temp_sibling(path)
-        try:
-            # Read back once by the next day job that changes: speed over size.
-            pq.write_table(result, tmp, compression="lz4")
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        # Read back once by the next day job that changes: speed over size.
+        meta = {FINGERPRINT_KEY: self.fingerprints[op.name].encode()}
+        write_parquet(result, self.path(op), compression="lz4", metadata=meta)

@@ -39,7 +39,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from daedalus import functions
-from daedalus.atomic import temp_sibling
+from daedalus.atomic import write_parquet
 from daedalus.layout import Layout
 from daedalus.plan import PitJoinOp, Plan, WindowAggOp, WindowAggParams, WindowFeature
 from daedalus.sources import SourceFiles, partition_day, sql_ident
@@ -219,16 +219,7 @@ def outside_rows(path: Path) -> int:
 
 
 def _write(table: pa.Table, path: Path, files: list[str]) -> None:
-    meta = dict(table.schema.metadata or {})
-    meta[FINGERPRINT_KEY] = fingerprint(files).encode()
-    table = table.replace_schema_metadata(meta)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_sibling(path)
-    try:
-        pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_parquet(table, path, metadata={FINGERPRINT_KEY: fingerprint(files).encode()})
 
 
 def _connect(readable: list[str], temp_directory: str | None) -> duckdb.DuckDBPyConnection:
