@@ -155,6 +155,8 @@ def to_str(t: pa.DataType) -> str:
         return f"fixed_size_list<{to_str(t.value_type)}>[{t.list_size}]"
     if pa.types.is_dictionary(t):
         return to_str(t.value_type)
+    if pa.types.is_map(t):
+        return f"map<{to_str(t.key_type)}, {to_str(t.item_type)}>"
     raise ValueError(f"unsupported Arrow type {t}")
 
 
@@ -174,6 +176,9 @@ def from_str(text: str) -> pa.DataType:
             raise ValueError(f"unknown type {text!r}: {e}") from None
     if s.startswith("list<") and s.endswith(">"):
         return pa.list_(from_str(s[5:-1]))
+    m = re.match(r"^map<([a-z0-9_]+), *(.+)>$", s)
+    if m:
+        return pa.map_(from_str(m.group(1)), from_str(m.group(2)))
     m = re.match(r"^fixed_size_list<(.+)>\[(\d+)\]$", s)
     if m:
         return pa.list_(from_str(m.group(1)), int(m.group(2)))
@@ -182,7 +187,7 @@ def from_str(text: str) -> pa.DataType:
 
 TYPE_FORMS = (
     "bool, int8..int64, uint8..uint64, float32, float64, string, binary, date32, "
-    "timestamp[us, tz=UTC], decimal128(P, S), list<T>, fixed_size_list<T>[N]"
+    "timestamp[us, tz=UTC], decimal128(P, S), list<T>, fixed_size_list<T>[N], map<K, V>"
 )
 
 

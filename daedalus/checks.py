@@ -105,16 +105,24 @@ def type_str(t: pa.DataType, where: Path, what: str) -> str:
 def check_expr(
     view: FeatureView, feature_name: str, expr: str, dtype: str, chk: SourceChecker, sid: str, where: Path
 ) -> list[str]:
+    return check_scalar(
+        expr, at.DTYPE_DUCKDB[dtype], f"feature {feature_name!r}: expr", view.source.path, chk, sid, where
+    )
+
+
+def check_scalar(
+    expr: str, cast_to: str, what: str, source_path: str, chk: SourceChecker, sid: str, where: Path
+) -> list[str]:
+    """One scalar expression over a source's columns (the allow-list of daedalus.expressions),
+    bound by DuckDB and cast to `cast_to`: the columns it reads, or a one-line error."""
     try:
         cols = referenced_columns(expr)
     except ExprError as e:
-        raise DaedalusError(where, f"feature {feature_name!r}: expr {e}") from None
+        raise DaedalusError(where, f"{what} {e}") from None
     for c in cols:
         if not chk.has(sid, c):
-            raise DaedalusError(
-                where, f"feature {feature_name!r}: expr reads column {c!r}, not a column of source {view.source.path!r}"
-            )
-    types = {c: chk.require(sid, c, where, f"feature {feature_name!r}: expr") for c in cols}
+            raise DaedalusError(where, f"{what} reads column {c!r}, not a column of source {source_path!r}")
+    types = {c: chk.require(sid, c, where, what) for c in cols}
     # Bind against an empty table of the source's columns: unknown functions and type
     # errors surface here rather than in a day job.
     con = duckdb.connect(config={"enable_external_access": False, "autoload_known_extensions": False})
@@ -122,25 +130,26 @@ def check_expr(
     empty = pa.schema(list(types.items())).empty_table() if cols else pa.table({"__dummy": pa.array([], pa.int8())})
     con.register("__source", empty)
     try:
-        con.execute(f"DESCRIBE SELECT CAST(({expr}) AS {at.DTYPE_DUCKDB[dtype]}) FROM __source")
+        con.execute(f"DESCRIBE SELECT CAST(({expr}) AS {cast_to}) FROM __source")
     except duckdb.Error as e:
         first = str(e).splitlines()[0]
-        raise DaedalusError(where, f"feature {feature_name!r}: expr does not compile: {first}") from None
+        raise DaedalusError(where, f"{what} does not compile: {first}") from None
     return cols
 
 
 def check_plan_exprs(plan: Plan, where: Path) -> None:
     """A hand-edited plan's expressions pass the same check as a view's."""
     for i, op in enumerate(plan.operators):
-        if op.kind != "derive":
+        if op.kind not in ("derive", "window_agg"):
             continue
         for f in op.params.features:
-            if f.expr is None:
+            field, text = ("expr", f.expr) if op.kind == "derive" else ("where", f.where)
+            if text is None:
                 continue
             try:
-                referenced_columns(f.expr)
+                referenced_columns(text)
             except ExprError as e:
-                raise DaedalusError(where, f"operators[{i}] ({op.name}): feature {f.output!r}: expr {e}") from None
+                raise DaedalusError(where, f"operators[{i}] ({op.name}): feature {f.output!r}: {field} {e}") from None
 
 
 def check_udf(function: str, feature_name: str, where: Path) -> Path | None:

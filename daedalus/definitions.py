@@ -201,7 +201,22 @@ class AggFeature(Model):
     column: str | None = Field(
         default=None, description="The aggregated column (not needed by `count`, which then counts events)."
     )
-    k: int | None = Field(default=None, ge=1, description="How many values `last_k` keeps (most recent first).")
+    k: int | None = Field(
+        default=None,
+        ge=1,
+        description="How many values `last_k`, `first_k`, `last_distinct_k`, `top_k`, `bottom_k` keep.",
+    )
+    q: float | None = Field(default=None, ge=0, le=1, description="The quantile of `approx_percentile`, 0..1.")
+    half_life: Duration | None = Field(default=None, description="The half-life of `exp_decay_sum`, a duration.")
+    top_n: int | None = Field(
+        default=None, ge=1, description="`histogram`: keep only the `top_n` most frequent values (ties: smaller key)."
+    )
+    where: str | None = Field(
+        default=None,
+        min_length=1,
+        description="A filter: one scalar expression over the source's columns (the allow-list of `expr`); "
+        "only events for which it is true (null counts as false) enter the function.",
+    )
     windows: list[Duration] | None = Field(
         default=None, description="Windows of this feature, overriding the aggregation's."
     )
@@ -211,11 +226,11 @@ class AggFeature(Model):
         fn = functions.get(self.function)
         if fn.column == "required" and self.column is None:
             raise ValueError(f"feature {self.name!r}: function {self.function} needs a 'column'")
-        for param in ("k",):
-            takers = [f.name for f in functions.FUNCTIONS.values() if param in f.params]
+        for param in functions.PARAMS:
+            takers = [f.name for f in functions.FUNCTIONS.values() if param in f.params + f.optional]
             if param in fn.params and getattr(self, param) is None:
                 raise ValueError(f"feature {self.name!r}: function {self.function} needs {param!r}")
-            if param not in fn.params and getattr(self, param) is not None:
+            if param not in fn.params + fn.optional and getattr(self, param) is not None:
                 raise ValueError(f"feature {self.name!r}: {param!r} is only for {', '.join(takers)}")
         if self.windows is not None:
             if not self.windows:

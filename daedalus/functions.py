@@ -32,6 +32,12 @@ def _any(t: pa.DataType) -> bool:
     return True
 
 
+def _categorical(t: pa.DataType) -> bool:
+    # Types whose values print the same in DuckDB and Arrow, so a histogram's keys agree.
+    t = at.logical(t)
+    return pa.types.is_string(t) or pa.types.is_integer(t) or pa.types.is_boolean(t)
+
+
 @dataclass(frozen=True)
 class AggFunction:
     name: str
@@ -41,11 +47,14 @@ class AggFunction:
     empty_sql: str | None  # ... as a SQL literal (None: null)
     column: str = "required"  # "required" | "optional" (count)
     params: tuple[str, ...] = ()  # required parameters, e.g. ("k",)
+    optional: tuple[str, ...] = ()  # optional parameters, e.g. ("top_n",)
     accepts: Callable[[pa.DataType], bool] = _any
     accepts_text: str = "any column"
     coverage: str | None = "valid"  # how stats tell a covered window: "nonzero", "nonempty", "valid", None
     merge: str | None = None  # merged from partials: "count", "sum", "mean", "min", "max"; None: raw only
     merge_needs_exact: bool = False  # merges exactly only over exact (integer/bool) values
+    merge_text: str = "none: computed from the window's events"  # the merge rule, in the docs' words
+    approximate: str | None = None  # for approximate functions: the error bound, in the docs' words
 
 
 def _list_of(t: pa.DataType | None) -> pa.DataType:
@@ -63,6 +72,14 @@ def _sum_type(t: pa.DataType | None) -> pa.DataType:
     return at.sum_type(t)
 
 
+def _float(t: pa.DataType | None) -> pa.DataType:
+    return pa.float64()
+
+
+HISTOGRAM_TYPE = pa.map_(pa.string(), pa.int64())
+NUMERIC = {"accepts": _numeric, "accepts_text": "a numeric or bool column"}
+
+
 FUNCTIONS: dict[str, AggFunction] = {
     f.name: f
     for f in [
@@ -75,9 +92,16 @@ FUNCTIONS: dict[str, AggFunction] = {
             column="optional",
             coverage="nonzero",
             merge="count",
+            merge_text="sum of the partial counts",
         ),
         AggFunction(
-            "count_distinct", "distinct non-null values of `column`", lambda t: pa.int64(), "0", "0", coverage="nonzero"
+            "count_distinct",
+            "distinct non-null values of `column`",
+            lambda t: pa.int64(),
+            "0",
+            "0",
+            coverage="nonzero",
+            merge_text="reduced events: each distinct value's newest event of each earlier day",
         ),
         AggFunction(
             "sum",
@@ -90,6 +114,7 @@ FUNCTIONS: dict[str, AggFunction] = {
             coverage=None,
             merge="sum",
             merge_needs_exact=True,
+            merge_text="sum of the partial sums (integers and bools; float sums read the events)",
         ),
         AggFunction(
             "mean",
@@ -101,11 +126,33 @@ FUNCTIONS: dict[str, AggFunction] = {
             accepts_text="a numeric or bool column",
             merge="mean",
             merge_needs_exact=True,
+            merge_text="partial sums over partial counts (integers and bools)",
         ),
-        AggFunction("min", "smallest non-null `column`, the column's type", _same, "null", None, merge="min"),
-        AggFunction("max", "largest non-null `column`, the column's type", _same, "null", None, merge="max"),
         AggFunction(
-            "last", "most recent non-null `column` (ties: later source order), the column's type", _same, "null", None
+            "min",
+            "smallest non-null `column`, the column's type",
+            _same,
+            "null",
+            None,
+            merge="min",
+            merge_text="min of the partial mins",
+        ),
+        AggFunction(
+            "max",
+            "largest non-null `column`, the column's type",
+            _same,
+            "null",
+            None,
+            merge="max",
+            merge_text="max of the partial maxes",
+        ),
+        AggFunction(
+            "last",
+            "most recent non-null `column` (ties: later source order), the column's type",
+            _same,
+            "null",
+            None,
+            merge_text="reduced events: the newest non-null value per group of each earlier day",
         ),
         AggFunction(
             "first",
@@ -122,11 +169,142 @@ FUNCTIONS: dict[str, AggFunction] = {
             "[]",
             params=("k",),
             coverage="nonempty",
+            merge_text="reduced events: the `k` newest non-null values per group of each earlier day",
+        ),
+        AggFunction(
+            "first_k",
+            "up to `k` oldest non-null values of `column`, oldest first (ties: earlier source order), "
+            "a list of the column's type",
+            _list_of,
+            "empty list",
+            "[]",
+            params=("k",),
+            coverage="nonempty",
+        ),
+        AggFunction(
+            "last_distinct_k",
+            "up to `k` distinct non-null values of `column`, by most recent occurrence first, "
+            "a list of the column's type",
+            _list_of,
+            "empty list",
+            "[]",
+            params=("k",),
+            coverage="nonempty",
+        ),
+        AggFunction(
+            "top_k",
+            "the `k` largest non-null values of `column`, largest first (duplicates kept), a list of the column's type",
+            _list_of,
+            "empty list",
+            "[]",
+            params=("k",),
+            coverage="nonempty",
+        ),
+        AggFunction(
+            "bottom_k",
+            "the `k` smallest non-null values of `column`, smallest first (duplicates kept), "
+            "a list of the column's type",
+            _list_of,
+            "empty list",
+            "[]",
+            params=("k",),
+            coverage="nonempty",
+        ),
+        AggFunction(
+            "variance",
+            "population variance (divide by n) of non-null `column`, float64",
+            _float,
+            "null",
+            None,
+            **NUMERIC,  # type: ignore[arg-type]
+        ),
+        AggFunction(
+            "stddev",
+            "population standard deviation (square root of `variance`) of non-null `column`, float64",
+            _float,
+            "null",
+            None,
+            **NUMERIC,  # type: ignore[arg-type]
+        ),
+        AggFunction(
+            "skew",
+            "population skewness m3 / m2^1.5 (central moments, divide by n) of non-null `column`, float64; "
+            "null when the values are all equal",
+            _float,
+            "null",
+            None,
+            **NUMERIC,  # type: ignore[arg-type]
+        ),
+        AggFunction(
+            "kurtosis",
+            "population excess kurtosis m4 / m2^2 - 3 of non-null `column`, float64; null when the values are all equal",
+            _float,
+            "null",
+            None,
+            **NUMERIC,  # type: ignore[arg-type]
+        ),
+        AggFunction(
+            "approx_count_distinct",
+            "distinct non-null values of `column`, estimated by a HyperLogLog sketch (DuckDB's), int64",
+            lambda t: pa.int64(),
+            "0",
+            "0",
+            coverage="nonzero",
+            approximate=(
+                "exact up to about 40 distinct values; measured within 5% from 1 to 100,000 distinct values. "
+                "The sketch depends only on the set of values, so day boundaries, workers and event order "
+                "never change the result"
+            ),
+        ),
+        AggFunction(
+            "approx_percentile",
+            "the `q`-quantile of non-null `column` by nearest rank: the value at rank max(1, ceil(q * n)) "
+            "of the sorted values, the column's type",
+            _same,
+            "null",
+            None,
+            params=("q",),
+            accepts=_numeric,
+            accepts_text="a numeric or bool column",
+            approximate="none: the nearest-rank quantile is computed exactly (rank error 0)",
+        ),
+        AggFunction(
+            "histogram",
+            "map<string, int64> of each non-null value of `column` (as a string) to its count, keys sorted; "
+            "with `top_n`, only the `top_n` most frequent (ties: smaller key)",
+            lambda t: HISTOGRAM_TYPE,
+            "empty map",
+            "CAST(MAP {} AS MAP(VARCHAR, BIGINT))",
+            optional=("top_n",),
+            accepts=_categorical,
+            accepts_text="a string, integer or bool column",
+            coverage="nonempty",
+        ),
+        AggFunction(
+            "time_since_last",
+            "seconds from the most recent event (with `column`: with non-null `column`) to the row's `t`, float64",
+            _float,
+            "null",
+            None,
+            column="optional",
+        ),
+        AggFunction(
+            "exp_decay_sum",
+            "sum of non-null `column * 0.5 ** ((t - ts) / half_life)` (bool as 0/1), float64",
+            _float,
+            "0",
+            "0",
+            params=("half_life",),
+            accepts=_numeric,
+            accepts_text="a numeric or bool column",
+            coverage=None,
         ),
     ]
 }
 
 NAMES: tuple[str, ...] = tuple(FUNCTIONS)
+# Every parameter some function takes (the YAML model's and the plan's fields).
+PARAMS: tuple[str, ...] = ("k", "q", "half_life", "top_n")
 
 
 def get(name: str) -> AggFunction:
@@ -140,8 +318,14 @@ def unsupported(engine_functions: dict[str, object]) -> set[str]:
 
 def reference_table() -> str:
     """The docs' table of the functions (docs/reference.md and docs/concepts.md)."""
-    lines = ["| function | value | empty window | parameters |", "|---|---|---|---|"]
+    lines = [
+        "| function | value | empty window | parameters | merge from per-day partials |",
+        "|---|---|---|---|---|",
+    ]
     for f in FUNCTIONS.values():
-        params = ", ".join(f"`{p}`" for p in f.params) or ("`column` optional" if f.column == "optional" else "-")
-        lines.append(f"| `{f.name}` | {f.summary} | {f.empty} | {params} |")
+        params = [f"`{p}`" for p in f.params] + [f"`{p}` optional" for p in f.optional]
+        if f.column == "optional":
+            params.append("`column` optional")
+        value = f.summary + (f"; error bound: {f.approximate}" if f.approximate else "")
+        lines.append(f"| `{f.name}` | {value} | {f.empty} | {', '.join(params) or '-'} | {f.merge_text} |")
     return "\n".join(lines)

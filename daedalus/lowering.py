@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from daedalus import arrowtypes as at
 from daedalus import functions
-from daedalus.checks import SourceChecker, check_expr, check_udf, store_schema, type_str
+from daedalus.checks import SourceChecker, check_expr, check_scalar, check_udf, store_schema, type_str
 from daedalus.definitions import Aggregation
 from daedalus.errors import DaedalusError
 from daedalus.expressions import referenced_columns
@@ -216,9 +216,13 @@ def lower_aggregation(lw: _Lowering, agg: Aggregation) -> None:
             )
         out_type = fn.output(ctype)
         type_str(out_type, agg_path, what)
+        if f.where is not None:
+            src_path = svc.spine.source.path if agg.source == "spine" else agg.source.path
+            check_scalar(f.where, "BOOLEAN", f"{what}: where", src_path, chk, sid, agg_path)
+        params = {p: getattr(f, p) for p in (*functions.PARAMS, "where") if getattr(f, p) is not None}
         for w in agg.windows_of(f):
             out = f"{name}__{f.name}_{w}"
-            feats.append({"output": out, "function": f.function, "column": f.column, "window": w, "k": f.k})
+            feats.append({"output": out, "function": f.function, "column": f.column, "window": w, **params})
             outputs.append(Column(name=out, type=at.to_str(out_type)))
     lw.columns += outputs
     if not isinstance(agg.source, str):

@@ -8,11 +8,21 @@ typed parameter model and a set of engines that implement it.
 from __future__ import annotations
 
 import difflib
+import hashlib
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    TypeAdapter,
+    ValidationError,
+    model_serializer,
+)
 
 from daedalus import arrowtypes as at
 from daedalus import functions
@@ -95,12 +105,34 @@ class UdfParams(Model):
     inputs: list[str]
 
 
+_OPTIONAL_FEATURE_FIELDS = ("q", "half_life", "top_n", "where")
+
+
 class WindowFeature(Model):
     output: str
     function: Function
     column: str | None = None
     window: str
     k: int | None = None
+    q: float | None = None
+    half_life: str | None = None
+    top_n: int | None = None
+    where: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _drop_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Parameters a feature does not use stay out of the plan file and its digests, so a
+        # plan written before they existed keeps its digests.
+        data = handler(self)
+        return {k: v for k, v in data.items() if not (k in _OPTIONAL_FEATURE_FIELDS and v is None)}
+
+    @property
+    def value(self) -> str | None:
+        """The events' value the function reads: its column, or with `where` a key of its
+        own (the column where the filter holds; no column: a marker that is 1 there)."""
+        if self.where is None:
+            return self.column
+        return f"{self.column or ''}?{hashlib.sha1(self.where.encode()).hexdigest()[:12]}"
 
 
 class WindowAggParams(Model):

@@ -295,10 +295,16 @@ def _agg_out_type(function: str, col_type: pa.DataType | None) -> pa.DataType:
         return pa.int64()
     if function == "mean":
         return pa.float64()
-    if function in ("min", "max", "last", "first"):
+    if function in ("min", "max", "last", "first", "approx_percentile"):
         return normalize_type(col_type)
-    if function == "last_k":
+    if function in ("last_k", "first_k", "last_distinct_k", "top_k", "bottom_k"):
         return pa.list_(normalize_type(col_type))
+    if function in ("variance", "stddev", "skew", "kurtosis", "time_since_last", "exp_decay_sum"):
+        return pa.float64()
+    if function == "approx_count_distinct":
+        return pa.int64()
+    if function == "histogram":
+        return pa.map_(pa.string(), pa.int64())
     raise ValueError(function)
 
 
@@ -405,15 +411,41 @@ def _numeric(v):
     return int(v) if isinstance(v, bool) else v
 
 
-def aggregate(function: str, events: list[dict], column: str | None, k: int | None, col_type):
-    """`events` = the window's events (any order)."""
+def _key(v) -> str:
+    """A histogram key: the value as SQL prints it."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+def _moments(xs: list[float]):
+    n = len(xs)
+    mu = math.fsum(xs) / n
+    return mu, *(math.fsum((x - mu) ** p for x in xs) / n for p in (2, 3, 4))
+
+
+def aggregate(
+    function: str,
+    events: list[dict],
+    column: str | None,
+    k: int | None,
+    col_type,
+    t: int | None = None,
+    params: dict | None = None,
+):
+    """`events` = the window's events (any order); `t` the row's time (us); `params` the
+    feature's q, half_life, top_n (where is applied by the caller: `where_events`)."""
+    params = params or {}
     if function == "count":
         if column is None:
             return len(events)
         return sum(1 for e in events if e[column] is not None)
+    if function == "time_since_last":
+        with_value = [e["_ts"] for e in events if column is None or e[column] is not None]
+        return (t - max(with_value)) / 1e6 if with_value else None
     vals = [e for e in events if e[column] is not None]
-    if function == "count_distinct":
-        return len({e[column] for e in vals})
+    if function in ("count_distinct", "approx_count_distinct"):
+        return len({e[column] for e in vals})  # the sketch is exact on the few values tests draw
     if function == "sum":
         if not vals:
             return 0.0 if (pa.types.is_floating(col_type) or pa.types.is_decimal(col_type)) else 0
@@ -429,6 +461,36 @@ def aggregate(function: str, events: list[dict], column: str | None, k: int | No
         return min(e[column] for e in vals) if vals else None
     if function == "max":
         return max(e[column] for e in vals) if vals else None
+    if function in ("variance", "stddev", "skew", "kurtosis"):
+        xs = [float(_numeric(e[column])) for e in vals]
+        if not xs:
+            return None
+        _, m2, m3, m4 = _moments(xs)
+        if function == "variance":
+            return m2
+        if function == "stddev":
+            return math.sqrt(m2)
+        if min(xs) == max(xs):
+            return None
+        return m3 / m2**1.5 if function == "skew" else m4 / m2**2 - 3
+    if function == "exp_decay_sum":
+        hl = duration_us(params["half_life"])
+        return math.fsum(float(_numeric(e[column])) * 0.5 ** ((t - e["_ts"]) / hl) for e in vals)
+    if function == "approx_percentile":
+        xs = sorted(e[column] for e in vals)
+        return xs[max(1, math.ceil(params["q"] * len(xs))) - 1] if xs else None
+    if function == "histogram":
+        counts: dict[str, int] = {}
+        for e in vals:
+            counts[_key(e[column])] = counts.get(_key(e[column]), 0) + 1
+        kept = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        if params.get("top_n"):
+            kept = kept[: params["top_n"]]
+        return sorted(kept)
+    if function == "top_k":
+        return sorted((e[column] for e in vals), reverse=True)[:k]
+    if function == "bottom_k":
+        return sorted(e[column] for e in vals)[:k]
     recent_first = sorted(vals, key=lambda e: (e["_ts"], e["_ord"]), reverse=True)
     if function == "last":
         return recent_first[0][column] if recent_first else None
@@ -436,7 +498,34 @@ def aggregate(function: str, events: list[dict], column: str | None, k: int | No
         return recent_first[-1][column] if recent_first else None
     if function == "last_k":
         return [e[column] for e in recent_first[:k]]
+    if function == "first_k":
+        return [e[column] for e in reversed(recent_first)][:k]
+    if function == "last_distinct_k":
+        out: list = []
+        for e in recent_first:
+            if e[column] not in out:
+                out.append(e[column])
+        return out[:k]
     raise ValueError(function)
+
+
+def where_events(events: list[dict], where: str | None) -> list[dict]:
+    """The events for which the SQL expression `where` is true (null: false), each evaluated
+    alone by DuckDB over a one-row table of its values."""
+    if where is None:
+        return events
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    kept = []
+    for e in events:
+        row = pa.table({c: pa.array([v]) for c, v in e.items() if not c.startswith("_")})
+        con.register("__e", row)
+        if con.execute(f"SELECT coalesce(CAST(({where}) AS BOOLEAN), false) FROM __e").fetchall()[0][0]:
+            kept.append(e)
+        con.unregister("__e")
+    return kept
 
 
 def window_events(rows: list[dict], group_by: list[str], key: dict, t: int, w: int) -> list[dict]:
@@ -493,9 +582,11 @@ def expected_day(defs: Defs, service_name: str, day: dt.date, cache: dict | None
             for f in agg["features"]:
                 col_type = src.schema.field(f["column"]).type if f.get("column") else None
                 for w in f.get("windows") or agg["windows"]:
-                    events = window_events(src.rows, agg["group_by"], s, t, duration_us(w))
+                    events = where_events(
+                        window_events(src.rows, agg["group_by"], s, t, duration_us(w)), f.get("where")
+                    )
                     row[f"{agg_name}__{f['name']}_{w}"] = aggregate(
-                        f["function"], events, f.get("column"), f.get("k"), col_type
+                        f["function"], events, f.get("column"), f.get("k"), col_type, t, f
                     )
         out.append(row)
     return out

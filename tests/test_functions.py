@@ -112,6 +112,15 @@ def _write(tmp: Path, events: list[dict], rows: list[dict]) -> tuple[str, str]:
     return str(tmp / "spine.parquet"), str(tmp / "events.parquet")
 
 
+# A value for each parameter a function takes: k = 2 keeps lists short enough to cut;
+# top_n = 1 cuts a histogram's ties.
+PARAM_VALUES = {"k": 2, "q": 0.5, "half_life": "30m", "top_n": 1}
+
+
+def _params(fn: functions.AggFunction) -> dict:
+    return {p: PARAM_VALUES[p] for p in fn.params + fn.optional}
+
+
 def _output(function: str, column: str | None, window: str) -> str:
     return f"{function}__{column or 'rows'}__{window}"
 
@@ -122,9 +131,9 @@ def _plan(engine: str, spine_path: str, events_path: str) -> Plan:
         fn = functions.get(function)
         out_type = at.to_str(fn.output(COLUMNS[column] if column else None))
         for w in WINDOWS:
-            k = 2 if "k" in fn.params else None
             features.append(
-                {"output": _output(function, column, w), "function": function, "column": column, "window": w, "k": k}
+                {"output": _output(function, column, w), "function": function, "column": column, "window": w}
+                | _params(fn)
             )
             outputs.append(Column(name=_output(function, column, w), type=out_type))
     cols = {"event_timestamp": at.to_str(R.UTC_US), "user_id": "int64"}
@@ -175,8 +184,10 @@ def _expected(engine: str, events: list[dict], rows: list[dict]) -> list[dict]:
         for w, us in WINDOWS.items():
             inside = R.window_events(ref_events, ["user_id"], {"user_id": r["user_id"]}, r["ts"], us)
             for function, column in _cases(engine):
-                k = 2 if "k" in functions.get(function).params else None
-                row[_output(function, column, w)] = R.aggregate(function, inside, column, k, COLUMNS.get(column or ""))
+                params = _params(functions.get(function))
+                row[_output(function, column, w)] = R.aggregate(
+                    function, inside, column, params.get("k"), COLUMNS.get(column or ""), r["ts"], params
+                )
         out.append(row)
     return out
 

@@ -34,12 +34,15 @@ def events_sql(
         files = ctx.source_files(p.source, spec.lookback_days)
     rel, empty = ctx.relation(p.source, files)
     ts = ctx.ts_expr(rel, spec.timestamp_field, spec.path)
-    value_cols = []
+    value_cols: list[str] = []
+    exprs: dict[str, str] = {}
     for f in p.features:
-        if f.column and f.column not in value_cols:
-            value_cols.append(f.column)
+        key = f.value
+        if key and key not in value_cols:
+            value_cols.append(key)
+            exprs[key] = value_sql(ctx, rel, f)
     groups = [sql_ident(g) for g in p.group_by]
-    vals = [f"{ctx.value_expr(rel, c)} AS {sql_ident('v:' + c)}" for c in value_cols]
+    vals = [f"{exprs[c]} AS {sql_ident('v:' + c)}" for c in value_cols]
     conds = [f"__ts < {ts_literal(ctx.end)}", f"__ts >= {ts_literal(ctx.start)} - {interval_sql(max_w)}"]
     conds += [f"{g} IS NOT NULL" for g in groups]
     if empty:
@@ -56,6 +59,15 @@ def events_sql(
         desc = ctx.con.execute(f"DESCRIBE {sql}").fetchall()
         types = {r[0][2:]: r[1] for r in desc if r[0].startswith("v:")}
     return sql, value_cols, types
+
+
+def value_sql(ctx: DayContext, rel: str, f: WindowFeature) -> str:
+    """The SQL of a feature's value (`WindowFeature.value`) over the source relation: the
+    column, null where the feature's `where` is not true (no column: 1 where it is)."""
+    col = ctx.value_expr(rel, f.column) if f.column else "1"
+    if f.where is None:
+        return col
+    return f"CASE WHEN coalesce(CAST(({f.where}) AS BOOLEAN), false) THEN {col} END"
 
 
 def _is_float(ctype: str | None) -> bool:
@@ -83,11 +95,131 @@ RANKED: dict[str, tuple[str, int | None]] = {
     "first": ("oldest", 1),
     "last_k": ("newest", None),
 }
-SUPPORTED = set(FRAME) | set(RANKED)
+
+
+# Functions the SQL engine computes per row from the window's events (a range join of the
+# row's query point with its group's events in [t - w, t)): an aggregate over the joined
+# events (`v` the value, `__ets`/`__file`/`__row` the event's time and source order,
+# `__qts` the row's t) and an expression of its result `a`; `mu` is the mean of the
+# aggregated values where a function asks for it (`MOMENTS`). Float accumulations run over
+# lists in (ts, source order), so a result does not depend on how DuckDB split the work.
+def _ordered(v: str, desc: bool = False, extra: str = "") -> str:
+    d = " DESC" if desc else ""
+    return f"list({v} ORDER BY __ets{d}, __file{d}, __row{d}) FILTER (WHERE {v} IS NOT NULL{extra})"
+
+
+def _doubles(v: str) -> str:
+    return _ordered(f"CAST({v} AS DOUBLE)")
+
+
+def _moment(a: str, mu: str, p: int) -> str:
+    return f"list_avg(list_transform({a}, lambda x: power(x - {mu}, {p})))"
+
+
+def _hist(a: str, f: WindowFeature) -> str:
+    entries = f"list_transform(map_entries({a}), lambda e: {{'c': -CAST(e.value AS BIGINT), 'k': e.key}})"
+    if f.top_n is not None:
+        entries = f"list_sort({entries})[1:{int(f.top_n)}]"
+    pairs = f"list_sort(list_transform({entries}, lambda e: {{'key': e.k, 'value': -e.c}}))"
+    return f"CASE WHEN {a} IS NULL THEN NULL ELSE map_from_entries({pairs}) END"
+
+
+def _half_life_us(f: WindowFeature) -> float:
+    return float(duration_micros(f.half_life or ""))
+
+
+JoinedAgg = tuple[Callable[[str, WindowFeature], str], Callable[[str, str, WindowFeature], str]]
+JOINED: dict[str, JoinedAgg] = {
+    "first_k": (lambda v, f: _ordered(v), lambda a, mu, f: f"{a}[1:{int(f.k or 0)}]"),
+    "last_distinct_k": (
+        lambda v, f: _ordered(v, desc=True, extra=f" AND {sql_ident('nv:' + (f.value or ''))}"),
+        lambda a, mu, f: f"{a}[1:{int(f.k or 0)}]",
+    ),
+    "top_k": (
+        lambda v, f: f"list({v} ORDER BY {v} DESC) FILTER (WHERE {v} IS NOT NULL)",
+        lambda a, mu, f: f"{a}[1:{int(f.k or 0)}]",
+    ),
+    "bottom_k": (
+        lambda v, f: f"list({v} ORDER BY {v} ASC) FILTER (WHERE {v} IS NOT NULL)",
+        lambda a, mu, f: f"{a}[1:{int(f.k or 0)}]",
+    ),
+    "variance": (lambda v, f: _doubles(v), lambda a, mu, f: _moment(a, mu, 2)),
+    "stddev": (lambda v, f: _doubles(v), lambda a, mu, f: f"sqrt({_moment(a, mu, 2)})"),
+    "skew": (
+        lambda v, f: _doubles(v),
+        lambda a, mu, f: (
+            f"CASE WHEN list_min({a}) < list_max({a}) THEN {_moment(a, mu, 3)} / power({_moment(a, mu, 2)}, 1.5) END"
+        ),
+    ),
+    "kurtosis": (
+        lambda v, f: _doubles(v),
+        lambda a, mu, f: (
+            f"CASE WHEN list_min({a}) < list_max({a}) THEN {_moment(a, mu, 4)} / power({_moment(a, mu, 2)}, 2) - 3 END"
+        ),
+    ),
+    "approx_count_distinct": (lambda v, f: f"approx_count_distinct({v})", lambda a, mu, f: a),
+    "approx_percentile": (
+        lambda v, f: f"list({v} ORDER BY {v}) FILTER (WHERE {v} IS NOT NULL)",
+        lambda a, mu, f: (
+            f"{a}[greatest(1, CAST(ceil(CAST({float(f.q or 0)!r} AS DOUBLE) * CAST(len({a}) AS DOUBLE)) AS BIGINT))]"
+        ),
+    ),
+    "histogram": (
+        lambda v, f: f"histogram(CAST({v} AS VARCHAR)) FILTER (WHERE {v} IS NOT NULL)",
+        lambda a, mu, f: _hist(a, f),
+    ),
+    "time_since_last": (
+        lambda v, f: f"max(__ets) FILTER (WHERE {v} IS NOT NULL)",
+        lambda a, mu, f: f"CAST(epoch_us(__qts) - epoch_us({a}) AS DOUBLE) / 1000000.0",
+    ),
+    "exp_decay_sum": (
+        lambda v, f: _ordered(
+            f"CAST({v} AS DOUBLE) * pow(0.5, CAST(epoch_us(__qts) - epoch_us(__ets) AS DOUBLE) / {_half_life_us(f)!r})"
+        ),
+        lambda a, mu, f: f"list_sum({a})",
+    ),
+}
+MOMENTS = ("variance", "stddev", "skew", "kurtosis")
+SUPPORTED = set(FRAME) | set(RANKED) | set(JOINED)
+
+
+def _joined_windows(
+    ctx: DayContext, p: WindowAggParams, feats: list[tuple[int, WindowFeature]], w: int, qp: str, ev: str, name: str
+) -> None:
+    """The `JOINED` features of one window length: each query point joined with its group's
+    events in [t - w, t), aggregated per query point."""
+    groups = [sql_ident(g) for g in p.group_by]
+    gl = ", ".join(groups)
+    keys = sorted({f.value or "" for _, f in feats})
+    vals = "".join(f", e.{sql_ident('v:' + k)}" if k else ', 1 AS "v:"' for k in keys)
+    # The newest event of each distinct value (last_distinct_k), per query point.
+    flags = "".join(
+        f", row_number() OVER (PARTITION BY {gl}, __qts, {sql_ident('v:' + k)} "
+        f"ORDER BY __ets DESC, __file DESC, __row DESC) = 1 AS {sql_ident('nv:' + k)}"
+        for k in sorted({f.value or "" for _, f in feats if f.function == "last_distinct_k"})
+    )
+    on = " AND ".join(f"q.{g} = e.{g}" for g in groups)
+    aggs = ", ".join(f"{JOINED[f.function][0](sql_ident('v:' + (f.value or '')), f)} AS __a{i}" for i, f in feats)
+    mus = "".join(f", list_avg(__a{i}) AS __mu{i}" for i, f in feats if f.function in MOMENTS)
+    posts = ", ".join(f"{JOINED[f.function][1](f'__a{i}', f'__mu{i}', f)} AS {sql_ident(f.output)}" for i, f in feats)
+    ctx.con.execute(f"""
+        CREATE TEMP TABLE {table(name)} AS
+        SELECT {gl}, __qts AS __ts, {posts} FROM (
+            SELECT *{mus} FROM (
+                SELECT {gl}, __qts, {aggs} FROM (
+                    SELECT *{flags} FROM (
+                        SELECT q.{", q.".join(groups)}, q.__ts AS __qts, e.__ts AS __ets, e.__file, e.__row{vals}
+                        FROM {qp} q JOIN {ev} e
+                          ON {on} AND e.__ts >= q.__ts - {interval_sql(w)} AND e.__ts < q.__ts
+                    )
+                ) GROUP BY {gl}, __qts
+            )
+        )
+    """)
 
 
 def _agg_expr(f: WindowFeature, ctype: str | None, w: str) -> str:
-    v = sql_ident("v:" + f.column) if f.column else "__ev"
+    v = sql_ident("v:" + f.value) if f.value else "__ev"
     return FRAME[f.function](v, ctype, f"OVER {w}")
 
 
@@ -419,13 +551,14 @@ def window_agg_sql(ctx: DayContext, op: WindowAggOp) -> None:
         joins.append(f"LEFT JOIN {mt} m ON " + " AND ".join(f"q.{g} = m.{g}" for g in groups) + " AND q.__ts = m.__ts")
         select.update({f.output: f"m.{sql_ident(f.output)}" for f in merged})
     by_window: dict[int, list[tuple[int, WindowFeature]]] = {}
+    joined: dict[int, list[tuple[int, WindowFeature]]] = {}
     for i, f in enumerate(p.features):
         if f.output not in select:
-            by_window.setdefault(duration_micros(f.window), []).append((i, f))
+            (joined if f.function in JOINED else by_window).setdefault(duration_micros(f.window), []).append((i, f))
     ev = table(op.name + ":events")
     value_cols: list[str] = []
     types: dict[str, str] = {}
-    if by_window:
+    if by_window or joined:
         # Only the features partials cannot give read events: the day's own partition and
         # the reduced events of the days before it when there is that state, else the raw
         # look-back.
@@ -441,10 +574,10 @@ def window_agg_sql(ctx: DayContext, op: WindowAggOp) -> None:
         exprs = []
         for i, f in feats:
             if f.function in RANKED:
-                v = sql_ident("v:" + (f.column or ""))
+                v = sql_ident("v:" + (f.value or ""))
                 exprs.append(f"count({v}) OVER wall AS __hi{i}, count({v}) OVER w AS __n{i}")
             else:
-                exprs.append(f"{_agg_expr(f, types.get(f.column or ''), 'w')} AS {sql_ident(f.output)}")
+                exprs.append(f"{_agg_expr(f, types.get(f.value or ''), 'w')} AS {sql_ident(f.output)}")
         ctx.con.execute(f"""
             CREATE TEMP TABLE {win} AS
             SELECT * EXCLUDE (__q) FROM (
@@ -468,8 +601,8 @@ def window_agg_sql(ctx: DayContext, op: WindowAggOp) -> None:
             if f.function not in RANKED:
                 select[f.output] = f"{alias}.{sql_ident(f.output)}"
                 continue
-            v = sql_ident("v:" + (f.column or ""))
-            rk = table(f"{op.name}:rank:{w}:{f.column}")
+            v = sql_ident("v:" + (f.value or ""))
+            rk = table(f"{op.name}:rank:{w}:{f.value}")
             if rk not in temps:
                 temps.append(rk)
                 ctx.con.execute(f"""
@@ -495,6 +628,20 @@ def window_agg_sql(ctx: DayContext, op: WindowAggOp) -> None:
                 + f" AND q.__ts = {la}.__ts"
             )
             select[f.output] = f"{la}.x" if one else f"coalesce({la}.x, {functions.get(f.function).empty_sql})"
+    for w, feats in sorted(joined.items()):
+        jt = table(f"{op.name}:j{w}")
+        temps.append(jt)
+        _joined_windows(ctx, p, feats, w, qp, ev, f"{op.name}:j{w}")
+        alias = f"j{w}"
+        joins.append(
+            f"LEFT JOIN {jt} {alias} ON "
+            + " AND ".join(f"q.{g} = {alias}.{g}" for g in groups)
+            + f" AND q.__ts = {alias}.__ts"
+        )
+        for _, f in feats:
+            empty = functions.get(f.function).empty_sql
+            col = f"{alias}.{sql_ident(f.output)}"
+            select[f.output] = f"coalesce({col}, {empty})" if empty is not None else col
     cols = ", ".join(f"{select[f.output]} AS {sql_ident(f.output)}" for f in p.features)
     ctx.con.execute(f"""
         CREATE TEMP TABLE {table(op.name)} AS

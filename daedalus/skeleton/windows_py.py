@@ -7,13 +7,17 @@ from prefix sums, `last`/`last_k` from the slice's end, min/max/count_distinct p
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from daedalus.plan import WindowAggOp, WindowAggParams
+from daedalus import functions
+from daedalus.plan import WindowAggOp, WindowAggParams, WindowFeature
 from daedalus.skeleton.context import DayContext, table
 from daedalus.skeleton.keys import entity_codes, micros, source_order
 from daedalus.skeleton.windows import events_sql
@@ -80,15 +84,15 @@ def window_agg_pythonic(ctx: DayContext, op: WindowAggOp) -> None:
         if w not in cache:
             cache[w] = _slices(ecode, ets, qcode, qts, w)
         lo, hi = cache[w]
-        if f.column is None:
-            out[f.output] = pa.array(hi - lo, pa.int64())
-            continue
-        col = ev["v:" + f.column].combine_chunks()
+        if f.value is None:  # every event counts: its value is its time
+            col = pa.array(ets, pa.int64())
+        else:
+            col = ev["v:" + f.value].combine_chunks()
         valid = col.is_valid().to_numpy(zero_copy_only=False)
         vpos = np.flatnonzero(valid)
         vlo, vhi = np.searchsorted(vpos, lo, "left"), np.searchsorted(vpos, hi, "left")
         vals = col.filter(pa.array(valid)) if len(col) else col
-        out[f.output] = IMPLEMENTATIONS[f.function](Slices(vals, vlo, vhi, f.k))
+        out[f.output] = IMPLEMENTATIONS[f.function](Slices(vals, vlo, vhi, f.k, ets[vpos], qts, f))
     result = pa.table(out)
     ctx.con.register("__win_arrow", result)
     ctx.con.execute(f"CREATE TEMP TABLE {table(op.name)} AS SELECT * FROM __win_arrow")
@@ -104,6 +108,17 @@ class Slices:
     lo: np.ndarray
     hi: np.ndarray
     k: int | None
+    ts: np.ndarray  # the time (micros) of each value
+    t: np.ndarray  # each query point's t (micros)
+    feature: WindowFeature
+
+    def py(self) -> list:
+        return self.vals.to_pylist()
+
+    def each(self) -> list[tuple[int, list]]:
+        """For each query point: (its slice's start, its slice's values)."""
+        py = self.py()
+        return [(int(a), py[a:b]) for a, b in zip(self.lo, self.hi)]
 
     @property
     def n(self) -> np.ndarray:
@@ -157,6 +172,101 @@ def _count_distinct(s: Slices) -> pa.Array:
     return pa.array([len(set(py[a:b])) for a, b in zip(s.lo, s.hi)], pa.int64())
 
 
+def _first_k(s: Slices) -> pa.Array:
+    lengths = np.minimum(s.n, int(s.k or 0))
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    within = np.arange(int(offsets[-1])) - np.repeat(offsets[:-1], lengths)
+    idx = np.repeat(s.lo, lengths) + within
+    return pa.ListArray.from_arrays(pa.array(offsets), s.vals.take(pa.array(idx, pa.int64())))
+
+
+def _lists(s: Slices, pick: Callable[[list], list]) -> pa.Array:
+    return pa.array([pick(xs) for _, xs in s.each()], pa.list_(s.vals.type))
+
+
+def _last_distinct_k(xs: list, k: int) -> list:
+    out: list = []
+    for x in reversed(xs):
+        if x not in out:
+            out.append(x)
+            if len(out) == k:
+                break
+    return out
+
+
+def _floats(xs: list) -> list[float]:
+    return [float(x) for x in xs]  # bools as 0/1, decimals as float64
+
+
+def _moments(xs: list[float]) -> tuple[float, float, float, float] | None:
+    """(mean, m2, m3, m4) of the values in order: the mean first, then the central moments."""
+    if not xs:
+        return None
+    n = len(xs)
+    mu = math.fsum(xs) / n
+    return (mu, *(math.fsum((x - mu) ** p for x in xs) / n for p in (2, 3, 4)))  # type: ignore[return-value]
+
+
+def _moment_fn(kind: str) -> Callable[[Slices], pa.Array]:
+    def one(xs: list) -> float | None:
+        v = _floats(xs)
+        m = _moments(v)
+        if m is None:
+            return None
+        _, m2, m3, m4 = m
+        if kind == "variance":
+            return m2
+        if kind == "stddev":
+            return math.sqrt(m2)
+        if min(v) == max(v):
+            return None
+        return m3 / m2**1.5 if kind == "skew" else m4 / m2**2 - 3
+
+    return lambda s: pa.array([one(xs) for _, xs in s.each()], pa.float64())
+
+
+def _percentile(s: Slices) -> pa.Array:
+    q = float(s.feature.q or 0)
+
+    def one(xs: list) -> object:
+        if not xs:
+            return None
+        return sorted(xs)[max(1, math.ceil(q * float(len(xs)))) - 1]
+
+    return pa.array([one(xs) for _, xs in s.each()], s.vals.type)
+
+
+def _histogram(s: Slices) -> pa.Array:
+    keys = pc.cast(s.vals, pa.string()).to_pylist() if len(s.vals) else []
+    top_n = s.feature.top_n
+
+    def one(a: int, b: int) -> list[tuple[str, int]]:
+        counts = Counter(keys[a:b])
+        kept = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top_n] if top_n else counts.items()
+        return sorted(kept)
+
+    return pa.array([one(a, b) for a, b in zip(s.lo, s.hi)], functions.HISTOGRAM_TYPE)
+
+
+def _time_since_last(s: Slices) -> pa.Array:
+    empty = s.n == 0
+    last = s.ts[np.where(empty, 0, s.hi - 1)] if len(s.ts) else np.zeros(len(s.n), np.int64)
+    secs = [float(t - x) / 1000000.0 for t, x in zip(s.t.tolist(), last.tolist())]
+    return pa.array(secs, pa.float64(), mask=empty)
+
+
+def _exp_decay_sum(s: Slices) -> pa.Array:
+    hl = float(duration_micros(s.feature.half_life or ""))
+    xs, ts, t = _floats(s.py()), s.ts.tolist(), s.t.tolist()
+    out = []
+    for i, (a, b) in enumerate(zip(s.lo.tolist(), s.hi.tolist())):
+        total = 0.0
+        for j in range(a, b):  # in (ts, source order), as the SQL engine sums
+            total += xs[j] * math.pow(0.5, float(t[i] - ts[j]) / hl)
+        out.append(total)
+    return pa.array(out, pa.float64())
+
+
 def _pick(fn: Callable) -> Callable[[Slices], pa.Array]:
     def compute(s: Slices) -> pa.Array:
         py = s.vals.to_pylist()
@@ -176,5 +286,16 @@ IMPLEMENTATIONS: dict[str, Callable[[Slices], pa.Array]] = {
     "last": _last,
     "first": _first,
     "last_k": _last_k,
+    "first_k": _first_k,
+    "last_distinct_k": lambda s: _lists(s, lambda xs: _last_distinct_k(xs, int(s.k or 0))),
+    "top_k": lambda s: _lists(s, lambda xs: sorted(xs, reverse=True)[: int(s.k or 0)]),
+    "bottom_k": lambda s: _lists(s, lambda xs: sorted(xs)[: int(s.k or 0)]),
+    **{kind: _moment_fn(kind) for kind in ("variance", "stddev", "skew", "kurtosis")},
+    "approx_percentile": _percentile,
+    "histogram": _histogram,
+    "time_since_last": _time_since_last,
+    "exp_decay_sum": _exp_decay_sum,
+    # approx_count_distinct: not here (its sketch is DuckDB's HyperLogLog; plans that ask the
+    # pythonic engine for it fail to compile).
 }
 SUPPORTED = set(IMPLEMENTATIONS)
