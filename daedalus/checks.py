@@ -143,7 +143,8 @@ def check_plan_exprs(plan: Plan, where: Path) -> None:
         if op.kind not in ("derive", "window_agg"):
             continue
         for f in op.params.features:
-            field, text = ("expr", f.expr) if op.kind == "derive" else ("where", f.where)
+            field = "expr" if op.kind == "derive" else "where"
+            text = getattr(f, field)
             if text is None:
                 continue
             try:

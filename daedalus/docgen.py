@@ -105,8 +105,14 @@ def _model_section(model: type[BaseModel], seen: list[type], heading: str) -> li
         ann = typing.Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
         lines.append(f"| `{name}` | {type_text(ann, seen)} | {_default(field)} | {field.description} |")
     if model is d.AggFeature:
-        lines += ["", "Aggregation functions (daedalus/functions.py):", "", functions.reference_table()]
+        lines += ["", "Aggregation functions (daedalus/functions.py):", "", functions.reference_table(_engines())]
     return lines + [""]
+
+
+def _engines() -> dict[str, set[str]]:
+    from daedalus.skeleton.stage import FUNCTION_SUPPORT
+
+    return {engine: names for (kind, engine), names in FUNCTION_SUPPORT.items() if kind == "window_agg"}
 
 
 def render_reference() -> str:
@@ -224,7 +230,7 @@ def render_concepts() -> str:
     i = text.index(begin)
     head = text.index("\n", i) + 1
     j = text.index(end, head)
-    return text[:head] + functions.reference_table() + "\n" + text[j:]
+    return text[:head] + functions.reference_table(_engines()) + "\n" + text[j:]
 
 
 def outputs() -> dict[Path, str]:
