@@ -156,6 +156,7 @@ def test_windows_from_state_equal_the_reference(
     monkeypatch.setattr(TF, "WINDOWS", WINDOWS)
     if subset == "merging":
         monkeypatch.setattr(TF, "_cases", _merging_cases)
+        monkeypatch.setattr(TF, "WITH_WHERE", False)
     spine_path, _ = TF._write(tmp, [], rows)
     events_path = _write_events(tmp, events)
     plan = TF._plan("sql", spine_path, events_path)
