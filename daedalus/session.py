@@ -97,6 +97,10 @@ class TrainSession:
         try:
             if not self.opts.strict:  # warnings after every check and the lock: a refused run prints one line
                 lint(compiled, False)
+            from daedalus.skeleton.labels import waiting_note
+
+            if note := waiting_note(compiled.waiting):
+                self.console.print(f"[cyan]waiting[/cyan]: {note}")
             run, wf = self.snakemake_run(compiled, root)
             from daedalus import uptodate
 
@@ -139,7 +143,7 @@ class TrainSession:
             return
         if not compiled.plan.ops("embed"):
             raise DaedalusError("--enrich-only", f"service {self.service!r} has no embeddings to enrich")
-        missing = [d for d in compiled.days if not layout.published("skeleton", d.isoformat())]
+        missing = [d for d in compiled.ready_days if not layout.published("skeleton", d.isoformat())]
         if missing:
             raise DaedalusError(
                 "--enrich-only",
