@@ -91,8 +91,12 @@ class TrainSession:
         root = self.opts.output_root or runtime.output_root
         layout = Layout.of(root)
         self.check_stage(compiled, layout)
+        from daedalus.lint import label_leaks, report
+
         if self.opts.strict:  # a --strict failure comes before the lock, so it creates nothing
             lint(compiled, True)
+        else:  # so does a label used as a feature input (an error with or without --strict)
+            report(label_leaks(compiled), strict=False)
         lock = self.lock(root, layout)
         try:
             if not self.opts.strict:  # warnings after every check and the lock: a refused run prints one line
