@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from daedalus import arrowtypes as at
 from daedalus.errors import DaedalusError
-from daedalus.plan import Plan, WindowAggOp
+from daedalus.plan import LabelWindowOp, Plan, WindowAggOp
 
 BOUND = Path(".daedalus_tmp/bound")
 
@@ -56,7 +56,7 @@ def bind_plan(plan: Plan, where: Path | str, day: dt.date, key: str = "") -> Non
                 if op.kind == "embed":
                     continue
                 support = FUNCTION_SUPPORT.get((op.kind, op.engine))
-                if support is not None and isinstance(op, WindowAggOp):
+                if support is not None and isinstance(op, (WindowAggOp, LabelWindowOp)):
                     for f in op.params.features:
                         if f.function not in support:
                             raise fail(

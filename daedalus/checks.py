@@ -29,19 +29,31 @@ class SourceChecker:
     """Source schemas of the partitions the run reads, read once, with checks that name the
     definition file; remembers which columns the plan reads of each source."""
 
-    def __init__(self, days: list[dt.date], lookbacks: dict[str, int | None]) -> None:
+    def __init__(
+        self, days: list[dt.date], lookbacks: dict[str, int | None], lookaheads: dict[str, int] | None = None
+    ) -> None:
         self.days = days
         self.lookbacks = lookbacks
+        self.lookaheads = dict(lookaheads or {})  # partitions after a day that label windows read
         self.files: dict[str, SourceFiles] = {}
         self.schemas: dict[str, SourceSchema] = {}
         self.used: dict[str, list[str]] = {}
         self.skipped: list[tuple[str, str]] = []
 
-    def add(self, sid: str, source: Source | SourceSpec, where: Path | str, lookback: int | None) -> SourceSchema:
+    def add(
+        self,
+        sid: str,
+        source: Source | SourceSpec,
+        where: Path | str,
+        lookback: int | None,
+        lookahead: int | None = None,
+    ) -> SourceSchema:
         files = SourceFiles.scan(source.path)
         if not files.files:
             raise DaedalusError(where, f"source.path: {source.path!r} does not exist or holds no parquet files")
-        schema = source_schema(files, files.select(self.days, lookback), self.days, source.timestamp_field)
+        ahead = self.lookaheads.get(sid, 0) if lookahead is None else lookahead
+        self.lookaheads[sid] = ahead
+        schema = source_schema(files, files.select(self.days, lookback, ahead), self.days, source.timestamp_field)
         self.files[sid], self.schemas[sid], self.used[sid] = files, schema, []
         self.skipped += schema.skipped
         for key, col in (
@@ -183,8 +195,14 @@ def bind_sources(plan: Plan, chk: SourceChecker, where: Path) -> None:
     error here rather than a failure inside a day job.
     """
     for sid, spec in plan.sources.items():
-        if sid not in chk.schemas or chk.files[sid].path != spec.path or chk.lookbacks.get(sid) != spec.lookback_days:
-            chk.add(sid, spec, where, spec.lookback_days)
+        ahead = plan.lookahead_days(sid)
+        if (
+            sid not in chk.schemas
+            or chk.files[sid].path != spec.path
+            or chk.lookbacks.get(sid) != spec.lookback_days
+            or chk.lookaheads.get(sid, 0) != ahead
+        ):
+            chk.add(sid, spec, where, spec.lookback_days, ahead)
         types = chk.schemas[sid].types
         if not spec.columns:
             raise DaedalusError(

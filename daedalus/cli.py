@@ -162,8 +162,9 @@ def status_cmd(
     with its reason. Reasons: source changed (a file the day reads changed, or the set of
     files did), definition changed (the compiled plan's digest), code changed (the rule's
     command changed since the day was written), skeleton changed (an enrich day whose skeleton day is or
-    will be rewritten), interrupted run. Exit status: 0 when every day is done, 3 otherwise,
-    2 on invalid input.
+    will be rewritten), interrupted run. A day whose label windows reach past the data is
+    `waiting` (not written until that data arrives). Exit status: 0 when every day is done
+    or waiting, 3 otherwise, 2 on invalid input.
     """
     from daedalus.compile import compile_service
     from daedalus.runner import SnakemakeRun, workflow_config
@@ -183,6 +184,7 @@ def status_cmd(
         has_embeddings=bool(compiled.plan.ops("embed")),
         has_qid_map=bool(compiled.plan.spine.params.session_field),
         plan=compiled.plan if compiled.definitions.runtime.skeleton.incremental else None,
+        waiting={d.isoformat(): why for d, why in compiled.waiting.items()},
     )
     if as_json:
         sys.stdout.write(status.to_json() + "\n")

@@ -52,11 +52,21 @@ class Compiled:
     days: list[dt.date]
     sources: dict[str, SourceFiles]
     warnings: list[str] = field(default_factory=list)  # `daeda: warning:` lines for the user
+    # Days whose label windows the data does not cover yet (daedalus.skeleton.labels), with
+    # what each waits for: no target of the run, `waiting` in status.
+    waiting: dict[dt.date, str] = field(default_factory=dict)
+
+    @property
+    def ready_days(self) -> list[dt.date]:
+        """The run's days that are not waiting: the days a run writes."""
+        return [d for d in self.days if d not in self.waiting]
 
     def run_files(self, sid: str) -> list[str]:
         """The files of a source that the run's days read (their look-back included)."""
         sf = self.sources.get(sid)
-        return [] if sf is None else sf.select(self.days, self.plan.sources[sid].lookback_days)
+        if sf is None:
+            return []
+        return sf.select(self.days, self.plan.sources[sid].lookback_days, self.plan.lookahead_days(sid))
 
 
 def run_days(runtime: RuntimeConfig, runtime_path: Path, target_date: dt.date | None) -> list[dt.date]:
@@ -110,4 +120,9 @@ def compile_service(
             "targets": {"skeleton": [f"{root}/dt={d.isoformat()}" for d in days]},
         }
         write_if_changed(output_dir / f"{service}.targets.yaml", yaml.safe_dump(targets, sort_keys=False))
-    return Compiled(defs, effective, plan_path, generated, digest, days, chk.files, warnings=skipped_warning(chk))
+    from daedalus.skeleton.labels import waiting
+
+    waits = waiting(effective, chk.files, days)
+    return Compiled(
+        defs, effective, plan_path, generated, digest, days, chk.files, warnings=skipped_warning(chk), waiting=waits
+    )

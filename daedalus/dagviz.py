@@ -63,6 +63,8 @@ def plan_graph(plan: Plan, root: str) -> Graph:
     g = Graph(title=f"{plan.service}: operator DAG")
     for sid, spec in plan.sources.items():
         back = "every earlier day" if spec.lookback_days is None else f"look-back {spec.lookback_days} d"
+        if ahead := plan.lookahead_days(sid):
+            back += f", look-ahead {ahead} d"
         g.nodes.append(Node(f"source:{sid}", [f"source {sid}", spec.path, back], "source"))
     for op in plan.operators:
         cols = f"{len(op.outputs)} column{'s' if len(op.outputs) != 1 else ''}" if op.outputs else "join rows"

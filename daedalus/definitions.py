@@ -178,12 +178,28 @@ class FeatureService(Model):
     embeddings: list[Identifier] = Field(
         default_factory=list, description="Names of embeddings from aggregations.yaml (the enrich stage)."
     )
+    label_windows: list[Identifier] = Field(
+        default_factory=list,
+        description=(
+            "Names of aggregations from aggregations.yaml computed forward, as labels: for a row at `t`, "
+            "the events in `(t, t + w]`. Output columns `<aggregation>__<feature>_<window>`, after the "
+            "aggregation features; a day is written only once its label source holds the day's whole "
+            "horizon (else it is `waiting`)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _names(self) -> FeatureService:
         _unique([self.ref(f).view for f in self.features], "view")
         _unique(self.aggregations, "aggregation")
         _unique(self.embeddings, "embedding")
+        _unique(self.label_windows, "label window")
+        for name in self.label_windows:
+            if name in self.aggregations:
+                raise ValueError(
+                    f"label_windows: {name!r} is also in aggregations: an aggregation is a feature "
+                    "(strictly before the row) or a label (after it), not both"
+                )
         return self
 
     @staticmethod

@@ -119,10 +119,12 @@ def is_small(req: JobRequest) -> bool:
 
 def skeleton(req: JobRequest, log: JobLog) -> None:
     from daedalus.skeleton import run_skeleton_stage
+    from daedalus.skeleton.labels import check_not_waiting
 
     plan, runtime = plan_of(req), runtime_of(req)
     assert req.day
     day = dt.date.fromisoformat(req.day)
+    check_not_waiting(plan, day)  # such a day is no target; asked for by hand, it is not written
     # Concurrent days share DuckDB's memory limit as they share its threads.
     workers = req.day_workers or runtime.day_workers
     settings = runtime.duckdb.model_copy(

@@ -9,7 +9,14 @@ output is touched). Checks:
 3. a view's `created_timestamp_field` is later than its `timestamp_field` in some row of the
    files the run reads: the join (on the event timestamp) can pick a row before it existed;
 4. an aggregation window is shorter than the timestamp resolution of its source (e.g. `30m`
-   over day-stamped events): strictly-before windows that short are always empty.
+   over day-stamped events): strictly-before windows that short are always empty;
+5. **an error, with or without `--strict`**: a label is a feature input. A label column is a
+   label window's output (`<aggregation>__<feature>_<window>` of a service's
+   `label_windows`) or one of the spine's `labels`. It is an input of a feature when an
+   embedding's `ids` name it, when a view over the spine's own source reads it (the join
+   picks the row itself: `r.ts <= t`), or when a view or aggregation reads it from a source
+   under the service's output roots (a training output read back). Label windows reading
+   labels are fine: labels are never features.
 
 Checks 3 and 4 read only the timestamp columns of the files the run's days read, in one
 DuckDB query per source; the answer is remembered in `.daedalus_tmp/lint.json` under the
@@ -43,9 +50,10 @@ RESOLUTIONS = [("1d", 86_400_000_000), ("1h", 3_600_000_000), ("1m", 60_000_000)
 class LintWarning:
     where: str
     problem: str
+    error: bool = False  # fails the command with or without --strict (a label used as a feature input)
 
     def line(self) -> str:
-        return f"daeda: warning: {self.where}: {self.problem}"
+        return f"daeda: {'error' if self.error else 'warning'}: {self.where}: {self.problem}"
 
 
 def _same_path(a: str, b: str) -> bool:
@@ -141,7 +149,87 @@ def _human(seconds: float) -> str:
     return f"{seconds:.3g}s"
 
 
+def _inside(path: str, roots: list[str]) -> bool:
+    p = Path(path.split("*", 1)[0]).resolve()
+    return any(p == Path(r).resolve() or Path(r).resolve() in p.parents for r in roots)
+
+
+def label_leaks(compiled: Compiled) -> list[LintWarning]:
+    """Check 5: every place a label column is a feature input (errors)."""
+    defs, plan = compiled.definitions, compiled.plan
+    svc = defs.service
+    agg_where = str(defs.paths.aggregation_config_path)
+    windows = {c.name: op.params.aggregation for op in plan.ops("label_window") for c in op.outputs}
+    spine_labels = set(plan.spine.params.labels)
+
+    def what(col: str) -> str:
+        if col in windows:
+            return f"{col!r} is a label (label window {windows[col]!r})"
+        return f"{col!r} is a label (spine labels)"
+
+    found: list[LintWarning] = []
+    for op in plan.ops("embed"):
+        ids = op.params.ids
+        if ids in windows or ids in spine_labels:
+            found.append(
+                LintWarning(
+                    agg_where,
+                    f"embedding {op.params.embedding!r}: ids: {what(ids)}: a label is never a feature input",
+                    error=True,
+                )
+            )
+    spine_path = plan.sources[plan.spine.params.source].path
+    root = compiled.definitions.runtime.output_root
+    roots = [root, root.rstrip("/") + "_enriched"]
+    view_where = {v: str(p) for v, p in defs.view_paths.items()}
+    aggs = {a.name: a for a in defs.aggregations.aggregations}
+    for op in plan.operators:
+        if op.kind not in ("pit_join", "window_agg"):
+            continue
+        sid = op.source_input()
+        if sid is None:
+            continue
+        spec = plan.sources[sid]
+        if op.kind == "pit_join":
+            where, name = view_where.get(op.params.view, compiled.plan_path.as_posix()), f"view {op.params.view!r}"
+            reads = list(op.params.columns)
+        else:
+            where, name = agg_where, f"aggregation {op.params.aggregation!r}"
+            reads = [f.column for f in op.params.features if f.column]
+            agg = aggs.get(op.params.aggregation)
+            if agg is not None:
+                reads += list(agg.group_by)
+        if op.kind == "pit_join" and _same_path(spec.path, spine_path):
+            for col in reads:
+                if col in spine_labels:
+                    found.append(
+                        LintWarning(
+                            where,
+                            f"{name} reads the spine's own source, and {what(col)}: the join picks the row "
+                            "itself, so the feature is the row's label",
+                            error=True,
+                        )
+                    )
+        if _inside(spec.path, roots):
+            for col in reads:
+                if col in windows or (col in spine_labels and op.kind == "pit_join"):
+                    found.append(
+                        LintWarning(
+                            where,
+                            f"{name} reads {col!r} from {spec.path!r}, the training output of service "
+                            f"{svc.name!r}: {what(col)}, never a feature input",
+                            error=True,
+                        )
+                    )
+    return found
+
+
 def lint(compiled: Compiled) -> list[LintWarning]:
+    found = label_leaks(compiled)
+    return found + _warnings(compiled)
+
+
+def _warnings(compiled: Compiled) -> list[LintWarning]:
     defs = compiled.definitions
     svc = defs.service
     plan = compiled.plan
@@ -229,8 +317,16 @@ def lint(compiled: Compiled) -> list[LintWarning]:
 
 
 def report(warnings: list[LintWarning], *, strict: bool) -> None:
-    """Print each warning; with `strict`, fail (exit 2) when there is any."""
+    """Print each warning; fail (exit 2) on an error, and with `strict` on any warning.
+
+    The first error is the command's own error line; further ones are printed before it."""
+    errors = [w for w in warnings if w.error]
     for w in warnings:
+        if not w.error:
+            print(w.line(), file=sys.stderr)
+    for w in errors[1:]:
         print(w.line(), file=sys.stderr)
+    if errors:
+        raise DaedalusError(errors[0].where, errors[0].problem)
     if strict and warnings:
         raise DaedalusError("--strict", f"{len(warnings)} leakage warning(s) above")

@@ -254,6 +254,12 @@ def load_definitions(service_name: str, paths: DefinitionPaths) -> Definitions:
                 service_path,
                 f"aggregations: unknown aggregation {a!r} (defined in {paths.aggregation_config_path}: {', '.join(agg_names) or 'none'})",
             )
+    for a in service.label_windows:
+        if a not in agg_names:
+            raise DaedalusError(
+                service_path,
+                f"label_windows: unknown aggregation {a!r} (defined in {paths.aggregation_config_path}: {', '.join(agg_names) or 'none'})",
+            )
     emb_names = [e.name for e in aggs.embeddings]
     for e in service.embeddings:
         if e not in emb_names:

@@ -2,8 +2,8 @@
 
 The spine becomes the `spine` operator; each view of the service a `pit_join` (and a
 `derive` for its column and `expr` features, a `udf` per Python feature); each aggregation a
-`window_agg`; the session field a `qid`; the outputs a `write_parts`; each embedding an
-`embed`. Every column is checked against the data as it is lowered (daedalus.checks).
+`window_agg`; each label window a `label_window` (read forward, daedalus.skeleton.labels);
+the session field a `qid`; the outputs a `write_parts`; each embedding an `embed`. Every column is checked against the data as it is lowered (daedalus.checks).
 """
 
 from __future__ import annotations
@@ -35,6 +35,23 @@ def agg_source_id(agg: Aggregation) -> str:
     return SPINE if agg.source == "spine" else f"agg.{agg.name}"
 
 
+def label_source_id(agg: Aggregation) -> str:
+    """A label window's source (its own id: it is read forward, not back)."""
+    return SPINE if agg.source == "spine" else f"label.{agg.name}"
+
+
+def source_lookaheads(defs: Definitions) -> dict[str, int]:
+    """Per source read by label windows, the days after a day its job reads (ceil(w / 1 day))."""
+    out: dict[str, int] = {}
+    aggs = {a.name: a for a in defs.aggregations.aggregations}
+    for name in defs.service.label_windows:
+        agg = aggs[name]
+        longest = max(lookback_days(parse_duration(w)) for f in agg.features for w in agg.windows_of(f))
+        sid = label_source_id(agg)
+        out[sid] = max(out.get(sid, 0), longest)
+    return out
+
+
 def source_lookbacks(defs: Definitions) -> dict[str, int | None]:
     """Per source, the days before a day its job reads (None: every earlier partition)."""
     out: dict[str, int | None] = {SPINE: 0}
@@ -47,6 +64,8 @@ def source_lookbacks(defs: Definitions) -> dict[str, int | None]:
         longest = max(lookback_days(parse_duration(w)) for f in agg.features for w in agg.windows_of(f))
         sid = agg_source_id(agg)
         out[sid] = max(out.get(sid) or 0, longest)
+    for name in defs.service.label_windows:
+        out.setdefault(label_source_id(aggs[name]), 0)  # read forward from the day itself
     return out
 
 
@@ -239,6 +258,70 @@ def lower_aggregation(lw: _Lowering, agg: Aggregation) -> None:
     )
 
 
+# The AggFeature keys a label window understands; any other one set is a compile error (a
+# filter or parameter the forward engine would otherwise ignore).
+LABEL_FEATURE_KEYS = {"name", "function", "column", "k", "windows"}
+
+
+def lower_label_window(lw: _Lowering, agg: Aggregation) -> None:
+    """A label window (contract section 9): the aggregation computed forward, `(t, t + w]`."""
+    from daedalus.skeleton.labels import SUPPORTED
+
+    svc, chk, agg_path, name = lw.defs.service, lw.chk, lw.defs.paths.aggregation_config_path, agg.name
+    sid = label_source_id(agg)
+    if agg.source != "spine":
+        chk.add(sid, agg.source, agg_path, chk.lookbacks[sid])
+    for g in agg.group_by:
+        if not chk.has(SPINE, g):
+            raise DaedalusError(
+                agg_path,
+                f"label window {name!r}: group_by: {g!r} is not a column of the spine source {svc.spine.source.path!r}",
+            )
+        chk.require(sid, g, agg_path, f"label window {name!r}: group_by")
+    feats: list[dict] = []
+    outputs: list[Column] = []
+    for f in agg.features:
+        what = f"label window {name!r}: feature {f.name!r}"
+        if f.function not in SUPPORTED:
+            raise DaedalusError(
+                agg_path,
+                f"{what}: function {f.function!r} is not supported in a label window "
+                f"(label windows compute: {', '.join(sorted(SUPPORTED))})",
+            )
+        extra = sorted(k for k in f.model_fields_set - LABEL_FEATURE_KEYS if getattr(f, k) is not None)
+        if extra:
+            raise DaedalusError(agg_path, f"{what}: {extra[0]!r} is not supported in a label window")
+        ctype = chk.require(sid, f.column, agg_path, f"{what}: column") if f.column else None
+        fn = functions.get(f.function)
+        if ctype is not None and not fn.accepts(ctype):
+            raise DaedalusError(
+                agg_path, f"{what}: {f.function} needs {fn.accepts_text}, {f.column!r} is {at.to_str(ctype)}"
+            )
+        out_type = fn.output(ctype)
+        type_str(out_type, agg_path, what)
+        for w in agg.windows_of(f):
+            out = f"{name}__{f.name}_{w}"
+            feats.append({"output": out, "function": f.function, "column": f.column, "window": w, "k": f.k})
+            outputs.append(Column(name=out, type=at.to_str(out_type)))
+    taken = {c.name for c in lw.columns}
+    for c in outputs:
+        if c.name in taken:
+            raise DaedalusError(agg_path, f"label window {name!r}: output column {c.name!r} is already a column")
+    lw.columns += outputs
+    if not isinstance(agg.source, str):
+        lw.sources[sid] = chk.spec(sid, agg.source)
+    lw.ops.append(
+        make_op(
+            name=f"label_window.{name}",
+            kind="label_window",
+            engine="sql",
+            inputs=["spine", f"source:{sid}"],
+            params={"aggregation": name, "source": sid, "group_by": list(agg.group_by), "features": feats},
+            outputs=outputs,
+        )
+    )
+
+
 def lower_outputs(lw: _Lowering) -> None:
     svc = lw.defs.service
     if svc.spine.session_field:
@@ -332,13 +415,15 @@ def lower_embeddings(defs: Definitions, columns: list[Column]) -> list[Operator]
 def build_plan(defs: Definitions, days: list[dt.date]) -> tuple[Plan, SourceChecker, list[Path]]:
     """The plan of the service for a run over `days`, checked against the partitions those
     days read (and only those: an unreadable partition outside them is never opened)."""
-    lw = _Lowering(defs, SourceChecker(days, source_lookbacks(defs)))
+    lw = _Lowering(defs, SourceChecker(days, source_lookbacks(defs), source_lookaheads(defs)))
     lower_spine(lw)
     for ref in defs.service.refs:
         lower_view(lw, ref)
     aggs = {a.name: a for a in defs.aggregations.aggregations}
     for name in defs.service.aggregations:
         lower_aggregation(lw, aggs[name])
+    for name in defs.service.label_windows:  # labels last: after every feature column
+        lower_label_window(lw, aggs[name])
     lower_outputs(lw)
     # Last: `source: spine` aggregations add spine columns the plan reads.
     sources = {SPINE: lw.chk.spec(SPINE, defs.service.spine.source), **lw.sources}

@@ -22,6 +22,7 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
     model_serializer,
+    model_validator,
 )
 
 from daedalus import arrowtypes as at
@@ -29,6 +30,7 @@ from daedalus import functions
 from daedalus.definitions import DType, Function
 from daedalus.errors import DaedalusError
 from daedalus.loading import format_validation_error, read_yaml
+from daedalus.timeutil import lookback_days, parse_duration
 
 Engine = Literal["sql", "sql_arrow_udf", "pythonic"]
 # 2: sources carry the columns the plan reads, with their types.
@@ -142,6 +144,16 @@ class WindowAggParams(Model):
     features: list[WindowFeature]
 
 
+class LabelWindowParams(WindowAggParams):
+    """A label window: the same features as a window_agg, aggregated over `(t, t + window]`."""
+
+    @model_validator(mode="after")
+    def _windows(self) -> LabelWindowParams:
+        for f in self.features:
+            parse_duration(f.window)  # a ValueError naming the window
+        return self
+
+
 class QidParams(Model):
     session_field: str
 
@@ -243,6 +255,29 @@ class WindowAggOp(_Op):
         return {f.output: functions.get(f.function).empty_sql for f in self.params.features}
 
 
+class LabelWindowOp(_Op):
+    """Label windows (contract section 9): for a row at t, the events e of its group with
+    t < e.ts <= t + w. Its source is read forward: a day-D job reads partitions D..D+L of it
+    (`lookahead_days`), and the day is complete only when the source holds the instant
+    D + 1 + w (daedalus.skeleton.labels)."""
+
+    kind: Literal["label_window"]
+    params: LabelWindowParams
+    INPUT_KINDS: ClassVar[tuple[str, ...]] = ("spine",)
+    REQUIRED_INPUTS: ClassVar[tuple[str, ...]] = ("spine",)
+    READS_SOURCE: ClassVar[bool] = True
+
+    def keys(self, plan: Plan) -> list[str]:
+        return [*self.params.group_by, "__ts"]
+
+    def empty_values(self) -> dict[str, str | None]:
+        return {f.output: functions.get(f.function).empty_sql for f in self.params.features}
+
+    def lookahead_days(self) -> int:
+        """Partitions after D a day-D job reads: events up to t + w < D + 1 + w lie in D + ceil(w / 1 day)."""
+        return max(lookback_days(parse_duration(f.window)) for f in self.params.features)
+
+
 class QidOp(_Op):
     kind: Literal["qid"]
     params: QidParams
@@ -256,7 +291,7 @@ class QidOp(_Op):
 class WritePartsOp(_Op):
     kind: Literal["write_parts"]
     params: WriteParams = WriteParams()
-    INPUT_KINDS: ClassVar[tuple[str, ...]] = ("spine", "derive", "udf", "window_agg", "qid")
+    INPUT_KINDS: ClassVar[tuple[str, ...]] = ("spine", "derive", "udf", "window_agg", "label_window", "qid")
     REQUIRED_INPUTS: ClassVar[tuple[str, ...]] = ("spine",)
 
 
@@ -269,12 +304,12 @@ class EmbedOp(_Op):
 
 
 Operator = Annotated[
-    SpineOp | PitJoinOp | DeriveOp | UdfOp | WindowAggOp | QidOp | WritePartsOp | EmbedOp,
+    SpineOp | PitJoinOp | DeriveOp | UdfOp | WindowAggOp | LabelWindowOp | QidOp | WritePartsOp | EmbedOp,
     Field(discriminator="kind"),
 ]
 KINDS: dict[str, type[_Op]] = {
     c.model_fields["kind"].annotation.__args__[0]: c  # type: ignore[union-attr]
-    for c in (SpineOp, PitJoinOp, DeriveOp, UdfOp, WindowAggOp, QidOp, WritePartsOp, EmbedOp)
+    for c in (SpineOp, PitJoinOp, DeriveOp, UdfOp, WindowAggOp, LabelWindowOp, QidOp, WritePartsOp, EmbedOp)
 }
 ENGINES: dict[str, tuple[str, ...]] = {k: c.ENGINES for k, c in KINDS.items()}
 _OPERATOR = TypeAdapter(Operator)
@@ -313,6 +348,10 @@ class Plan(Model):
                 if other.kind == kind:
                     return other
         raise KeyError(f"{op.name} has no {kind} input")
+
+    def lookahead_days(self, sid: str) -> int:
+        """Partitions after a day that its job reads of source `sid` (label windows read forward)."""
+        return max((o.lookahead_days() for o in self.ops("label_window") if o.params.source == sid), default=0)
 
     @property
     def skeleton_operators(self) -> list[Operator]:

@@ -88,8 +88,13 @@ class SkeletonStats:
         self.rows = 0
         self.nulls = dict.fromkeys(self.features, 0)
         self.covered = dict.fromkeys(self.windows, 0)
-        self.label_n = dict.fromkeys(self.sp.labels, 0)
-        self.label_sums: dict[str, list[float]] = {label: [] for label in self.sp.labels}
+        # The spine's labels and the numeric (and bool) label-window columns: their rates.
+        numeric = ("bool", "int", "uint", "float", "double")
+        self.labels = list(self.sp.labels) + [
+            c.name for o in plan.ops("label_window") for c in o.outputs if c.type.startswith(numeric)
+        ]
+        self.label_n = dict.fromkeys(self.labels, 0)
+        self.label_sums: dict[str, list[float]] = {label: [] for label in self.labels}
 
     def add(self, part: pa.Table) -> None:
         # Only array kernels here: Python scalars and to_numpy make pyarrow import pandas.
@@ -100,7 +105,7 @@ class SkeletonStats:
             masks = [_coverage_mask(functions.get(fn).coverage, part[col]) for fn, col in fs]
             m = _or_all(masks)
             self.covered[w] += pc.sum(pc.cast(m, pa.int64())).as_py() or 0  # a null counts as not covered
-        for label in self.sp.labels:
+        for label in self.labels:
             col = part[label]
             self.label_n[label] += len(col) - col.null_count
             if pa.types.is_floating(col.type):

@@ -91,12 +91,20 @@ class TrainSession:
         root = self.opts.output_root or runtime.output_root
         layout = Layout.of(root)
         self.check_stage(compiled, layout)
+        from daedalus.lint import label_leaks, report
+
         if self.opts.strict:  # a --strict failure comes before the lock, so it creates nothing
             lint(compiled, True)
+        else:  # so does a label used as a feature input (an error with or without --strict)
+            report(label_leaks(compiled), strict=False)
         lock = self.lock(root, layout)
         try:
             if not self.opts.strict:  # warnings after every check and the lock: a refused run prints one line
                 lint(compiled, False)
+            from daedalus.skeleton.labels import waiting_note
+
+            if note := waiting_note(compiled.waiting):
+                self.console.print(f"[cyan]waiting[/cyan]: {note}")
             run, wf = self.snakemake_run(compiled, root)
             from daedalus import uptodate
 
@@ -139,7 +147,7 @@ class TrainSession:
             return
         if not compiled.plan.ops("embed"):
             raise DaedalusError("--enrich-only", f"service {self.service!r} has no embeddings to enrich")
-        missing = [d for d in compiled.days if not layout.published("skeleton", d.isoformat())]
+        missing = [d for d in compiled.ready_days if not layout.published("skeleton", d.isoformat())]
         if missing:
             raise DaedalusError(
                 "--enrich-only",

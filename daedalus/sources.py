@@ -73,19 +73,24 @@ class SourceFiles:
     def partitioned(self) -> bool:
         return bool(self.files) and self.days[0] is not None
 
-    def select(self, days: list[dt.date], lookback: int | None) -> list[str]:
+    def select(self, days: list[dt.date], lookback: int | None, lookahead: int = 0) -> list[str]:
         """The files jobs for `days` (a contiguous range) read: partitions from the first day
-        minus `lookback` (None: every earlier one) to the last day; every file when the
-        source is not partitioned by day. The one place that decides what a run reads."""
+        minus `lookback` (None: every earlier one) to the last day plus `lookahead` (label
+        windows read forward); every file when the source is not partitioned by day. The one
+        place that decides what a run reads."""
         if not self.partitioned:
             return list(self.files)
-        hi = max(days)
+        hi = max(days) + dt.timedelta(days=lookahead)
         lo = None if lookback is None else min(days) - dt.timedelta(days=lookback)
         return [f for f, d in zip(self.files, self.days) if d is not None and d <= hi and (lo is None or d >= lo)]
 
-    def for_day(self, day: dt.date, lookback: int | None) -> list[str]:
-        """Files a day-`day` job reads: partitions day-lookback..day (None: every earlier one)."""
-        return self.select([day], lookback)
+    def for_day(self, day: dt.date, lookback: int | None, lookahead: int = 0) -> list[str]:
+        """Files a day-`day` job reads: partitions day-lookback..day+lookahead (None: every earlier one)."""
+        return self.select([day], lookback, lookahead)
+
+    def has_partition(self, day: dt.date) -> bool:
+        """Whether the source has a file in partition `dt=day`."""
+        return day in self.days
 
     def nearest(self, days: list[dt.date]) -> list[str]:
         """Every file, nearest to the range first (the latest before it, then the earliest after)."""
@@ -95,13 +100,14 @@ class SourceFiles:
         return before + after
 
 
-def select_files(files: list[str], day: dt.date, lookback: int | None) -> list[str]:
-    """Of a job's files, those of partitions day-lookback..day (all unpartitioned ones)."""
+def select_files(files: list[str], day: dt.date, lookback: int | None, lookahead: int = 0) -> list[str]:
+    """Of a job's files, those of partitions day-lookback..day+lookahead (all unpartitioned ones)."""
     lo = None if lookback is None else day - dt.timedelta(days=lookback)
+    hi = day + dt.timedelta(days=lookahead)
     out = []
     for f in files:
         d = partition_day(f)
-        if d is None or (d <= day and (lo is None or d >= lo)):
+        if d is None or (d <= hi and (lo is None or d >= lo)):
             out.append(f)
     return out
 

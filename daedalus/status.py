@@ -23,7 +23,11 @@ record is missing while its directory is there was left by a run that failed or 
 before the day's new version was complete (the previous version is still what readers see),
 and is shown as stale (interrupted run) rather than missing.
 
-A day no job is planned for is done.
+A day no job is planned for is done, unless it is waiting: its label windows reach past the
+data the label source holds (daedalus.skeleton.labels). A waiting day is no target of the
+run, so no job is planned for it; it is shown as `waiting` (with what it waits for), and
+does not make the status "not up to date": `train` has nothing to do for it until the data
+arrives (exit status 0 when every day is done or waiting).
 """
 
 from __future__ import annotations
@@ -41,10 +45,12 @@ from daedalus.layout import Layout
 from daedalus.plan import Plan
 from daedalus.runner import STATE_RULES, SnakemakeRun, job_blocks
 
-# Exit code when some day is stale or missing (0: everything done; 2: invalid input).
+# Exit code when some day is stale or missing (0: every day done or waiting; 2: invalid input).
 EXIT_NOT_UP_TO_DATE = 3
 DAY_RULES = {"skeleton_day": "skeleton", "enrich_day": "enrich"}
-STATES = ("done", "stale", "missing")
+STATES = ("done", "stale", "missing", "waiting")
+# States a run has nothing to do for: a waiting day is written by a run after its data arrives.
+SETTLED = ("done", "waiting")
 
 # (prefix of one reason Snakemake gives, stage or None for any) -> what we call it
 _REASONS: list[tuple[str, str | None, str]] = [
@@ -85,7 +91,7 @@ def _with_state_reasons(reason: str | None, state_reasons: dict[str, str | None]
 
 @dataclass
 class StageStatus:
-    state: str  # done | stale | missing
+    state: str  # done | stale | missing | waiting
     reasons: list[str] = field(default_factory=list)
     snakemake_reason: str | None = None  # Snakemake's own words, for --json
     # A stale skeleton day: the operators its job will compute (the others' tables are kept).
@@ -109,7 +115,7 @@ class PipelineStatus:
 
     @property
     def up_to_date(self) -> bool:
-        return all(st.state == "done" for by in self.days.values() for st in by.values()) and (
+        return all(st.state in SETTLED for by in self.days.values() for st in by.values()) and (
             self.qid_map is None or self.qid_map.state == "done"
         )
 
@@ -149,7 +155,13 @@ def classify(stage: str, reason: str | None) -> StageStatus:
 
 
 def status_from_dry_run(
-    text: str, service: str, root: str, days: list[str], stages: list[str], has_qid_map: bool
+    text: str,
+    service: str,
+    root: str,
+    days: list[str],
+    stages: list[str],
+    has_qid_map: bool,
+    waiting: dict[str, str] | None = None,
 ) -> PipelineStatus:
     planned: dict[tuple[str, str | None], str | None] = {}
     blocks = job_blocks(text)
@@ -164,6 +176,8 @@ def status_from_dry_run(
     layout = Layout.of(root)
 
     def day_status(stage: str, day: str) -> StageStatus:
+        if waiting and day in waiting:
+            return StageStatus("waiting", [waiting[day]])
         if (stage, day) not in planned:
             return StageStatus("done")
         st = classify(stage, planned[(stage, day)])
@@ -187,6 +201,7 @@ def pipeline_status(
     has_embeddings: bool,
     has_qid_map: bool,
     plan: Plan | None = None,
+    waiting: dict[str, str] | None = None,
 ) -> PipelineStatus:
     """Ask Snakemake (a dry run of `train`'s workflow) what it would run, and why."""
     res = run.dry_run()
@@ -196,7 +211,7 @@ def pipeline_status(
         err = next((ln for ln in lines if "Error" in ln or "error" in ln), lines[-1] if lines else "failed")
         raise DaedalusError("snakemake", f"the dry run failed: {err}")
     stages = ["skeleton", "enrich"] if has_embeddings else ["skeleton"]
-    status = status_from_dry_run(text, service, root, days, stages, has_qid_map)
+    status = status_from_dry_run(text, service, root, days, stages, has_qid_map, waiting)
     if plan is not None:
         add_operators(status, plan)
     return status
@@ -219,7 +234,7 @@ def add_operators(status: PipelineStatus, plan: Plan) -> None:
         st.operators = DayColumns(plan, d, day_files(plan, d, scans), Path(status.output_root)).stale()
 
 
-_STYLE = {"done": "green", "stale": "yellow", "missing": "red"}
+_STYLE = {"done": "green", "stale": "yellow", "missing": "red", "waiting": "cyan"}
 
 
 def _cell(st: StageStatus) -> str:
@@ -242,11 +257,13 @@ def render(status: PipelineStatus, console: Console) -> None:
     totals = status.totals()
     for s in status.stages:
         t = totals[s]
-        console.print(f"{s}: {t['done']} done, {t['stale']} stale, {t['missing']} missing")
+        line = f"{s}: {t['done']} done, {t['stale']} stale, {t['missing']} missing"
+        console.print(line + (f", {t['waiting']} waiting" if t["waiting"] else ""))
     if status.qid_map is not None:
         console.print(f"qid_map.parquet: {_cell(status.qid_map)}")
+    waiting = sum(t["waiting"] for t in totals.values())
     console.print(
-        "[green]up to date[/green]"
+        ("[green]up to date[/green]" + (" (waiting days are written once their label data arrives)" if waiting else ""))
         if status.up_to_date
         else "[yellow]not up to date[/yellow]: `daeda pipeline train` would run the days above"
     )

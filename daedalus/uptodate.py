@@ -72,7 +72,7 @@ def source_files(wf: Workflow) -> list[str]:
     days = [dt.date.fromisoformat(d) for d in wf.days]
     files: set[str] = set()
     for sid, spec in wf.compiled.plan.sources.items():
-        files.update(wf.scan(sid).select(days, spec.lookback_days))
+        files.update(wf.scan(sid).select(days, spec.lookback_days, wf.compiled.plan.lookahead_days(sid)))
     return sorted(files)
 
 
@@ -82,18 +82,21 @@ def fingerprint(wf: Workflow, command: list[str], workflow_dir: Path) -> str | N
     layout = wf.layout
     # Each day's published record and directory (daedalus.layout), qid_map's record and file.
     outputs: list[str] = []
-    for d in wf.days:  # with --enrich-only the skeleton days are inputs: they count all the same
+    # Days waiting for label data are no target (daedalus.skeleton.labels); which days wait is
+    # part of the fingerprint, so the partition that ends a wait makes the next run check.
+    for d in wf.ready_days:  # with --enrich-only the skeleton days are inputs: they count all the same
         outputs += [layout.record("skeleton", d), layout.day_dir("skeleton", d)]
     if stage != "enrich" and wf.has_sessions:
         outputs += [layout.qid_map_record, layout.qid_map]
     with_enrich = stage != "skeleton" and wf.has_embeddings
     if with_enrich:
-        for d in wf.days:
+        for d in wf.ready_days:
             outputs += [layout.record("enrich", d), layout.day_dir("enrich", d)]
     lines = [
         "command\t" + json.dumps(command),
         "snakemake\t" + metadata.version("snakemake"),
         "plan\t" + wf.compiled.digest,
+        "waiting\t" + json.dumps(sorted(d.isoformat() for d in wf.compiled.waiting)),
     ]
     if with_enrich:
         lines.append("enrich\t" + wf.enrich_digest)

@@ -98,6 +98,12 @@ class Workflow:
         return [d.isoformat() for d in self.compiled.days]
 
     @property
+    def ready_days(self) -> list[str]:
+        """The days the run writes: every day but those waiting for label data (their
+        label windows reach past the data: daedalus.skeleton.labels), which are no target."""
+        return [d.isoformat() for d in self.compiled.ready_days]
+
+    @property
     def plan_path(self) -> str:
         return self.compiled.plan_path.as_posix()
 
@@ -140,7 +146,8 @@ class Workflow:
         """
         d = dt.date.fromisoformat(day)
         inputs: dict[str, Any] = {
-            _key(sid): self.scan(sid).for_day(d, spec.lookback_days) for sid, spec in self.compiled.plan.sources.items()
+            _key(sid): self.scan(sid).for_day(d, spec.lookback_days, self.compiled.plan.lookahead_days(sid))
+            for sid, spec in self.compiled.plan.sources.items()
         }
         if self.state_specs:
             inputs["state"] = self.day_state_records(d)
@@ -224,7 +231,7 @@ class Workflow:
     @cached_property
     def skeleton_targets(self) -> list[str]:
         """The published records of the skeleton days (what Snakemake tracks; daedalus.layout)."""
-        return [self.layout.record("skeleton", d) for d in self.days]
+        return [self.layout.record("skeleton", d) for d in self.ready_days]
 
     @property
     def qid_map_targets(self) -> list[str]:
@@ -240,7 +247,7 @@ class Workflow:
 
     @property
     def enrich_targets(self) -> list[str]:
-        return [self.layout.record("enrich", d) for d in self.days] if self.has_embeddings else []
+        return [self.layout.record("enrich", d) for d in self.ready_days] if self.has_embeddings else []
 
     @cached_property
     def enrich_digest(self) -> str:

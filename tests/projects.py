@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import os
 import re
@@ -25,8 +26,16 @@ def make_project(
     events_per_day: int = 150,
     lookback_days: int = 31,
     day_workers: int = 1,
+    data_end: str | None = None,
 ) -> Path:
-    """Copy the shipped definitions into `dest`, make small demo data, and narrow the range."""
+    """Copy the shipped definitions into `dest`, make small demo data, and narrow the range.
+
+    The data runs to `data_end`, by default two days past `end`: the demo service's label
+    window (`likes_ahead`, 1d) makes a day wait for the likes partition of the day after
+    next, so every day of the range is written. Pass `data_end=end` for waiting last days.
+    """
+    if data_end is None:
+        data_end = (dt.date.fromisoformat(end) + dt.timedelta(days=2)).isoformat()
     dest.mkdir(parents=True, exist_ok=True)
     for d in ("feature_views", "feature_services"):
         shutil.copytree(REPO / d, dest / d, ignore=shutil.ignore_patterns("__pycache__"))
@@ -47,7 +56,7 @@ def make_project(
             "--start",
             start,
             "--end",
-            end,
+            data_end,
             "--lookback-days",
             str(lookback_days),
             "--users",

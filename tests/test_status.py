@@ -57,8 +57,8 @@ def test_source_code_and_missing(trained):
     assert table["2026-04-02"] == ("stale", ["source changed"], "stale", ["skeleton changed"])
     assert table["2026-04-03"] == ("stale", ["source changed"], "stale", ["skeleton changed"])
     assert data["totals"] == {
-        "skeleton": {"done": 1, "stale": 2, "missing": 0},
-        "enrich": {"done": 0, "stale": 2, "missing": 1},
+        "skeleton": {"done": 1, "stale": 2, "missing": 0, "waiting": 0},
+        "enrich": {"done": 0, "stale": 2, "missing": 1, "waiting": 0},
     }
     # --target-date narrows the table to that day.
     rc, table, _ = status(trained, "--target-date", "2026-04-02")

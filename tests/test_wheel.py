@@ -150,7 +150,8 @@ def test_installed_wheel_inits_and_trains_anywhere(venv, tmp_path):
     project = where / "proj"
     assert "daeda demo" in res.stderr
     assert (project / ".gitignore").is_file() and (project / "feature_services/dssm_ranking.yaml").is_file()
-    demo = ["demo", "--start", "2026-04-01", "--end", "2026-04-02", "--users", "40", "--artworks", "60"]
+    # Data two days past the run: the example's label window (1d) waits for the likes of D + 2.
+    demo = ["demo", "--start", "2026-04-01", "--end", "2026-04-04", "--users", "40", "--artworks", "60"]
     _run([daeda, *demo, "--events-per-day", "150"], project, env)
     # The user's one edit: the run's days (the example covers the default demo's two months).
     rt = project / "config/training/runtime.yaml"

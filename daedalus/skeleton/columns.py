@@ -29,11 +29,11 @@ import pyarrow.parquet as pq
 
 from daedalus.atomic import write_parquet
 from daedalus.layout import Layout
-from daedalus.plan import Operator, Plan, WindowAggOp
+from daedalus.plan import LabelWindowOp, Operator, Plan, WindowAggOp
 from daedalus.sources import select_files
 from daedalus.timeutil import lookback_days, parse_duration
 
-CACHED_KINDS = ("spine", "pit_join", "derive", "window_agg")
+CACHED_KINDS = ("spine", "pit_join", "derive", "window_agg", "label_window")
 FINGERPRINT_KEY = b"daedalus.columns.inputs"
 # Bumped when an implementation changes what a table holds: every cached table is then new.
 FORMAT = 1
@@ -68,6 +68,9 @@ def operator_reads(plan: Plan, op: Operator, day: dt.date, files: dict[str, list
     elif isinstance(op, WindowAggOp):
         # Its own windows' reach, not its source's (which other aggregations may extend).
         lookback = max(lookback_days(parse_duration(f.window)) for f in op.params.features)
+    elif isinstance(op, LabelWindowOp):
+        # Forward: the day and the partitions its own windows reach after it.
+        return select_files(files.get(sid, []), day, 0, op.lookahead_days())
     return select_files(files.get(sid, []), day, lookback)
 
 

@@ -66,9 +66,9 @@ class DayContext:
     def end(self) -> dt.datetime:
         return self.start + dt.timedelta(days=1)
 
-    def source_files(self, sid: str, lookback_days: int | None) -> list[str]:
-        """The subset of the job's files for partitions day-lookback..day (all when unpartitioned)."""
-        return select_files(self.files.get(sid, []), self.day, lookback_days)
+    def source_files(self, sid: str, lookback_days: int | None, lookahead_days: int = 0) -> list[str]:
+        """The subset of the job's files for partitions day-lookback..day+lookahead (all when unpartitioned)."""
+        return select_files(self.files.get(sid, []), self.day, lookback_days, lookahead_days)
 
     def relation(self, sid: str, files: list[str]) -> tuple[str, bool]:
         """SQL for reading `files` (or an empty relation of the source's schema) and whether it is empty.

@@ -13,7 +13,7 @@ import duckdb
 
 from daedalus.definitions import DuckDBSettings
 from daedalus.plan import Plan
-from daedalus.skeleton import windows, windows_py
+from daedalus.skeleton import labels, windows, windows_py
 from daedalus.skeleton.columns import DayColumns
 from daedalus.skeleton.context import DayContext, lock_down, table
 from daedalus.skeleton.derive import derive_sql, udf_arrow
@@ -37,6 +37,7 @@ IMPLEMENTATIONS: dict[tuple[str, str], Impl] = {
     ("udf", "sql_arrow_udf"): udf_arrow,
     ("window_agg", "sql"): window_agg_sql,
     ("window_agg", "pythonic"): window_agg_pythonic,
+    ("label_window", "sql"): labels.label_window_sql,
     ("qid", "sql"): qid_sql,
 }
 
@@ -46,6 +47,7 @@ IMPLEMENTATIONS: dict[tuple[str, str], Impl] = {
 FUNCTION_SUPPORT: dict[tuple[str, str], set[str]] = {
     ("window_agg", "sql"): windows.SUPPORTED,
     ("window_agg", "pythonic"): windows_py.SUPPORTED,
+    ("label_window", "sql"): set(labels.SUPPORTED),
 }
 
 
@@ -76,7 +78,9 @@ def scan_sources(plan: Plan) -> dict[str, SourceFiles]:
 def day_files(plan: Plan, day: dt.date, scans: dict[str, SourceFiles] | None = None) -> dict[str, list[str]]:
     """Every source file a day job reads (its look-back), as the workflow declares them."""
     scans = scans or scan_sources(plan)
-    return {sid: scans[sid].for_day(day, spec.lookback_days) for sid, spec in plan.sources.items()}
+    return {
+        sid: scans[sid].for_day(day, spec.lookback_days, plan.lookahead_days(sid)) for sid, spec in plan.sources.items()
+    }
 
 
 def run_skeleton_stage(
