@@ -41,7 +41,7 @@ def bind_plan(plan: Plan, where: Path | str, day: dt.date, key: str = "") -> Non
         return
     from daedalus.quality import SkeletonStats
     from daedalus.skeleton.context import DayContext
-    from daedalus.skeleton.stage import FUNCTION_SUPPORT, IMPLEMENTATIONS
+    from daedalus.skeleton.stage import BUCKET_MAP_SUPPORT, FUNCTION_SUPPORT, IMPLEMENTATIONS
     from daedalus.skeleton.writer import assemble_sql, output_schema
 
     def fail(i: int, op_name: str, problem: str) -> DaedalusError:
@@ -64,6 +64,12 @@ def bind_plan(plan: Plan, where: Path | str, day: dt.date, key: str = "") -> Non
                                 op.name,
                                 f"engine {op.engine!r} has no {f.function!r} (it has: {', '.join(sorted(support))})",
                             )
+                        per_bucket = BUCKET_MAP_SUPPORT.get((op.kind, op.engine), set())
+                        if f.bucket_map and f.function not in per_bucket:
+                            has = f" (it has: {', '.join(sorted(per_bucket))})" if per_bucket else ""
+                            raise fail(i, op.name, f"engine {op.engine!r} has no bucket map of {f.function!r}{has}")
+                        if f.filtered and isinstance(op, LabelWindowOp):
+                            raise fail(i, op.name, f"feature {f.output!r}: a label window takes no where or bucket_by")
                 try:
                     if op.kind == "write_parts":
                         result = con.sql(assemble_sql(ctx, op)).to_arrow_table()

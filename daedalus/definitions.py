@@ -8,6 +8,7 @@ Cross-file checks (unknown names, missing columns) live in `daedalus.loading`.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -233,9 +234,24 @@ class AggFeature(Model):
         description="A filter: one scalar expression over the source's columns (the allow-list of `expr`); "
         "only events for which it is true (null counts as false) enter the function.",
     )
+    bucket_by: str | None = Field(
+        default=None,
+        description="A string, integer or bool column of the source: the feature becomes a map from each "
+        "value (as text) to the function over that value's events (only buckets with events appear).",
+    )
+    buckets: list[str | int | bool] | None = Field(
+        default=None,
+        description="With `bucket_by`: fixed buckets instead of a map, one column per bucket, "
+        "`<aggregation>__<feature>_<bucket>_<window>` (the empty-window value where a bucket has no events).",
+    )
     windows: list[Duration] | None = Field(
         default=None, description="Windows of this feature, overriding the aggregation's."
     )
+
+    @property
+    def bucket_texts(self) -> list[str]:
+        """The fixed buckets as the text the source's values are matched by."""
+        return [bucket_text(b) for b in self.buckets or []]
 
     @model_validator(mode="after")
     def _args(self) -> AggFeature:
@@ -252,7 +268,29 @@ class AggFeature(Model):
             if not self.windows:
                 raise ValueError(f"feature {self.name!r}: 'windows' is empty")
             _unique(self.windows, "window")
+        if self.buckets is not None:
+            if self.bucket_by is None:
+                raise ValueError(f"feature {self.name!r}: 'buckets' needs 'bucket_by'")
+            if not self.buckets:
+                raise ValueError(f"feature {self.name!r}: 'buckets' is empty")
+            _unique(self.bucket_texts, "bucket")
+            for b in self.bucket_texts:
+                if not BUCKET_NAME.match(b):
+                    raise ValueError(
+                        f"feature {self.name!r}: bucket {b!r} cannot be part of a column name "
+                        "(letters, digits and _ only; use a map: bucket_by without buckets)"
+                    )
         return self
+
+
+BUCKET_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+
+
+def bucket_text(value: str | int | bool) -> str:
+    """A bucket value as DuckDB's cast to VARCHAR writes it (`true`, `42`, `sports`)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 class Aggregation(Model):

@@ -32,7 +32,7 @@ def _any(t: pa.DataType) -> bool:
     return True
 
 
-def _categorical(t: pa.DataType) -> bool:
+def categorical(t: pa.DataType) -> bool:
     # Types whose values print the same in DuckDB and Arrow, so a histogram's keys agree.
     t = at.logical(t)
     return pa.types.is_string(t) or pa.types.is_integer(t) or pa.types.is_boolean(t)
@@ -277,7 +277,7 @@ FUNCTIONS: dict[str, AggFunction] = {
             "empty map",
             "CAST(MAP {} AS MAP(VARCHAR, BIGINT))",
             optional=("top_n",),
-            accepts=_categorical,
+            accepts=categorical,
             accepts_text="a string, integer or bool column",
             coverage="nonempty",
         ),

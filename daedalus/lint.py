@@ -38,6 +38,7 @@ import duckdb
 
 from daedalus.compile import SPINE, Compiled, agg_source_id, view_source_id
 from daedalus.errors import DaedalusError
+from daedalus.expressions import referenced_columns
 from daedalus.plan import SourceSpec
 from daedalus.sources import read_parquet_sql, sql_ident, timestamp_sql
 from daedalus.timeutil import parse_duration
@@ -196,6 +197,8 @@ def label_leaks(compiled: Compiled) -> list[LintWarning]:
         else:
             where, name = agg_where, f"aggregation {op.params.aggregation!r}"
             reads = [f.column for f in op.params.features if f.column]
+            reads += [f.bucket_by for f in op.params.features if f.bucket_by]
+            reads += [c for f in op.params.features if f.where for c in referenced_columns(f.where)]
             agg = aggs.get(op.params.aggregation)
             if agg is not None:
                 reads += list(agg.group_by)

@@ -238,11 +238,34 @@ def lower_aggregation(lw: _Lowering, agg: Aggregation) -> None:
         if f.where is not None:
             src_path = svc.spine.source.path if agg.source == "spine" else agg.source.path
             check_scalar(f.where, "BOOLEAN", f"{what}: where", src_path, chk, sid, agg_path)
-        params = {p: getattr(f, p) for p in (*functions.PARAMS, "where") if getattr(f, p) is not None}
+        params = {p: getattr(f, p) for p in (*functions.PARAMS, "where", "bucket_by") if getattr(f, p) is not None}
+        buckets: list[str | None] = [None]
+        if f.bucket_by is not None:
+            btype = chk.require(sid, f.bucket_by, agg_path, f"{what}: bucket_by")
+            if not functions.categorical(btype):
+                raise DaedalusError(
+                    agg_path,
+                    f"{what}: bucket_by: column {f.bucket_by!r} is {at.to_str(btype)}, "
+                    "expected a string, integer or bool column",
+                )
+            if f.buckets is not None:
+                buckets = list(f.bucket_texts)
+            elif pa.types.is_list(out_type) or pa.types.is_map(out_type):
+                raise DaedalusError(
+                    agg_path,
+                    f"{what}: bucket_by: {f.function} has a {at.to_str(out_type)} value, a bucket map "
+                    "holds one value per bucket (list 'buckets' for fixed columns instead)",
+                )
+            else:
+                out_type = pa.map_(pa.string(), out_type)
         for w in agg.windows_of(f):
-            out = f"{name}__{f.name}_{w}"
-            feats.append({"output": out, "function": f.function, "column": f.column, "window": w, **params})
-            outputs.append(Column(name=out, type=at.to_str(out_type)))
+            for b in buckets:
+                out = f"{name}__{f.name}_{w}" if b is None else f"{name}__{f.name}_{b}_{w}"
+                bucket = {} if b is None else {"bucket": b}
+                feats.append(
+                    {"output": out, "function": f.function, "column": f.column, "window": w, **params, **bucket}
+                )
+                outputs.append(Column(name=out, type=at.to_str(out_type)))
     lw.columns += outputs
     if not isinstance(agg.source, str):
         lw.sources[sid] = chk.spec(sid, agg.source)

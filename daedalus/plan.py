@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import json
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -107,7 +108,7 @@ class UdfParams(Model):
     inputs: list[str]
 
 
-_OPTIONAL_FEATURE_FIELDS = ("q", "half_life", "top_n", "where")
+_OPTIONAL_FEATURE_FIELDS = ("q", "half_life", "top_n", "where", "bucket_by", "bucket")
 
 
 class WindowFeature(Model):
@@ -120,6 +121,16 @@ class WindowFeature(Model):
     half_life: str | None = None
     top_n: int | None = None
     where: str | None = None
+    # Bucketed: per value (as text) of this source column. Without `bucket` the feature is a
+    # map bucket -> aggregate; with it, the aggregate over the events of that one bucket.
+    bucket_by: str | None = None
+    bucket: str | None = None
+
+    @model_validator(mode="after")
+    def _bucket(self) -> WindowFeature:
+        if self.bucket is not None and self.bucket_by is None:
+            raise ValueError(f"feature {self.output!r}: 'bucket' needs 'bucket_by'")
+        return self
 
     @model_serializer(mode="wrap")
     def _drop_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -132,9 +143,33 @@ class WindowFeature(Model):
     def value(self) -> str | None:
         """The events' value the function reads: its column, or with `where` a key of its
         own (the column where the filter holds; no column: a marker that is 1 there)."""
-        if self.where is None:
+        if not self.filtered:
             return self.column
-        return f"{self.column or ''}?{hashlib.sha1(self.where.encode()).hexdigest()[:12]}"
+        key = self.where or ""
+        if self.bucket_by is not None:  # where-only keys stay as they were (plan digests)
+            key = json.dumps([self.where, self.bucket_by, self.bucket])
+        return f"{self.column or ''}?{hashlib.sha1(key.encode()).hexdigest()[:12]}"
+
+    @property
+    def filtered(self) -> bool:
+        """Whether only some of the window's events enter the function (`where`, buckets):
+        such features read the window's events, never merged partials."""
+        return self.where is not None or self.bucket_by is not None
+
+    @property
+    def bucket_map(self) -> bool:
+        """A map bucket -> aggregate (bucket_by without a fixed bucket)."""
+        return self.bucket_by is not None and self.bucket is None
+
+    @property
+    def bucket_key(self) -> str | None:
+        """The events' column holding the bucket's text (map features)."""
+        return f"{self.bucket_by}#bucket" if self.bucket_map else None
+
+    @property
+    def empty_sql(self) -> str | None:
+        """The empty-window value as SQL (a map's: the empty map)."""
+        return "MAP {}" if self.bucket_map else functions.get(self.function).empty_sql
 
 
 class WindowAggParams(Model):
@@ -252,7 +287,7 @@ class WindowAggOp(_Op):
 
     def empty_values(self) -> dict[str, str | None]:
         # A row whose group is null (no events can match) gets the empty-window value.
-        return {f.output: functions.get(f.function).empty_sql for f in self.params.features}
+        return {f.output: f.empty_sql for f in self.params.features}
 
 
 class LabelWindowOp(_Op):

@@ -83,7 +83,8 @@ class SkeletonStats:
         for op in plan.ops("window_agg"):
             p = op.params
             for f in p.features:
-                if functions.get(f.function).coverage:
+                # A filtered feature's empty value says nothing of the window's other events.
+                if functions.get(f.function).coverage and not f.filtered:
                     self.windows.setdefault(f"{p.aggregation}_{f.window}", []).append((f.function, f.output))
         self.rows = 0
         self.nulls = dict.fromkeys(self.features, 0)

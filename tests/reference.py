@@ -329,8 +329,14 @@ def output_columns(defs: Defs, service_name: str, cache: dict | None = None) -> 
         src_schema = read_source(_agg_source(agg, service), defs.workdir, cache).schema
         for f in agg["features"]:
             col_type = src_schema.field(f["column"]).type if f.get("column") else None
+            out_type = _agg_out_type(f["function"], col_type)
             for w in f.get("windows") or agg["windows"]:
-                cols.append((f"{agg_name}__{f['name']}_{w}", _agg_out_type(f["function"], col_type)))
+                if f.get("buckets") is not None:
+                    cols += [(f"{agg_name}__{f['name']}_{_key(b)}_{w}", out_type) for b in f["buckets"]]
+                elif f.get("bucket_by") is not None:
+                    cols.append((f"{agg_name}__{f['name']}_{w}", pa.map_(pa.string(), out_type)))
+                else:
+                    cols.append((f"{agg_name}__{f['name']}_{w}", out_type))
     return cols
 
 
@@ -509,6 +515,24 @@ def aggregate(
     raise ValueError(function)
 
 
+def bucket_events(events: list[dict], bucket_by: str, bucket) -> list[dict]:
+    """The events of one bucket: their `bucket_by` value prints as the bucket does."""
+    return [e for e in events if e[bucket_by] is not None and _key(e[bucket_by]) == _key(bucket)]
+
+
+def bucket_map(function: str, events: list[dict], f: dict, col_type, t: int) -> list[tuple[str, Any]]:
+    """A bucket map: for each bucket value (as text, sorted) whose events give the function an
+    input (a non-null `column`; without one, any event), the function over those events."""
+    column = f.get("column")
+    out = []
+    for key in sorted({_key(e[f["bucket_by"]]) for e in events if e[f["bucket_by"]] is not None}):
+        inside = bucket_events(events, f["bucket_by"], key)
+        if column is not None and all(e[column] is None for e in inside):
+            continue
+        out.append((key, aggregate(function, inside, column, f.get("k"), col_type, t, f)))
+    return out
+
+
 def where_events(events: list[dict], where: str | None) -> list[dict]:
     """The events for which the SQL expression `where` is true (null: false), each evaluated
     alone by DuckDB over a one-row table of its values."""
@@ -585,9 +609,24 @@ def expected_day(defs: Defs, service_name: str, day: dt.date, cache: dict | None
                     events = where_events(
                         window_events(src.rows, agg["group_by"], s, t, duration_us(w)), f.get("where")
                     )
-                    row[f"{agg_name}__{f['name']}_{w}"] = aggregate(
-                        f["function"], events, f.get("column"), f.get("k"), col_type, t, f
-                    )
+                    name = f"{agg_name}__{f['name']}"
+                    if f.get("buckets") is not None:
+                        for b in f["buckets"]:
+                            row[f"{name}_{_key(b)}_{w}"] = aggregate(
+                                f["function"],
+                                bucket_events(events, f["bucket_by"], b),
+                                f.get("column"),
+                                f.get("k"),
+                                col_type,
+                                t,
+                                f,
+                            )
+                    elif f.get("bucket_by") is not None:
+                        row[f"{name}_{w}"] = bucket_map(f["function"], events, f, col_type, t)
+                    else:
+                        row[f"{name}_{w}"] = aggregate(
+                            f["function"], events, f.get("column"), f.get("k"), col_type, t, f
+                        )
         out.append(row)
     return out
 
@@ -637,6 +676,10 @@ def table_values(table: pa.Table) -> dict[str, list]:
         col = table.column(name)
         if pa.types.is_timestamp(col.type):
             out[name] = column_values(col)
+        elif pa.types.is_map(col.type) and pa.types.is_timestamp(col.type.item_type):
+            out[name] = [
+                None if m is None else [(k, None if x is None else us_of(x)) for k, x in m] for m in col.to_pylist()
+            ]
         elif (pa.types.is_list(col.type) or pa.types.is_large_list(col.type)) and pa.types.is_timestamp(
             col.type.value_type
         ):
@@ -668,10 +711,10 @@ def values_equal(a: Any, b: Any) -> bool:
         if math.isnan(a) or math.isnan(b):
             return math.isnan(a) and math.isnan(b)
         return math.isclose(a, b, rel_tol=1e-9, abs_tol=0.0) or a == b
-    if isinstance(a, list) or isinstance(b, list):
+    if isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)):
         return (
-            isinstance(a, list)
-            and isinstance(b, list)
+            isinstance(a, (list, tuple))
+            and isinstance(b, (list, tuple))
             and len(a) == len(b)
             and all(values_equal(x, y) for x, y in zip(a, b))
         )

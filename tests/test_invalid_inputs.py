@@ -781,8 +781,9 @@ def prepared(workspace: Path) -> Path:
             "data/demo",
             "--start",
             "2026-04-01",
+            # Two days past the run: the label window (1d) waits for the likes of D + 2.
             "--end",
-            "2026-04-02",
+            "2026-04-04",
             "--lookback-days",
             "31",
             "--users",

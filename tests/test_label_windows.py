@@ -403,7 +403,7 @@ def test_the_demo_label_window_compiles_after_the_features(small_project: Path) 
             "config/training/aggregations.yaml",
             "    group_by: [user_id, artwork_id]\n    windows: [1d]",
             "    group_by: [user_id, artwork_id]\n    windows: [1x]",
-            "config/training/aggregations.yaml: aggregations[4].windows[0]: invalid duration '1x'",
+            "config/training/aggregations.yaml: aggregations[5].windows[0]: invalid duration '1x'",
         ),
     ],
 )

@@ -49,6 +49,11 @@ FUNCTION_SUPPORT: dict[tuple[str, str], set[str]] = {
     ("window_agg", "pythonic"): windows_py.SUPPORTED,
     ("label_window", "sql"): set(labels.SUPPORTED),
 }
+# ... and those it computes per bucket, as a bucket map (`bucket_by` without `buckets`).
+BUCKET_MAP_SUPPORT: dict[tuple[str, str], set[str]] = {
+    ("window_agg", "sql"): windows.BUCKET_MAP_SUPPORTED,
+    ("window_agg", "pythonic"): windows_py.BUCKET_MAP_SUPPORTED,
+}
 
 
 @dataclass

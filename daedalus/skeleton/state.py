@@ -69,7 +69,7 @@ class StateSpec:
 def mergeable(plan: Plan, p: WindowAggParams, f: WindowFeature) -> bool:
     """The feature's value over a window is exactly its value over merged partials."""
     fn = functions.get(f.function)
-    if fn.merge is None or f.where is not None:  # filtered features read the events
+    if fn.merge is None or f.filtered:  # filtered features read the events
         return False
     return not fn.merge_needs_exact or plan.sources[p.source].columns.get(f.column or "") in EXACT_TYPES
 
@@ -87,7 +87,7 @@ def reduced_features(plan: Plan, p: WindowAggParams) -> list[WindowFeature]:
     """The features a reduced-events state serves: every feature partials cannot merge, when
     all of them are `REDUCED` functions (else they read the raw look-back)."""
     rest = [f for f in p.features if not mergeable(plan, p, f)]
-    return rest if rest and all(f.function in REDUCED and f.column and f.where is None for f in rest) else []
+    return rest if rest and all(f.function in REDUCED and f.column and not f.filtered for f in rest) else []
 
 
 def partial_columns(plan: Plan, p: WindowAggParams) -> dict[str, str]:

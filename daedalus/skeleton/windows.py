@@ -41,6 +41,10 @@ def events_sql(
         if key and key not in value_cols:
             value_cols.append(key)
             exprs[key] = value_sql(ctx, rel, f)
+        bkey = f.bucket_key
+        if bkey and f.bucket_by and bkey not in value_cols:
+            value_cols.append(bkey)
+            exprs[bkey] = bucket_text(ctx.value_expr(rel, f.bucket_by))
     groups = [sql_ident(g) for g in p.group_by]
     vals = [f"{exprs[c]} AS {sql_ident('v:' + c)}" for c in value_cols]
     conds = [f"__ts < {ts_literal(ctx.end)}", f"__ts >= {ts_literal(ctx.start)} - {interval_sql(max_w)}"]
@@ -61,13 +65,25 @@ def events_sql(
     return sql, value_cols, types
 
 
+def bucket_text(expr: str) -> str:
+    """A bucket value as the text of map keys and `buckets:` (DuckDB's cast to VARCHAR)."""
+    return f"CAST({expr} AS VARCHAR)"
+
+
 def value_sql(ctx: DayContext, rel: str, f: WindowFeature) -> str:
     """The SQL of a feature's value (`WindowFeature.value`) over the source relation: the
-    column, null where the feature's `where` is not true (no column: 1 where it is)."""
+    column, null where the feature's `where` is not true or the event is not in its bucket
+    (no column: 1 where it is)."""
     col = ctx.value_expr(rel, f.column) if f.column else "1"
-    if f.where is None:
+    conds = []
+    if f.where is not None:
+        conds.append(f"coalesce(CAST(({f.where}) AS BOOLEAN), false)")
+    if f.bucket_by is not None:
+        b = ctx.value_expr(rel, f.bucket_by)
+        conds.append(f"{b} IS NOT NULL" if f.bucket is None else f"{bucket_text(b)} = {sql_str(f.bucket)}")
+    if not conds:
         return col
-    return f"CASE WHEN coalesce(CAST(({f.where}) AS BOOLEAN), false) THEN {col} END"
+    return f"CASE WHEN {' AND '.join(conds)} THEN {col} END"
 
 
 def _is_float(ctype: str | None) -> bool:
@@ -181,6 +197,82 @@ JOINED: dict[str, JoinedAgg] = {
 }
 MOMENTS = ("variance", "stddev", "skew", "kurtosis")
 SUPPORTED = set(FRAME) | set(RANKED) | set(JOINED)
+
+
+def _bucket_sum(v: str, f: WindowFeature, t: str | None) -> str:
+    if _is_float(t):
+        return f"list_sum({_doubles(v)})"
+    return f"CAST(sum(CAST({v} AS BIGINT)) AS BIGINT)"
+
+
+# The aggregate over one bucket's events (of a query point's window) and its post expression,
+# for the functions with a scalar value: a bucket map (`bucket_by` without `buckets`) holds one
+# per bucket. `t` is the value's DuckDB type.
+BucketAgg = tuple[Callable[[str, WindowFeature, str | None], str], Callable[[str, str, WindowFeature], str]]
+BUCKETED: dict[str, BucketAgg] = {
+    "count": (lambda v, f, t: f"count({v})", lambda a, mu, f: a),
+    "count_distinct": (lambda v, f, t: f"count(DISTINCT {v})", lambda a, mu, f: a),
+    "sum": (_bucket_sum, lambda a, mu, f: a),
+    "mean": (lambda v, f, t: f"list_avg({_doubles(v)})", lambda a, mu, f: a),
+    "min": (lambda v, f, t: f"min({v})", lambda a, mu, f: a),
+    "max": (lambda v, f, t: f"max({v})", lambda a, mu, f: a),
+    "first": (lambda v, f, t: _ordered(v), lambda a, mu, f: f"{a}[1]"),
+    "last": (lambda v, f, t: _ordered(v, desc=True), lambda a, mu, f: f"{a}[1]"),
+    **{
+        name: ((lambda agg: lambda v, f, t: agg(v, f))(JOINED[name][0]), JOINED[name][1])
+        for name in (*MOMENTS, "approx_count_distinct", "approx_percentile", "time_since_last", "exp_decay_sum")
+    },
+}
+BUCKET_MAP_SUPPORTED = set(BUCKETED)
+
+
+def _bucketed_windows(
+    ctx: DayContext,
+    p: WindowAggParams,
+    feats: list[tuple[int, WindowFeature]],
+    w: int,
+    qp: str,
+    ev: str,
+    name: str,
+    types: dict[str, str],
+) -> None:
+    """Bucket maps of one window length and bucket column: each query point joined with its
+    group's events in [t - w, t), aggregated per (query point, bucket), then one map per
+    query point of the buckets that have a value (keys in text order)."""
+    groups = [sql_ident(g) for g in p.group_by]
+    gl = ", ".join(groups)
+    bkey = feats[0][1].bucket_key or ""
+    keys = sorted({f.value or "" for _, f in feats})
+    vals = "".join(f", e.{sql_ident('v:' + k)}" for k in keys)
+    on = " AND ".join(f"q.{g} = e.{g}" for g in groups)
+    aggs = ", ".join(
+        f"{BUCKETED[f.function][0](sql_ident('v:' + (f.value or '')), f, types.get(f.value or ''))} AS __a{i}, "
+        f"count({sql_ident('v:' + (f.value or ''))}) AS __n{i}"
+        for i, f in feats
+    )
+    mus = "".join(f", list_avg(__a{i}) AS __mu{i}" for i, f in feats if f.function in MOMENTS)
+    posts = ", ".join(f"{BUCKETED[f.function][1](f'__a{i}', f'__mu{i}', f)} AS __p{i}, __n{i}" for i, f in feats)
+    maps = ", ".join(
+        f"map_from_entries(coalesce(list({{'key': __b, 'value': __p{i}}} ORDER BY __b) "
+        f"FILTER (WHERE __n{i} > 0), [])) AS {sql_ident(f.output)}"
+        for i, f in feats
+    )
+    ctx.con.execute(f"""
+        CREATE TEMP TABLE {table(name)} AS
+        SELECT {gl}, __qts AS __ts, {maps} FROM (
+            SELECT {gl}, __qts, __b, {posts} FROM (
+                SELECT *{mus} FROM (
+                    SELECT {gl}, __qts, __b, {aggs} FROM (
+                        SELECT q.{", q.".join(groups)}, q.__ts AS __qts, e.__ts AS __ets, e.__file, e.__row,
+                               e.{sql_ident("v:" + bkey)} AS __b{vals}
+                        FROM {qp} q LEFT JOIN {ev} e
+                          ON {on} AND e.__ts >= q.__ts - {interval_sql(w)} AND e.__ts < q.__ts
+                             AND e.{sql_ident("v:" + bkey)} IS NOT NULL
+                    ) GROUP BY {gl}, __qts, __b
+                )
+            )
+        ) GROUP BY {gl}, __qts
+    """)
 
 
 def _joined_windows(
@@ -552,13 +644,18 @@ def window_agg_sql(ctx: DayContext, op: WindowAggOp) -> None:
         select.update({f.output: f"m.{sql_ident(f.output)}" for f in merged})
     by_window: dict[int, list[tuple[int, WindowFeature]]] = {}
     joined: dict[int, list[tuple[int, WindowFeature]]] = {}
+    bucketed: dict[tuple[int, str], list[tuple[int, WindowFeature]]] = {}
     for i, f in enumerate(p.features):
-        if f.output not in select:
-            (joined if f.function in JOINED else by_window).setdefault(duration_micros(f.window), []).append((i, f))
+        if f.output in select:
+            continue
+        if f.bucket_map:
+            bucketed.setdefault((duration_micros(f.window), f.bucket_key or ""), []).append((i, f))
+            continue
+        (joined if f.function in JOINED else by_window).setdefault(duration_micros(f.window), []).append((i, f))
     ev = table(op.name + ":events")
     value_cols: list[str] = []
     types: dict[str, str] = {}
-    if by_window or joined:
+    if by_window or joined or bucketed:
         # Only the features partials cannot give read events: the day's own partition and
         # the reduced events of the days before it when there is that state, else the raw
         # look-back.
@@ -639,9 +736,21 @@ def window_agg_sql(ctx: DayContext, op: WindowAggOp) -> None:
             + f" AND q.__ts = {alias}.__ts"
         )
         for _, f in feats:
-            empty = functions.get(f.function).empty_sql
+            empty = f.empty_sql
             col = f"{alias}.{sql_ident(f.output)}"
             select[f.output] = f"coalesce({col}, {empty})" if empty is not None else col
+    for n, ((w, _), feats) in enumerate(sorted(bucketed.items())):
+        bt = table(f"{op.name}:b{n}")
+        temps.append(bt)
+        _bucketed_windows(ctx, p, feats, w, qp, ev, f"{op.name}:b{n}", types)
+        alias = f"b{n}"
+        joins.append(
+            f"LEFT JOIN {bt} {alias} ON "
+            + " AND ".join(f"q.{g} = {alias}.{g}" for g in groups)
+            + f" AND q.__ts = {alias}.__ts"
+        )
+        for _, f in feats:
+            select[f.output] = f"{alias}.{sql_ident(f.output)}"
     cols = ", ".join(f"{select[f.output]} AS {sql_ident(f.output)}" for f in p.features)
     ctx.con.execute(f"""
         CREATE TEMP TABLE {table(op.name)} AS

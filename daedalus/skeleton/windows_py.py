@@ -90,6 +90,12 @@ def window_agg_pythonic(ctx: DayContext, op: WindowAggOp) -> None:
             col = ev["v:" + f.value].combine_chunks()
         valid = col.is_valid().to_numpy(zero_copy_only=False)
         vpos = np.flatnonzero(valid)
+        if f.bucket_map:
+            buckets = ev["v:" + (f.bucket_key or "")].combine_chunks()
+            out[f.output] = _bucket_map(
+                f, col.take(pa.array(vpos)), buckets.take(pa.array(vpos)), ecode[vpos], ets[vpos], qcode, qts, w
+            )
+            continue
         vlo, vhi = np.searchsorted(vpos, lo, "left"), np.searchsorted(vpos, hi, "left")
         vals = col.filter(pa.array(valid)) if len(col) else col
         out[f.output] = IMPLEMENTATIONS[f.function](Slices(vals, vlo, vhi, f.k, ets[vpos], qts, f))
@@ -267,6 +273,50 @@ def _exp_decay_sum(s: Slices) -> pa.Array:
     return pa.array(out, pa.float64())
 
 
+def _bucket_map(
+    f: WindowFeature,
+    vals: pa.Array,
+    buckets: pa.Array,
+    ecode: np.ndarray,
+    ets: np.ndarray,
+    qcode: np.ndarray,
+    qts: np.ndarray,
+    w: int,
+) -> pa.Array:
+    """A bucket map per query point: the function over each (group, bucket) of its window's
+    valid events, as a map of the buckets that have any (keys in text order)."""
+    keys, bcode = (
+        np.unique(np.array(buckets.to_pylist(), dtype=object), return_inverse=True)
+        if len(buckets)
+        else (
+            np.array([], dtype=object),
+            np.zeros(0, np.int64),
+        )
+    )
+    # Events sorted by (group, bucket), keeping (ts, source order) within each: one sequence
+    # per (group, bucket) pair, searched like a group's.
+    order = np.lexsort((np.arange(len(ecode)), bcode, ecode)) if len(ecode) else np.zeros(0, np.int64)
+    pe, pb = ecode[order], bcode[order]
+    new_pair = np.ones(len(order), bool)
+    new_pair[1:] = (pe[1:] != pe[:-1]) | (pb[1:] != pb[:-1])
+    pair = np.cumsum(new_pair) - 1
+    starts = np.flatnonzero(new_pair)
+    pair_group, pair_bucket = pe[starts], pb[starts]
+    # Each query point against every pair of its group, in bucket order.
+    first = np.searchsorted(pair_group, qcode, "left")
+    count = np.searchsorted(pair_group, qcode, "right") - first
+    qi = np.repeat(np.arange(len(qcode)), count)
+    within = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+    qpair = np.repeat(first, count) + within
+    lo, hi = _slices(pair, ets[order], qpair, qts[qi], w)
+    values = IMPLEMENTATIONS[f.function](Slices(vals.take(pa.array(order)), lo, hi, f.k, ets[order], qts[qi], f))
+    keep = (hi - lo) > 0
+    per_query = np.bincount(qi[keep], minlength=len(qcode)) if len(qi) else np.zeros(len(qcode), np.int64)
+    offsets = np.concatenate([[0], np.cumsum(per_query)]).astype(np.int32)
+    kept_keys = pa.array(keys[pair_bucket[qpair[keep]]].tolist() if keep.any() else [], pa.string())
+    return pa.MapArray.from_arrays(pa.array(offsets), kept_keys, values.filter(pa.array(keep)))
+
+
 def _pick(fn: Callable) -> Callable[[Slices], pa.Array]:
     def compute(s: Slices) -> pa.Array:
         py = s.vals.to_pylist()
@@ -299,3 +349,5 @@ IMPLEMENTATIONS: dict[str, Callable[[Slices], pa.Array]] = {
     # pythonic engine for it fail to compile).
 }
 SUPPORTED = set(IMPLEMENTATIONS)
+# Bucket maps take the functions with a scalar value (the others' outputs are lists or maps).
+BUCKET_MAP_SUPPORTED = SUPPORTED - {"last_k", "first_k", "last_distinct_k", "top_k", "bottom_k", "histogram"}
