@@ -525,3 +525,21 @@ def test_same_output_through_a_shared_head(ray_local, world, tmp_path):
     import ray
 
     assert ray.is_initialized()  # the in-process Ray was not touched
+
+
+def test_shards_of_map_columns_have_the_same_bytes_however_they_were_read(tmp_path: Path) -> None:
+    """A map column read back from parquet names its entries after the column (the direct
+    path), one from Ray Data `entries`: the shards are the same bytes either way."""
+    mtype = pa.map_(pa.string(), pa.int64())
+    table = pa.table({"m": pa.array([[("a", 1)], [], None, [("b", 2), ("c", 3)]], mtype)})
+    pq.write_table(table, tmp_path / "in.parquet")
+    reread = pq.read_table(tmp_path / "in.parquet")
+    assert reread["m"].type.field(0).name != "entries"  # what the direct path hands the writer
+    out = []
+    for i, t in enumerate((table, reread)):
+        (tmp_path / str(i)).mkdir()
+        w = stage.ShardWriter(tmp_path / str(i), table.schema, shard_rows=3)
+        w.add(t)
+        w.close()
+        out.append([p.read_bytes() for p in sorted((tmp_path / str(i)).iterdir())])
+    assert out[0] == out[1] and len(out[0]) == 2

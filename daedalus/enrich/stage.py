@@ -197,6 +197,11 @@ class ShardWriter:
             t = t.select(self.schema.names)
         if not t.schema.equals(self.schema, check_metadata=False):
             t = t.cast(self.schema)
+        for i, field in enumerate(self.schema):
+            # Parquet readers name a map's entries after the column; Arrow's equality ignores
+            # the name but the file stores it, so one name keeps the bytes path-independent.
+            if pa.types.is_map(field.type) and t.schema.field(i).type.field(0).name != field.type.field(0).name:
+                t = t.set_column(i, field, t.column(i).combine_chunks().view(field.type))
         return t.replace_schema_metadata(self.schema.metadata)
 
     def add(self, t: pa.Table | pa.RecordBatch) -> None:

@@ -42,6 +42,7 @@ from daedalus import functions
 from daedalus.atomic import write_parquet
 from daedalus.layout import Layout
 from daedalus.plan import PitJoinOp, Plan, WindowAggOp, WindowAggParams, WindowFeature
+from daedalus.skeleton.values import source_columns, value_sql
 from daedalus.sources import SourceFiles, partition_day, sql_ident
 from daedalus.timeutil import DAY, duration_micros, lookback_days, parse_duration
 
@@ -69,7 +70,7 @@ class StateSpec:
 def mergeable(plan: Plan, p: WindowAggParams, f: WindowFeature) -> bool:
     """The feature's value over a window is exactly its value over merged partials."""
     fn = functions.get(f.function)
-    if fn.merge is None or f.filtered:  # filtered features read the events
+    if fn.merge is None or f.bucket_map:  # a map's buckets are not known in advance
         return False
     return not fn.merge_needs_exact or plan.sources[p.source].columns.get(f.column or "") in EXACT_TYPES
 
@@ -91,20 +92,27 @@ def reduced_features(plan: Plan, p: WindowAggParams) -> list[WindowFeature]:
 
 
 def partial_columns(plan: Plan, p: WindowAggParams) -> dict[str, str]:
-    """The partial aggregates the mergeable features need: name -> SQL over `v:<column>`."""
+    """The partial aggregates the mergeable features need: name -> SQL over `v:<value>`
+    (`WindowFeature.value`: the column, or a filtered feature's own value key)."""
     parts: dict[str, str] = {"__n": "count(*)"}
     for f in p.features:
-        if not f.column or not mergeable(plan, p, f):
+        if not f.value or not mergeable(plan, p, f):
             continue
-        v = sql_ident("v:" + f.column)
+        v = sql_ident("v:" + f.value)
         merge = functions.get(f.function).merge
         if merge in ("count", "mean"):
-            parts["n:" + f.column] = f"count({v})"
+            parts["n:" + f.value] = f"count({v})"
         if merge in ("sum", "mean"):
-            parts["s:" + f.column] = f"CAST(sum(CAST({v} AS BIGINT)) AS BIGINT)"
+            parts["s:" + f.value] = f"CAST(sum(CAST({v} AS BIGINT)) AS BIGINT)"
         if merge in ("min", "max"):
-            parts[f"{merge}:{f.column}"] = f"{merge}({v})"
+            parts[f"{merge}:{f.value}"] = f"{merge}({v})"
     return parts
+
+
+def partial_values(plan: Plan, p: WindowAggParams) -> dict[str, WindowFeature]:
+    """Each value key the partials read, with a feature whose value it is."""
+    keys = {c.split(":", 1)[1] for c in partial_columns(plan, p) if ":" in c}
+    return {f.value: f for f in p.features if f.value in keys}
 
 
 def part_merge(part: str) -> str:
@@ -143,7 +151,7 @@ def specs(plan: Plan) -> dict[str, StateSpec]:
                 continue
             src = plan.sources[p.source]
             parts = partial_columns(plan, p)
-            cols = sorted({c.split(":", 1)[1] for c in parts if ":" in c})
+            cols = sorted({c for f in partial_values(plan, p).values() for c in source_columns(f)})
             fields = {
                 "kind": "partials",
                 "form": 2,  # fine rows carry in-day prefix and suffix aggregates
@@ -253,7 +261,7 @@ def compute_partials(
             need = {plan.sources[sid].timestamp_field, "filename", "file_row_number"}
             for spec in group:
                 p = plan.op(spec.op).params
-                need |= set(p.group_by) | {c.split(":", 1)[1] for c in partial_columns(plan, p) if ":" in c}
+                need |= set(p.group_by) | {c for f in partial_values(plan, p).values() for c in source_columns(f)}
                 if spec.form == "events":
                     need |= {f.column for f in p.features if f.column}
             con.execute(f"CREATE TEMP TABLE __src AS SELECT {', '.join(sql_ident(c) for c in sorted(need))} FROM {rel}")
@@ -273,12 +281,13 @@ def _partials(ctx: Any, plan: Plan, spec: StateSpec, rel: str, empty: bool) -> p
     p = plan.op(spec.op).params
     src = plan.sources[p.source]
     parts = partial_columns(plan, p)
-    cols = sorted({c.split(":", 1)[1] for c in parts if ":" in c})
     groups = [sql_ident(g) for g in p.group_by]
     gl = ", ".join(groups)
     aggs = ", ".join(f"{e} AS {sql_ident(k)}" for k, e in parts.items())
     ts = ctx.ts_expr(rel, src.timestamp_field, src.path)
-    vals = "".join(f", {ctx.value_expr(rel, c)} AS {sql_ident('v:' + c)}" for c in cols)
+    vals = "".join(
+        f", {value_sql(ctx, rel, f)} AS {sql_ident('v:' + k)}" for k, f in sorted(partial_values(plan, p).items())
+    )
     conds = [f"{g} IS NOT NULL" for g in groups] + (["false"] if empty else [])
     con.execute("DROP TABLE IF EXISTS ev")
     con.execute("DROP TABLE IF EXISTS fine")

@@ -16,6 +16,7 @@ from daedalus import functions
 from daedalus.plan import WindowAggOp, WindowAggParams, WindowFeature
 from daedalus.skeleton import state
 from daedalus.skeleton.context import DayContext, interval_sql, table, ts_literal
+from daedalus.skeleton.values import bucket_text, value_sql
 from daedalus.sources import partition_day, sql_ident, sql_str
 from daedalus.timeutil import DAY, duration_micros
 
@@ -63,27 +64,6 @@ def events_sql(
         desc = ctx.con.execute(f"DESCRIBE {sql}").fetchall()
         types = {r[0][2:]: r[1] for r in desc if r[0].startswith("v:")}
     return sql, value_cols, types
-
-
-def bucket_text(expr: str) -> str:
-    """A bucket value as the text of map keys and `buckets:` (DuckDB's cast to VARCHAR)."""
-    return f"CAST({expr} AS VARCHAR)"
-
-
-def value_sql(ctx: DayContext, rel: str, f: WindowFeature) -> str:
-    """The SQL of a feature's value (`WindowFeature.value`) over the source relation: the
-    column, null where the feature's `where` is not true or the event is not in its bucket
-    (no column: 1 where it is)."""
-    col = ctx.value_expr(rel, f.column) if f.column else "1"
-    conds = []
-    if f.where is not None:
-        conds.append(f"coalesce(CAST(({f.where}) AS BOOLEAN), false)")
-    if f.bucket_by is not None:
-        b = ctx.value_expr(rel, f.bucket_by)
-        conds.append(f"{b} IS NOT NULL" if f.bucket is None else f"{bucket_text(b)} = {sql_str(f.bucket)}")
-    if not conds:
-        return col
-    return f"CASE WHEN {' AND '.join(conds)} THEN {col} END"
 
 
 def _is_float(ctype: str | None) -> bool:
@@ -472,10 +452,10 @@ def _asof_windows(
 
     exprs = []
     for f in feats:
-        w, c = duration_micros(f.window), f.column or ""
+        w, c = duration_micros(f.window), f.value or ""
         merge = functions.get(f.function).merge
         if merge == "count":
-            e = f"CAST({total(w, 'n:' + c if f.column else '__n')} AS BIGINT)"
+            e = f"CAST({total(w, 'n:' + c if f.value else '__n')} AS BIGINT)"
         elif merge == "sum":
             e = f"CAST({total(w, 's:' + c)} AS BIGINT)"
         elif merge == "mean":
@@ -494,9 +474,9 @@ def _asof_windows(
 def _parts_of(f: WindowFeature, parts: dict[str, str]) -> tuple[str, ...]:
     """The partial columns a mergeable feature reads."""
     merge = functions.get(f.function).merge
-    c = f.column or ""
+    c = f.value or ""
     if merge == "count":
-        return ("n:" + c,) if f.column else ("__n",)
+        return ("n:" + c,) if f.value else ("__n",)
     if merge == "sum":
         return ("s:" + c,)
     if merge == "mean":
@@ -520,13 +500,13 @@ def _frame_windows(
     files = ctx.source_files(p.source, spec.lookback_days)
     runs = _collapsed_runs(ctx, windows)
     parts = state.partial_columns(ctx.plan, p)
-    cols = sorted({c.split(":", 1)[1] for c in parts if ":" in c})
+    values = sorted(state.partial_values(ctx.plan, p).items())
     aggs = ", ".join(f"{e} AS {sql_ident(k)}" for k, e in parts.items())
 
     def partials(subset: list[str], conds: list[str], ts_out: str, by: str) -> str:
         rel, empty = ctx.relation(p.source, subset)
         ts = ctx.ts_expr(rel, spec.timestamp_field, spec.path)
-        vals = "".join(f", {ctx.value_expr(rel, c)} AS {sql_ident('v:' + c)}" for c in cols)
+        vals = "".join(f", {value_sql(ctx, rel, f)} AS {sql_ident('v:' + k)}" for k, f in values)
         conds = conds + [f"{g} IS NOT NULL" for g in groups] + (["false"] if empty else [])
         return f"""SELECT {gl}, {ts_out} AS __ts, {aggs} FROM (SELECT {gl}, {ts} AS __ts{vals} FROM {rel})
                    WHERE {" AND ".join(conds)} GROUP BY {by}"""
@@ -566,10 +546,10 @@ def _frame_windows(
     exprs = []
     for f in feats:
         w = f"w{duration_micros(f.window)}"
-        c = f.column or ""
+        c = f.value or ""
         merge = functions.get(f.function).merge
         if merge == "count":
-            e = f"CAST(coalesce(sum({sql_ident('n:' + c) if f.column else '__n'}) OVER {w}, 0) AS BIGINT)"
+            e = f"CAST(coalesce(sum({sql_ident('n:' + c) if f.value else '__n'}) OVER {w}, 0) AS BIGINT)"
         elif merge == "sum":
             e = f"CAST(coalesce(sum({sql_ident('s:' + c)}) OVER {w}, 0) AS BIGINT)"
         elif merge == "mean":
