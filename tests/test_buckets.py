@@ -118,7 +118,7 @@ def test_every_function_with_a_scalar_value_has_a_bucket_map_on_some_engine() ->
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(events=TF.events_st, rows=TF.rows_st)
 def test_bucketed_features_equal_the_reference(
     engine: str, events: list[dict], rows: list[dict], tmp_path: Path

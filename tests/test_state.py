@@ -135,7 +135,7 @@ ALL_CASES = TF._cases
 
 
 @pytest.mark.parametrize("subset", ["all", "merging"])
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(events=events_st, rows=rows_st, broken=st.booleans())
 def test_windows_from_state_equal_the_reference(
     subset: str,
