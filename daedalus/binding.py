@@ -36,7 +36,7 @@ def _first_line(e: BaseException) -> str:
 
 def bind_plan(plan: Plan, where: Path | str, day: dt.date, key: str = "") -> None:
     """Check the plan by running it on empty tables; raises DaedalusError naming the operator."""
-    marker = BOUND / hashlib.sha256((plan.to_yaml() + key).encode()).hexdigest()[:24]
+    marker = BOUND / hashlib.sha256((plan.model_dump_json() + key).encode()).hexdigest()[:24]
     if marker.exists():
         return
     from daedalus.quality import SkeletonStats

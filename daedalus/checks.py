@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import hashlib
+import os
 import sys
+import threading
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
 from daedalus import arrowtypes as at
+from daedalus.atomic import write_bytes
 from daedalus.definitions import FeatureView, Source
 from daedalus.errors import DaedalusError
 from daedalus.expressions import ExprError, referenced_columns
@@ -137,16 +141,31 @@ def check_scalar(
     types = {c: chk.require(sid, c, where, what) for c in cols}
     # Bind against an empty table of the source's columns: unknown functions and type
     # errors surface here rather than in a day job.
-    con = duckdb.connect(config={"enable_external_access": False, "autoload_known_extensions": False})
-    con.execute("SET TimeZone='UTC'")
-    empty = pa.schema(list(types.items())).empty_table() if cols else pa.table({"__dummy": pa.array([], pa.int8())})
-    con.register("__source", empty)
+    con = _bind_con()
+    # Table.from_batches, not Schema.empty_table: the latter imports pandas (0.2 s a process).
+    schema = pa.schema(list(types.items())) if cols else pa.schema([("__dummy", pa.int8())])
+    con.register("__source", pa.Table.from_batches([], schema))
     try:
-        con.execute(f"DESCRIBE SELECT CAST(({expr}) AS {cast_to}) FROM __source")
+        con.execute(f"DESCRIBE SELECT CAST(({expr}) AS {cast_to}) FROM __source").fetchall()
     except duckdb.Error as e:
         first = str(e).splitlines()[0]
         raise DaedalusError(where, f"{what} does not compile: {first}") from None
+    finally:
+        con.unregister("__source")
     return cols
+
+
+_local = threading.local()
+
+
+def _bind_con() -> duckdb.DuckDBPyConnection:
+    """This thread's connection for binding expressions (opening one per check costs more
+    than the check)."""
+    con = getattr(_local, "con", None)
+    if con is None:
+        con = _local.con = duckdb.connect(config={"enable_external_access": False, "autoload_known_extensions": False})
+        con.execute("SET TimeZone='UTC'")
+    return con
 
 
 def check_plan_exprs(plan: Plan, where: Path) -> None:
@@ -178,13 +197,46 @@ def store_schema(uri: str, where: Path) -> tuple[pa.Schema, int]:
     """The Lance store's schema and latest version; errors name the config file."""
     if not Path(uri).exists():
         raise DaedalusError(where, f"embedding_store.uri: {uri!r} does not exist (run `daeda demo` for the demo store)")
+    # Opening a dataset imports lance (0.3 s a process): the schema and version are kept
+    # under a key of the store's manifests, which every commit adds to.
+    key = _store_key(Path(uri))
+    cached = STORE_SCHEMAS / f"{key}.arrow" if key else None
+    if cached is not None and cached.exists():
+        try:
+            schema = pa.ipc.read_schema(pa.py_buffer(cached.read_bytes()))
+            meta = dict(schema.metadata or {})
+            version = int(meta.pop(b"daedalus.store_version"))
+            return schema.with_metadata(meta) if meta else schema.remove_metadata(), version
+        except (OSError, KeyError, ValueError, pa.ArrowInvalid):
+            pass  # unreadable: open the store
     import lance
 
     try:
         ds = lance.dataset(uri)
-        return ds.schema, int(ds.version)
+        schema, version = ds.schema, int(ds.version)
     except Exception as e:
         raise DaedalusError(where, f"embedding_store.uri: {uri!r} is not a readable Lance dataset: {e}") from None
+    if cached is not None:
+        meta = {**(schema.metadata or {}), b"daedalus.store_version": str(version).encode()}
+        try:
+            write_bytes(cached, schema.with_metadata(meta).serialize().to_pybytes())
+        except OSError:
+            pass  # a read-only working directory only loses the cache
+    return schema, version
+
+
+STORE_SCHEMAS = Path(".daedalus_tmp/store_schemas")
+
+
+def _store_key(store: Path) -> str | None:
+    """A digest of the store's manifest files (names, sizes, mtimes); None if not a local store."""
+    try:
+        entries = sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in os.scandir(store / "_versions"))
+    except OSError:
+        return None
+    if not entries:
+        return None
+    return hashlib.sha256(repr((str(store.resolve()), entries)).encode()).hexdigest()[:24]
 
 
 def bind_sources(plan: Plan, chk: SourceChecker, where: Path) -> None:

@@ -13,7 +13,8 @@ could still not reach a file.
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+import threading
+from functools import cache, lru_cache
 from typing import Any
 
 import duckdb
@@ -131,9 +132,21 @@ def _types() -> frozenset[str]:
     return frozenset(names | {"list", "struct", "map", "union", "array", "decimal", "numeric", "enum"})
 
 
+_local = threading.local()
+
+
+def _con() -> duckdb.DuckDBPyConnection:
+    """This thread's parser connection: opening one costs more than parsing an expression."""
+    con = getattr(_local, "con", None)
+    if con is None:
+        con = _local.con = duckdb.connect(config={"enable_external_access": False, "autoload_known_extensions": False})
+    return con
+
+
 @lru_cache(maxsize=1)
-def _catalog() -> tuple[frozenset[str], dict[str, str]]:
-    """(allowed function names, why each other known function is refused)."""
+def _catalog() -> tuple[frozenset[str], dict[str, str], dict[str, str]]:
+    """(allowed scalar function names, why each other known function is refused, the
+    built-in macros' bodies). A macro's verdict is decided when an expression calls it."""
     con = duckdb.connect()
     rows = con.execute(
         "SELECT function_name, function_type, stability, macro_definition FROM duckdb_functions()"
@@ -160,51 +173,43 @@ def _catalog() -> tuple[frozenset[str], dict[str, str]]:
             scalar.discard(name)
             macros.pop(name, None)
             refused[name] = "it reads the session or the environment, not the row"
-    allowed = set(scalar)
-    # A built-in macro is allowed when its own body passes the same check (no sub-query,
-    # aggregate or refused function); macros may call macros, so iterate to a fixed point.
-    pending = dict(macros)
-    while True:
-        progressed = False
-        for name, body in list(pending.items()):
-            verdict = _macro_verdict(con, body, allowed, pending)
-            if verdict is None:
-                continue
-            del pending[name]
-            progressed = True
-            if verdict == "":
-                allowed.add(name)
-            else:
-                refused[name] = verdict
-        if not progressed:
-            break
-    for name in pending:
-        refused[name] = "a macro over functions that are not allowed"
     for name in refused:
-        allowed.discard(name)
-    return frozenset(allowed), refused
+        scalar.discard(name)
+        macros.pop(name, None)
+    return frozenset(scalar), refused, macros
 
 
-def _macro_verdict(con: duckdb.DuckDBPyConnection, body: str, allowed: set[str], pending: dict[str, str]) -> str | None:
-    """'' if the macro body is a scalar expression of allowed functions, a reason if not,
-    None while it calls a macro not yet decided."""
+def _refusal(fn: str) -> str | None:
+    """None if `fn` may be called, else why not."""
+    return _function_verdict(fn, frozenset())
+
+
+@cache
+def _function_verdict(fn: str, calling: frozenset[str]) -> str | None:
+    scalar, refused, macros = _catalog()
+    if fn in scalar:
+        return None
+    if fn not in macros:
+        return refused.get(fn, "not a known scalar function")
+    # A built-in macro is allowed when its own body passes the same check (no sub-query,
+    # aggregate or refused function); a macro that calls itself through others is refused.
+    if fn in calling:
+        return "a macro over functions that are not allowed"
     try:
-        tree = _parse(body, con)
         calls: list[str] = []
-        _walk(tree, frozenset(), [], calls)
+        _walk(_parse(macros[fn]), frozenset(), [], calls)
     except ExprError:
         return "a macro over aggregates or sub-queries"
-    undecided = [c for c in calls if c not in allowed]
-    if any(c in pending for c in undecided):
-        return None
-    return "" if not undecided else "a macro over functions that are not allowed"
+    for c in calls:
+        if _function_verdict(c, calling | {fn}) is not None:
+            return "a macro over functions that are not allowed"
+    return None
 
 
-def _parse(expr: str, con: duckdb.DuckDBPyConnection | None = None) -> Any:
+def _parse(expr: str) -> Any:
     """The select-list node of `SELECT (<expr>) FROM __source`, after structural checks."""
     sql = f"SELECT ({expr}) AS __value FROM __source"
-    con = con or duckdb.connect()
-    tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [sql]).fetchall()[0][0])
+    tree = json.loads(_con().execute("SELECT json_serialize_sql(?)", [sql]).fetchall()[0][0])
     if tree.get("error"):
         raise ExprError(_parse_failure(expr, tree.get("error_message", "syntax error")))
     stmts = tree.get("statements", [])
@@ -314,9 +319,8 @@ def referenced_columns(expr: str) -> list[str]:
     cols: list[str] = []
     calls: list[str] = []
     _walk(node, frozenset(), cols, calls)
-    allowed, refused = _catalog()
     for fn in calls:
-        if fn in allowed:
-            continue
-        raise ExprError(f"function {fn}() is not allowed ({refused.get(fn, 'not a known scalar function')})")
+        why = _refusal(fn)
+        if why is not None:
+            raise ExprError(f"function {fn}() is not allowed ({why})")
     return cols
