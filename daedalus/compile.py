@@ -10,6 +10,7 @@ definition never makes Snakemake rerun anything.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +56,7 @@ class Compiled:
     # Days whose label windows the data does not cover yet (daedalus.skeleton.labels), with
     # what each waits for: no target of the run, `waiting` in status.
     waiting: dict[dt.date, str] = field(default_factory=dict)
+    udf_files: list[Path] = field(default_factory=list)  # the UDF modules' files the plan calls
 
     @property
     def ready_days(self) -> list[dt.date]:
@@ -91,8 +93,39 @@ def compile_service(
     output_dir: Path | None = Path("config/pipelines"),
     output_root: str | None = None,
     target_date: dt.date | None = None,
+    cached: bool = False,
 ) -> Compiled:
-    """Validate the definitions, build the plan, and (unless output_dir is None) write it."""
+    """Validate the definitions, build the plan, and (unless output_dir is None) write it.
+
+    `cached`: reuse the result of an earlier compile of the same inputs (daedalus.plancache),
+    for the Snakefile, which every cluster job parses again.
+    """
+    if cached:
+        from daedalus import plancache
+
+        hit = plancache.load(service, paths, output_dir=output_dir, target_date=target_date)
+        if hit is None:
+            started, before = time.time_ns(), plancache.definitions_stamp(service, paths)
+            compiled = _compile(service, paths, output_dir, target_date)
+            plancache.save(
+                compiled,
+                service,
+                paths,
+                output_dir=output_dir,
+                target_date=target_date,
+                definitions_before=before,
+                started_ns=started,
+            )
+        else:
+            compiled = hit
+    else:
+        compiled = _compile(service, paths, output_dir, target_date)
+    if output_dir is not None:
+        write_plan_files(compiled, output_dir, output_root)
+    return compiled
+
+
+def _compile(service: str, paths: DefinitionPaths, output_dir: Path | None, target_date: dt.date | None) -> Compiled:
     defs = load_definitions(service, paths)
     days = run_days(defs.runtime, paths.runtime_config_path, target_date)
     plan, chk, udf_files = build_plan(defs, days)
@@ -109,20 +142,33 @@ def compile_service(
         bind_sources(effective, chk, ov)
     digest = digest_of(effective, udf_files)
     bind_plan(effective, plan_path, days[0], key=digest)
-    if output_dir is not None:
-        write_if_changed(output_dir / f"{service}.generated.yaml", generated)
-        root = output_root or defs.runtime.output_root
-        targets = {
-            "service": service,
-            "plan": plan_path.as_posix(),
-            "output_root": root,
-            "days": [d.isoformat() for d in days],
-            "targets": {"skeleton": [f"{root}/dt={d.isoformat()}" for d in days]},
-        }
-        write_if_changed(output_dir / f"{service}.targets.yaml", yaml.safe_dump(targets, sort_keys=False))
     from daedalus.skeleton.labels import waiting
 
     waits = waiting(effective, chk.files, days)
     return Compiled(
-        defs, effective, plan_path, generated, digest, days, chk.files, warnings=skipped_warning(chk), waiting=waits
+        defs,
+        effective,
+        plan_path,
+        generated,
+        digest,
+        days,
+        chk.files,
+        warnings=skipped_warning(chk),
+        waiting=waits,
+        udf_files=udf_files,
     )
+
+
+def write_plan_files(compiled: Compiled, output_dir: Path, output_root: str | None) -> None:
+    """The generated plan and the per-day targets (each written only when its text changes)."""
+    service = compiled.plan.service
+    write_if_changed(output_dir / f"{service}.generated.yaml", compiled.generated_yaml)
+    root = output_root or compiled.definitions.runtime.output_root
+    targets = {
+        "service": service,
+        "plan": compiled.plan_path.as_posix(),
+        "output_root": root,
+        "days": [d.isoformat() for d in compiled.days],
+        "targets": {"skeleton": [f"{root}/dt={d.isoformat()}" for d in compiled.days]},
+    }
+    write_if_changed(output_dir / f"{service}.targets.yaml", yaml.safe_dump(targets, sort_keys=False))

@@ -140,6 +140,7 @@ class TrainSession:
             output_dir=None,
             output_root=self.opts.output_root,
             target_date=self.opts.target_date,
+            cached=True,
         )
 
     def check_stage(self, compiled: Compiled, layout: Layout) -> None:

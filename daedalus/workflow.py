@@ -264,7 +264,7 @@ def load_workflow(config: dict[str, Any]) -> Workflow:
     """Compile the service (writing the plan only if it changed) for the Snakefile."""
     wc = WorkflowConfig.from_mapping(config)
     target = dt.date.fromisoformat(wc.target_date) if wc.target_date else None
-    compiled = compile_service(wc.service, wc.paths, output_root=wc.output_root, target_date=target)
+    compiled = compile_service(wc.service, wc.paths, output_root=wc.output_root, target_date=target, cached=True)
     runtime = load_model(RuntimeConfig, wc.paths.runtime_config_path)
     wf = Workflow(wc, compiled, runtime)
     # A day directory removed (or changed) by hand since its job recorded it: forget the
