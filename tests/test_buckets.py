@@ -249,3 +249,48 @@ def test_a_label_window_takes_no_buckets(small_project: Path) -> None:
     with pytest.raises(DaedalusError) as e:
         _compile()
     assert str(e.value).startswith(f"{AGG}: label window 'likes_ahead': feature 'likes': 'bucket_by' is not supported")
+
+
+# -- files as pandas and polars write them -------------------------------------------------------
+
+
+def _rewrite(path: str, writer: str) -> None:
+    """The same rows written by pandas (datetime64[ns, America/New_York]) or polars
+    (Datetime('us', 'Asia/Kolkata')), the ways users make their event files."""
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(path)
+    ts = [n for n in t.column_names if pa.types.is_timestamp(t.schema.field(n).type)]
+    if writer == "pandas":
+        import pandas as pd
+
+        df = t.to_pandas(types_mapper=pd.ArrowDtype)
+        for n in ts:
+            df[n] = df[n].astype("datetime64[ns, UTC]").dt.tz_convert("America/New_York")
+        df.to_parquet(path, index=False)
+    else:
+        import polars as pl
+
+        frame = pl.from_arrow(t)
+        assert isinstance(frame, pl.DataFrame)
+        frame.with_columns([pl.col(n).dt.convert_time_zone("Asia/Kolkata") for n in ts]).write_parquet(path)
+    written = pq.read_schema(path)
+    unit, tz = ("ns", "America/New_York") if writer == "pandas" else ("us", "Asia/Kolkata")
+    assert all(written.field(n).type == pa.timestamp(unit, tz) for n in ts), written
+
+
+@pytest.mark.parametrize("writer", ["pandas", "polars"])
+@pytest.mark.parametrize("engine", ENGINES)
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(events=TF.events_st, rows=TF.rows_st)
+def test_bucketed_features_over_pandas_and_polars_files(
+    engine: str, writer: str, events: list[dict], rows: list[dict], tmp_path: Path
+) -> None:
+    spine_path, events_path = TF._write(tmp_path, events, rows)
+    for p in (spine_path, events_path):
+        _rewrite(p, writer)
+    plan = _plan(engine, spine_path, events_path)
+    got = _approximate(TF._run(plan), expected := _expected(engine, events, rows))
+    columns = [(c.name, at.from_str(c.type)) for c in plan.columns]
+    problems = R.compare_rows(columns, expected, got, label=f"bucketed window_agg on {engine}, {writer} files")
+    assert not problems, "\n".join(problems)
