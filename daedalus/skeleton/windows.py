@@ -295,6 +295,13 @@ def _agg_expr(f: WindowFeature, ctype: str | None, w: str) -> str:
     return FRAME[f.function](v, ctype, f"OVER {w}")
 
 
+def _row_join(table_sql: str, alias: str, groups: list[str], *, by_ts: bool = True) -> str:
+    """The join of a per-query-row table (one row per group and query timestamp, or per
+    group with by_ts=False) onto the query rows `q`."""
+    on = [f"q.{g} = {alias}.{g}" for g in groups] + ([f"q.__ts = {alias}.__ts"] if by_ts else [])
+    return f"LEFT JOIN {table_sql} {alias} ON {' AND '.join(on)}"
+
+
 def _mergeable(ctx: DayContext, p: WindowAggParams, f: WindowFeature) -> bool:
     """Whether the feature's value over a window is exactly that over merged partial aggregates."""
     return state.mergeable(ctx.plan, p, f)
@@ -401,9 +408,7 @@ def _asof_windows(
             f"CREATE TEMP TABLE {t} AS SELECT q.{', q.'.join(groups)}, q.__ts, {cols} "
             f"FROM {queries} q ASOF LEFT JOIN ({pre}) f ON {on_g} AND q.__ts > f.__ts"
         )
-        joins.append(
-            f"LEFT JOIN {t} pre ON " + " AND ".join(f"q.{g} = pre.{g}" for g in groups) + " AND q.__ts = pre.__ts"
-        )
+        joins.append(_row_join(t, "pre", groups))
         for k in needed:
             sources[(k, None)] = f"pre.{sql_ident('pre:' + k)}"
     windows = sorted({duration_micros(f.window) for f in feats})
@@ -422,11 +427,7 @@ def _asof_windows(
                 f"CREATE TEMP TABLE {t} AS SELECT q.{', q.'.join(groups)}, q.__ts, {cols} "
                 f"FROM {queries} q ASOF LEFT JOIN ({suf}) f ON {on_g} AND f.__ts >= q.__ts - {interval_sql(w)}"
             )
-            joins.append(
-                f"LEFT JOIN {t} {alias} ON "
-                + " AND ".join(f"q.{g} = {alias}.{g}" for g in groups)
-                + f" AND q.__ts = {alias}.__ts"
-            )
+            joins.append(_row_join(t, alias, groups))
             for k in needed:
                 terms[w][k].append(f"{alias}.{sql_ident('suf:' + k)}")
         whole = [s for s in (read(lo + dt.timedelta(days=i), "__whole", needed) for i in range(1, days)) if s]
@@ -438,7 +439,7 @@ def _asof_windows(
             ctx.con.execute(
                 f"CREATE TEMP TABLE {t} AS SELECT {gl}, {aggs} FROM ({' UNION ALL '.join(whole)}) GROUP BY {gl}"
             )
-            joins.append(f"LEFT JOIN {t} {alias} ON " + " AND ".join(f"q.{g} = {alias}.{g}" for g in groups))
+            joins.append(_row_join(t, alias, groups, by_ts=False))
             for k in needed:
                 terms[w][k].append(f"{alias}.{sql_ident(k)}")
 
@@ -620,7 +621,7 @@ def window_agg_sql(ctx: DayContext, op: WindowAggOp) -> None:
         mt = table(op.name + ":merged")
         temps.append(mt)
         _merged_windows(ctx, p, merged, qp, op.name + ":merged", op.name)
-        joins.append(f"LEFT JOIN {mt} m ON " + " AND ".join(f"q.{g} = m.{g}" for g in groups) + " AND q.__ts = m.__ts")
+        joins.append(_row_join(mt, "m", groups))
         select.update({f.output: f"m.{sql_ident(f.output)}" for f in merged})
     by_window: dict[int, list[tuple[int, WindowFeature]]] = {}
     joined: dict[int, list[tuple[int, WindowFeature]]] = {}
@@ -669,11 +670,7 @@ def window_agg_sql(ctx: DayContext, op: WindowAggOp) -> None:
             ) WHERE __q
         """)
         alias = f"w{w}"
-        joins.append(
-            f"LEFT JOIN {win} {alias} ON "
-            + " AND ".join(f"q.{g} = {alias}.{g}" for g in groups)
-            + f" AND q.__ts = {alias}.__ts"
-        )
+        joins.append(_row_join(win, alias, groups))
         for i, f in feats:
             if f.function not in RANKED:
                 select[f.output] = f"{alias}.{sql_ident(f.output)}"
@@ -699,22 +696,14 @@ def window_agg_sql(ctx: DayContext, op: WindowAggOp) -> None:
                           ON {on_g} AND r.__rank > m.__hi{i} - least(m.__n{i}, {take}) AND r.__rank <= m.__hi{i}
                           GROUP BY ALL"""
             la = f"l{i}"
-            joins.append(
-                f"LEFT JOIN ({sub}) {la} ON "
-                + " AND ".join(f"q.{g} = {la}.{g}" for g in groups)
-                + f" AND q.__ts = {la}.__ts"
-            )
+            joins.append(_row_join(f"({sub})", la, groups))
             select[f.output] = f"{la}.x" if one else f"coalesce({la}.x, {functions.get(f.function).empty_sql})"
     for w, feats in sorted(joined.items()):
         jt = table(f"{op.name}:j{w}")
         temps.append(jt)
         _joined_windows(ctx, p, feats, w, qp, ev, f"{op.name}:j{w}")
         alias = f"j{w}"
-        joins.append(
-            f"LEFT JOIN {jt} {alias} ON "
-            + " AND ".join(f"q.{g} = {alias}.{g}" for g in groups)
-            + f" AND q.__ts = {alias}.__ts"
-        )
+        joins.append(_row_join(jt, alias, groups))
         for _, f in feats:
             empty = f.empty_sql
             col = f"{alias}.{sql_ident(f.output)}"
@@ -724,11 +713,7 @@ def window_agg_sql(ctx: DayContext, op: WindowAggOp) -> None:
         temps.append(bt)
         _bucketed_windows(ctx, p, feats, w, qp, ev, f"{op.name}:b{n}", types)
         alias = f"b{n}"
-        joins.append(
-            f"LEFT JOIN {bt} {alias} ON "
-            + " AND ".join(f"q.{g} = {alias}.{g}" for g in groups)
-            + f" AND q.__ts = {alias}.__ts"
-        )
+        joins.append(_row_join(bt, alias, groups))
         for _, f in feats:
             select[f.output] = f"{alias}.{sql_ident(f.output)}"
     cols = ", ".join(f"{select[f.output]} AS {sql_ident(f.output)}" for f in p.features)
