@@ -199,7 +199,7 @@ def store_schema(uri: str, where: Path) -> tuple[pa.Schema, int]:
         raise DaedalusError(where, f"embedding_store.uri: {uri!r} does not exist (run `daeda demo` for the demo store)")
     # Opening a dataset imports lance (0.3 s a process): the schema and version are kept
     # under a key of the store's manifests, which every commit adds to.
-    key = _store_key(Path(uri))
+    key = store_key(Path(uri))
     cached = STORE_SCHEMAS / f"{key}.arrow" if key else None
     if cached is not None and cached.exists():
         try:
@@ -228,7 +228,7 @@ def store_schema(uri: str, where: Path) -> tuple[pa.Schema, int]:
 STORE_SCHEMAS = Path(".daedalus_tmp/store_schemas")
 
 
-def _store_key(store: Path) -> str | None:
+def store_key(store: Path) -> str | None:
     """A digest of the store's manifest files (names, sizes, mtimes); None if not a local store."""
     try:
         entries = sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in os.scandir(store / "_versions"))

@@ -4,11 +4,13 @@ Snakemake parses the Snakefile in every process it starts: `daeda pipeline train
 then Snakemake compiles again, and on a cluster every job's own Snakemake does. A compile
 reads the definitions, every source partition's schema, the Lance store and the UDF
 modules, and checks each expression in DuckDB (0.5-1 s on the demo). The Snakefile
-therefore asks for a cached compile: the result of the last compile of the same service,
-output root and day, reused only while everything that compile read is as it was.
+therefore asks for a cached compile: the result of the last compile of the same service
+and day in the same working directory, reused only while everything that compile read is
+as it was (the output root only names files written after compiling: it is not part of it).
 
-What "as it was" means (the entry's stamp, taken before and after compiling so that a file
-edited during the compile is never paired with the old result):
+What "as it was" means (the entry's stamp; the definitions' part is taken before and after
+compiling and the source and UDF files' mtimes are checked against the compile's start, so
+that a file edited during the compile is never paired with the old result):
 - definition files (every file under the views and services directories, the runtime and
   aggregations configs, the hand-edited plan or its absence) and UDF modules: by content;
 - each source's files, as the compile lists them: the listing itself and each file's size,
@@ -30,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from daedalus.atomic import write_bytes
-from daedalus.checks import _store_key
+from daedalus.checks import store_key
 from daedalus.loading import DefinitionPaths
 from daedalus.sources import list_files
 
@@ -113,7 +115,7 @@ def _stamp(service: str, paths: DefinitionPaths, spec: dict[str, list[str]]) -> 
         definitions_stamp(service, paths),
         [(u, _content(Path(u)), _files([u])) for u in spec["udfs"]],
         [(s, _files(list_files(s))) for s in spec["sources"]],
-        [(u, _store_key(Path(u))) for u in spec["stores"]],
+        [(u, store_key(Path(u))) for u in spec["stores"]],
     ]
 
 
