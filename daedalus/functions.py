@@ -101,7 +101,7 @@ FUNCTIONS: dict[str, AggFunction] = {
             "0",
             "0",
             coverage="nonzero",
-            merge_text="reduced events: each distinct value's newest event of each earlier day",
+            merge_text="kept events: each distinct value's newest event in the window before the day",
         ),
         AggFunction(
             "sum",
@@ -152,7 +152,7 @@ FUNCTIONS: dict[str, AggFunction] = {
             _same,
             "null",
             None,
-            merge_text="reduced events: the newest non-null value per group of each earlier day",
+            merge_text="kept events: the newest non-null value per group in the window before the day",
         ),
         AggFunction(
             "first",
@@ -169,7 +169,7 @@ FUNCTIONS: dict[str, AggFunction] = {
             "[]",
             params=("k",),
             coverage="nonempty",
-            merge_text="reduced events: the `k` newest non-null values per group of each earlier day",
+            merge_text="kept events: the `k` newest non-null values per group in the window before the day",
         ),
         AggFunction(
             "first_k",

@@ -12,6 +12,7 @@ point-in-time join read from a chain of snapshots.
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 import sys
 from pathlib import Path
 
@@ -104,11 +105,19 @@ def _source_order(events: list[dict]) -> list[dict]:
     return sorted(events, key=lambda e: _day_of(e["ts"]) + dt.timedelta(days=e["misplace"]))
 
 
-def _run(plan: Plan, root: Path, with_state: bool) -> pa.Table:
+def _run(plan: Plan, root: Path, with_state: bool, chain_from: dt.date | None = None) -> pa.Table:
+    """The day's table; `chain_from`: the snapshots of the day before made as one chain from
+    that day on (each merged from the one before), else from the raw look-back."""
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     try:
         scans = scan_sources(plan)
+        if chain_from is not None:
+            for spec in state.specs(plan).values():
+                if spec.kind == "snapshot":
+                    state.ensure(
+                        plan, spec, DAY - dt.timedelta(days=1), root / "out", scans[spec.source], floor=chain_from
+                    )
         files = {sid: scans[sid].for_day(DAY, spec.lookback_days) for sid, spec in plan.sources.items()}
         states = state.day_states(plan, DAY, root / "out", scans) if with_state else {}
         ctx = DayContext(con=con, plan=plan, day=DAY, files=files, output_root=root / "out", states=states)
@@ -165,7 +174,9 @@ def test_windows_from_state_equal_the_reference(
     plan = plan.model_copy(update={"sources": {**plan.sources, "events": spec}})
     assert "window_agg.a" in state.specs(plan)
     assert ("window_agg.a" + state.EVENTS in state.specs(plan)) == (subset == "merging")
-    got = _run(plan, tmp, with_state=True)
+    # The events state after the day before, merged along a chain from three days before it
+    # (the first from the raw look-back) ...
+    got = _run(plan, tmp, with_state=True, chain_from=DAY - dt.timedelta(days=4))
     ordered = _source_order(events)
     # Events outside every partition the day reads are not in its look-back.
     lo = DAY - dt.timedelta(days=2)
@@ -175,6 +186,9 @@ def test_windows_from_state_equal_the_reference(
     problems = R.compare_rows(columns, expected, got, label="window_agg from state")
     assert not problems, "\n".join(problems)
     assert got.equals(_run(plan, tmp, with_state=False)), "state and raw paths differ"
+    # ... and made from the raw look-back alone.
+    shutil.rmtree(tmp / "out", ignore_errors=True)
+    assert got.equals(_run(plan, tmp, with_state=True)), "chained and raw-made states differ"
 
 
 # --------------------------------------------------------------------------- snapshots

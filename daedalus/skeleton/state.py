@@ -9,6 +9,11 @@ Two kinds, one file per (operator, source day E) under `<root>/.daedalus/state/`
         per entity the row a join would choose at E + 1 day, i.e. the greatest
         (ts, created_ts, file, row) with ts < E + 1 day (and ts >= E + 1 day - ttl),
         plus, unreduced, every row of those partitions with a later ts ("pending").
+    snapshot/<op>.events-<digest>/dt=E.parquet   the kept events after day E (window_agg,
+        sql, the `REDUCED` functions): per group, of the events before E + 1 day, the k
+        newest non-null values of each `last`/`last_k` column and each distinct value's
+        newest event of each `count_distinct` column, inside the column's longest window
+        from E + 1 day; plus every later row ("pending"). A chain like the joins'.
 
 A window of a row of day D cuts at most two days besides D (daedalus.skeleton.windows), so a
 day job reads the fine rows of those days and one row per group of every other day; a join
@@ -62,8 +67,8 @@ class StateSpec:
     source: str  # the plan source it is computed from
     key: str  # "<op>-<digest>": the directory of its day files
     lookback: int | None  # snapshot: partitions before E + 1 the state of E covers (None: all)
-    # partials: "partials" (aggregates of the mergeable functions) or "events" (the rows the
-    # ranked and distinct functions can still need: `reduced_features`)
+    # "partials" (aggregates of the mergeable functions or a join's snapshot) or "events"
+    # (a snapshot of the rows the ranked and distinct functions can still need: `reduced_features`)
     form: str = "partials"
 
 
@@ -75,11 +80,10 @@ def mergeable(plan: Plan, p: WindowAggParams, f: WindowFeature) -> bool:
     return not fn.merge_needs_exact or plan.sources[p.source].columns.get(f.column or "") in EXACT_TYPES
 
 
-# Functions whose value over a window needs, of each whole earlier day, only a few of its
-# events: for a row of day D, a day before D is bounded by the window only from below, so
-# the k most recent non-null values in the window are among that day's k most recent
-# (`last`, `last_k`), and a value is in the window iff its latest event of that day is
-# (`count_distinct`). Day D itself is read raw.
+# Functions whose value over a window needs, of the events before day D, only a few: for a
+# row of day D the window reaches back into them only as a suffix [t - w, D), so the k most
+# recent non-null values there are among the k most recent before D (`last`, `last_k`), and
+# a value is in it iff its latest event before D is (`count_distinct`). Day D is read raw.
 REDUCED = ("last", "last_k", "count_distinct")
 EVENTS = "#events"  # the name suffix of an operator's reduced-events state (specs)
 
@@ -134,17 +138,18 @@ def specs(plan: Plan) -> dict[str, StateSpec]:
             src = plan.sources[p.source]
             cols = sorted({f.column for f in p.features if f.column})
             fields: dict[str, Any] = {
-                "kind": "partials",
-                "form": "events-1",
+                "kind": "snapshot",
+                "form": "events-2",  # a chain: the events still needed after each day
                 "path": src.path,
                 "ts": src.timestamp_field,
                 "group_by": p.group_by,
                 "columns": cols,
-                "keep": sorted({(f.function, f.column or "", int(f.k or 1)) for f in red}),
+                "keep": sorted(f"{k}:{c}:{n}:{w}" for (k, c), (n, w) in _kept(red).items()),
+                "lookback": src.lookback_days,
                 "types": {c: src.columns.get(c) for c in [*p.group_by, *cols]},
             }
             key = f"{op.name}.events-{_digest(fields)}"
-            out[op.name + EVENTS] = StateSpec("partials", op.name, p.source, key, 0, "events")
+            out[op.name + EVENTS] = StateSpec("snapshot", op.name, p.source, key, src.lookback_days, "events")
         if isinstance(op, WindowAggOp) and op.engine == "sql":
             p = op.params
             if not any(mergeable(plan, p, f) for f in p.features):
@@ -262,14 +267,9 @@ def compute_partials(
             for spec in group:
                 p = plan.op(spec.op).params
                 need |= set(p.group_by) | {c for f in partial_values(plan, p).values() for c in source_columns(f)}
-                if spec.form == "events":
-                    need |= {f.column for f in p.features if f.column}
             con.execute(f"CREATE TEMP TABLE __src AS SELECT {', '.join(sql_ident(c) for c in sorted(need))} FROM {rel}")
             rel = "__src"
-        return {
-            spec.key: (_reduced_events if spec.form == "events" else _partials)(ctx, plan, spec, rel, empty)
-            for spec in group
-        }
+        return {spec.key: _partials(ctx, plan, spec, rel, empty) for spec in group}
     finally:
         con.close()
 
@@ -328,54 +328,69 @@ def _partials(ctx: Any, plan: Plan, spec: StateSpec, rel: str, empty: bool) -> p
     return table.replace_schema_metadata(meta)
 
 
-def _reduced_events(ctx: Any, plan: Plan, spec: StateSpec, rel: str, empty: bool) -> pa.Table:
-    """The partition's events the `REDUCED` functions can need from it as an earlier day:
-    per group, the k most recent non-null values of each `last`/`last_k` column (k the
-    largest asked for) and the most recent event of each distinct value of each
-    `count_distinct` column; as the day job's events (windows.events_sql) have them."""
-    from daedalus.skeleton.context import ts_literal
+def _kept(features: list[WindowFeature]) -> dict[tuple[str, str], tuple[int, int]]:
+    """What the events state keeps per column: ("k", c) -> (k, window) for `last`/`last_k`
+    (the largest k and window asked for), ("d", c) -> (1, window) for `count_distinct`."""
+    out: dict[tuple[str, str], tuple[int, int]] = {}
+    for f in features:
+        assert f.column
+        key = ("d" if f.function == "count_distinct" else "k", f.column)
+        k, w = out.get(key, (0, 0))
+        out[key] = (max(k, int(f.k or 1)), max(w, duration_micros(f.window)))
+    return out
 
-    con = ctx.con
-    p = plan.op(spec.op).params
-    src = plan.sources[p.source]
+
+def events_columns(plan: Plan, op: WindowAggOp) -> list[str]:
+    """The columns of an events state's rows, as the day job's events (windows.events_sql)
+    name them."""
+    cols = sorted({f.column for f in op.params.features if f.column})
+    return [*op.params.group_by, "__ts", "__file", "__row", *("v:" + c for c in cols)]
+
+
+def raw_events_sql(ctx: Any, op: WindowAggOp, files: list[str]) -> str:
+    """The rows of `files` as an events state keeps them (`events_columns`)."""
+    p = op.params
+    src = ctx.plan.sources[p.source]
+    rel, empty = ctx.relation(p.source, files)
     groups = [sql_ident(g) for g in p.group_by]
-    gl = ", ".join(groups)
-    cols = sorted({f.column for f in p.features if f.column})
     ts = ctx.ts_expr(rel, src.timestamp_field, src.path)
+    cols = sorted({f.column for f in p.features if f.column})
     vals = "".join(f", {ctx.value_expr(rel, c)} AS {sql_ident('v:' + c)}" for c in cols)
     conds = [f"{g} IS NOT NULL" for g in groups] + (["false"] if empty else [])
-    keep_k: dict[str, int] = {}
-    distinct: set[str] = set()
-    for f in reduced_features(plan, p):
-        assert f.column
-        if f.function == "count_distinct":
-            distinct.add(f.column)
-        else:
-            keep_k[f.column] = max(keep_k.get(f.column, 0), int(f.k or 1))
+    return f"""SELECT {", ".join(groups)}, {ts} AS __ts, filename AS __file, file_row_number AS __row{vals}
+               FROM {rel} WHERE {" AND ".join(conds) or "true"}"""
+
+
+def _events_keep_sql(plan: Plan, op: WindowAggOp, rows: str, day: dt.date) -> str:
+    """The events state after `day` from candidate rows: of the rows before day + 1, per
+    group, the k newest non-null values of each `last`/`last_k` column inside its longest
+    window from day + 1 and the newest event of each distinct value of each `count_distinct`
+    column inside its window; every later row as it is ("pending").
+
+    Why that is enough for every row t of day + 1 (whose window [t - w, t) reaches back into
+    these rows only as a suffix, [t - w, day + 1)): the k newest of a suffix are the k
+    newest overall restricted to it, and a value occurs in a suffix iff its newest
+    occurrence does. The day job ranks and counts over these rows and its own partition
+    exactly as over the raw look-back (windows.window_agg_sql)."""
+    from daedalus.skeleton.context import interval_sql, ts_literal
+
+    p = op.params
+    gl = ", ".join(sql_ident(g) for g in p.group_by)
+    nxt = ts_literal(dt.datetime.combine(day + DAY, dt.time()))
     newest = "ORDER BY __ts DESC, __file DESC, __row DESC"
     keep = []
-    for c, k in sorted(keep_k.items()):
+    for (kind, c), (k, w) in sorted(_kept(reduced_features(plan, p)).items()):
         v = sql_ident("v:" + c)
-        keep.append(f"({v} IS NOT NULL AND row_number() OVER (PARTITION BY {gl}, {v} IS NULL {newest}) <= {k})")
-    for c in sorted(distinct):
-        v = sql_ident("v:" + c)
-        keep.append(f"({v} IS NOT NULL AND row_number() OVER (PARTITION BY {gl}, {v} {newest}) = 1)")
-    start, end = ts_literal(ctx.start), ts_literal(ctx.end)
-    table = con.sql(f"""
-        SELECT * FROM (
-            SELECT {gl}, {ts} AS __ts, filename AS __file, file_row_number AS __row{vals}
-            FROM {rel} WHERE {" AND ".join(conds) or "true"}
-        ) QUALIFY {" OR ".join(keep)}
+        inside = f"{v} IS NOT NULL AND __ts >= {nxt} - {interval_sql(w)}"
+        part = f"{gl}, {v} IS NULL" if kind == "k" else f"{gl}, {v}"
+        keep.append(f"({inside} AND row_number() OVER (PARTITION BY {part} {newest}) <= {k})")
+    cols = ", ".join(sql_ident(c) for c in events_columns(plan, op))
+    return f"""
+        SELECT {cols} FROM ({rows}) WHERE __ts < {nxt} QUALIFY {" OR ".join(keep)}
+        UNION ALL
+        SELECT {cols} FROM ({rows}) WHERE __ts >= {nxt}
         ORDER BY {gl}, __ts, __file, __row
-    """).to_arrow_table()
-    # Rows outside the partition's own day break the argument above: readers go raw then.
-    outside = con.execute(
-        f"SELECT count(*) FROM (SELECT {ts} AS __ts FROM {rel} WHERE {' AND '.join(conds) or 'true'}) "
-        f"WHERE NOT (__ts >= {start} AND __ts < {end})"
-    ).fetchall()[0][0]
-    meta = dict(table.schema.metadata or {})
-    meta[OUTSIDE_KEY] = str(outside).encode()
-    return table.replace_schema_metadata(meta)
+    """
 
 
 def snapshot_columns(op: PitJoinOp) -> list[str]:
@@ -441,6 +456,10 @@ def compute_snapshot(
     con = _connect(readable, temp)
     try:
         ctx = _context(con, plan, spec.source, day, files, root)
+        if isinstance(op, WindowAggOp):
+            return con.sql(
+                _events_keep_sql(plan, op, _events_candidates(ctx, spec, op, day, files, previous, partition), day)
+            ).to_arrow_table()
         if previous is not None:
             cols = ", ".join(sql_ident(c) for c in snapshot_columns(op))
             rows = f"SELECT {cols} FROM read_parquet({_lit(previous)})"
@@ -457,6 +476,47 @@ def compute_snapshot(
         return con.sql(_reduce_sql(op, rows, day)).to_arrow_table()
     finally:
         con.close()
+
+
+def _events_candidates(
+    ctx: Any,
+    spec: StateSpec,
+    op: WindowAggOp,
+    day: dt.date,
+    files: list[str],
+    previous: Path | None,
+    partition: list[str],
+) -> str:
+    """The rows the events state after `day` is chosen from: the previous day's state and the
+    day's partition, or the raw look-back `files`; either way only rows of partitions the
+    look-back of day + 1 reads."""
+    from daedalus.skeleton.context import interval_sql, ts_literal
+
+    rows = raw_events_sql(ctx, op, files)
+    if previous is not None:
+        cols = ", ".join(sql_ident(c) for c in events_columns(ctx.plan, op))
+        merged = f"SELECT {cols} FROM read_parquet({_lit(previous)})"
+        if partition:
+            merged = f"({merged}) UNION ALL BY NAME ({raw_events_sql(ctx, op, partition)})"
+        exact = True
+        if spec.lookback is not None:
+            # A row the previous state kept from the partition that leaves the look-back may
+            # have taken the place of one still needed (a partition holding rows after its
+            # own day): then from the raw look-back.
+            lo = day + DAY - dt.timedelta(days=spec.lookback)
+            w = max(w for _, w in _kept(reduced_features(ctx.plan, op.params)).values())
+            nxt = ts_literal(dt.datetime.combine(day + DAY, dt.time()))
+            n = ctx.con.execute(
+                f"SELECT count(*) FROM ({merged}) WHERE {_PDAY} < DATE '{lo.isoformat()}' "
+                f"AND __ts >= {nxt} - {interval_sql(w)}"
+            ).fetchall()
+            exact = n[0][0] == 0
+        if exact:
+            rows = merged
+    if spec.lookback is not None:
+        lo = day + DAY - dt.timedelta(days=spec.lookback)
+        rows = f"SELECT * FROM ({rows}) WHERE {_PDAY} >= DATE '{lo.isoformat()}'"
+    return rows
 
 
 def _lit(path: Path) -> str:
@@ -620,18 +680,13 @@ def state_lookback(plan: Plan, spec: StateSpec) -> int:
     if spec.kind == "snapshot":
         return 1
     p = plan.op(spec.op).params
-    served = reduced_features(plan, p) if spec.form == "events" else [f for f in p.features if mergeable(plan, p, f)]
-    return max(lookback_days(parse_duration(f.window)) for f in served)
+    return max(lookback_days(parse_duration(f.window)) for f in p.features if mergeable(plan, p, f))
 
 
 def reaches(plan: Plan, spec: StateSpec, first_day: dt.date, day: dt.date) -> bool:
     """Some day from `first_day` on reads `spec`'s state of source day `day`. (From the range's
     configured first day, not a run's `--target-date`: a state job's inputs must not change
     with the days a run asks for.)"""
-    if spec.form == "events":
-        # Days before the range are read raw (windows._events): a short range over a long
-        # window would otherwise make more state jobs than the days it has.
-        return day >= first_day
     return day >= first_day - dt.timedelta(days=state_lookback(plan, spec))
 
 

@@ -579,22 +579,18 @@ def _frame_windows(
 
 
 def _events(ctx: DayContext, op: WindowAggOp) -> tuple[str, list[str], dict[str, str]]:
-    """events_sql, or the same rows the raw-path features can need from a reduced-events
-    state (daedalus.skeleton.state.REDUCED): day D's partition raw, each earlier day's
-    reduced events."""
+    """events_sql, or the same rows the raw-path features can need: the events state after
+    the day before (daedalus.skeleton.state, the `REDUCED` functions) and the day's own
+    partition."""
     p: WindowAggParams = op.params
-    reduced = ctx.states.get(op.name + state.EVENTS, {})
-    earlier = {d: f for d, f in reduced.items() if d < ctx.day}
-    if not earlier or ctx.no_rows or any(state.outside_rows(f) for f in earlier.values()):
+    before = ctx.states.get(op.name + state.EVENTS, {}).get(ctx.day - DAY)
+    if before is None or ctx.no_rows:
         return events_sql(ctx, p)
-    # Days with no reduced state (before the run's range) are read raw, as is day D.
-    spec = ctx.plan.sources[p.source]
-    raw = [f for f in ctx.source_files(p.source, spec.lookback_days) if partition_day(f) not in earlier]
-    own, value_cols, types = events_sql(ctx, p, raw)
+    own, value_cols, types = events_sql(ctx, p, ctx.source_files(p.source, 0))
     max_w = max(duration_micros(f.window) for f in p.features)
-    paths = ", ".join(sql_str(f.as_posix()) for _, f in sorted(earlier.items()))
-    bounds = f"__ts < {ts_literal(ctx.start)} AND __ts >= {ts_literal(ctx.start)} - {interval_sql(max_w)}"
-    return f"({own}) UNION ALL BY NAME (SELECT * FROM read_parquet([{paths}]) WHERE {bounds})", value_cols, types
+    bounds = f"__ts < {ts_literal(ctx.end)} AND __ts >= {ts_literal(ctx.start)} - {interval_sql(max_w)}"
+    kept = f"SELECT * FROM read_parquet({sql_str(before.as_posix())}) WHERE {bounds}"
+    return f"({own}) UNION ALL BY NAME ({kept})", value_cols, types
 
 
 def window_agg_sql(ctx: DayContext, op: WindowAggOp) -> None:
@@ -638,7 +634,7 @@ def window_agg_sql(ctx: DayContext, op: WindowAggOp) -> None:
     types: dict[str, str] = {}
     if by_window or joined or bucketed:
         # Only the features partials cannot give read events: the day's own partition and
-        # the reduced events of the days before it when there is that state, else the raw
+        # the kept events of the days before it when there is that state, else the raw
         # look-back.
         ev_sql, value_cols, types = _events(ctx, op)
         ctx.con.execute(f"CREATE TEMP TABLE {ev} AS {ev_sql}")
