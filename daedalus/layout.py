@@ -9,7 +9,7 @@
         published/qid_map.json                     ... of the qid_map job
         state/{partials,snapshot}/<key>/dt=E.parquet  per-source-day state (daedalus.skeleton.state)
         state/records/{partials,snapshot}/dt=E.json  a state job's record (source day E)
-        columns/<operator>-<digest>/dt=D.parquet   an operator's table of day D (daedalus.skeleton.columns)
+        columns/<operator>-<digest>/dt=D.arrow     an operator's table of day D (daedalus.skeleton.columns)
         logs/, benchmarks/, stats/, qid/, train.lock, ray-head.json
 
 The `published/` records are the files Snakemake sees as the jobs' outputs. Snakemake
@@ -60,7 +60,7 @@ class Layout:
 
     def columns_file(self, key: str, day: str) -> str:
         """One operator's table of one day (daedalus.skeleton.columns)."""
-        return f"{self.state_dir}/columns/{key}/dt={day}.parquet"
+        return f"{self.state_dir}/columns/{key}/dt={day}.arrow"
 
     def state_key_dir(self, kind: str, key: str) -> str:
         """The day files of one operator's state (daedalus.skeleton.state)."""

@@ -191,6 +191,48 @@ def test_windows_from_state_equal_the_reference(
     assert got.equals(_run(plan, tmp, with_state=True)), "chained and raw-made states differ"
 
 
+def _sum_cases(engine: str) -> list[tuple[str, str | None]]:
+    """Only functions whose partials all merge by sum: the vectorized running sums."""
+    return [(n, c) for n, c in ALL_CASES(engine) if n in ("count", "sum", "mean") and c in (None, "v_int")]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(events=events_st, rows=rows_st)
+def test_vectorized_partials_equal_window_functions(
+    events: list[dict], rows: list[dict], tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The numpy running sums (state._running_sums) give the table the window functions
+    give, to the null, for counts, integer sums and means, filtered (`where:`) or not; and
+    the day's windows read from them equal the naive reference."""
+    tmp = tmp_path_factory.mktemp("vec")
+    events = [{**e, "misplace": 0} for e in events]
+    monkeypatch.setattr(TF, "WINDOWS", WINDOWS)
+    monkeypatch.setattr(TF, "_cases", _sum_cases)
+    spine_path, _ = TF._write(tmp, [], rows)
+    plan = TF._plan("sql", spine_path, _write_events(tmp, events))
+    spec = plan.sources["events"].model_copy(update={"lookback_days": 2})
+    plan = plan.model_copy(update={"sources": {**plan.sources, "events": spec}})
+    partials = state.specs(plan)["window_agg.a"]
+    scan = scan_sources(plan)["events"]
+    used = []
+    real = state._running_sums
+    monkeypatch.setattr(state, "_running_sums", lambda *a: used.append(1) or real(*a))
+    for day in [d for d in scan.days if d is not None]:
+        files = state.input_files(partials, scan, day)
+        fast = state.compute_partials(plan, [partials], day, files, tmp, None)[partials.key]
+        with monkeypatch.context() as m:
+            m.setattr(state, "_running_sums", lambda *a: None)
+            slow = state.compute_partials(plan, [partials], day, files, tmp, None)[partials.key]
+        assert fast.schema.remove_metadata() == slow.schema.remove_metadata()
+        assert fast.equals(slow), (day, fast.to_pylist(), slow.to_pylist())
+    assert len(used) == len({d for d in scan.days if d is not None})
+    got = _run(plan, tmp, with_state=True)
+    visible = [e for e in _source_order(events) if DAY - dt.timedelta(days=2) <= _day_of(e["ts"]) <= DAY]
+    columns = [(c.name, at.from_str(c.type)) for c in plan.columns]
+    problems = R.compare_rows(columns, TF._expected("sql", visible, rows), got, label="windows from numpy partials")
+    assert not problems, "\n".join(problems)
+
+
 # --------------------------------------------------------------------------- snapshots
 
 PIT_DAYS = [DAY - dt.timedelta(days=i) for i in (3, 2, 1, 0)]

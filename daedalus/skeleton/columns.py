@@ -1,9 +1,10 @@
 """Per-operator columns: each operator's table of a day kept as a file of its own, so a day job
 computes only the operators whose definition or inputs changed and assembles the rest.
 
-    <root>/.daedalus/columns/<operator>-<digest>/dt=D.parquet
+    <root>/.daedalus/columns/<operator>-<digest>/dt=D.arrow
 
-holds the operator's table for day D exactly as the day job's DuckDB held it (keyed by the
+holds the operator's table for day D (an Arrow IPC file, Zstd buffers) exactly as the day
+job's DuckDB held it (keyed by the
 columns `Operator.keys` names, which align it with the spine's rows). `<digest>` is a Merkle
 digest of the operator's definition (kind, engine, params, outputs, its source's spec) and of
 the digests of the operators it reads, so a changed operator and everything computed from it
@@ -25,9 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from daedalus.atomic import write_parquet
+from daedalus.atomic import write_arrow
 from daedalus.layout import Layout
 from daedalus.plan import LabelWindowOp, Operator, Plan, WindowAggOp
 from daedalus.sources import select_files
@@ -36,7 +36,8 @@ from daedalus.timeutil import lookback_days, parse_duration
 CACHED_KINDS = ("spine", "pit_join", "derive", "window_agg", "label_window")
 FINGERPRINT_KEY = b"daedalus.columns.inputs"
 # Bumped when an implementation changes what a table holds: every cached table is then new.
-FORMAT = 1
+# 2: Arrow IPC files; the spine without its source file and row.
+FORMAT = 2
 
 
 def operator_digests(plan: Plan) -> dict[str, str]:
@@ -113,7 +114,8 @@ class DayColumns:
         if not self.cached(op):
             return False
         try:
-            meta = pq.read_schema(self.path(op)).metadata or {}
+            with pa.memory_map(str(self.path(op))) as src:
+                meta = pa.ipc.open_file(src).schema.metadata or {}
         except (OSError, pa.ArrowInvalid):
             return False
         return meta.get(FINGERPRINT_KEY, b"").decode() == self.fingerprints[op.name]
@@ -126,8 +128,13 @@ class DayColumns:
         """The kept operators a day job would compute now (their table missing or stale)."""
         return [op.name for op in self.plan.skeleton_operators if self.cached(op) and not self.is_current(op)]
 
+    def read(self, op: Operator) -> pa.Table:
+        """The kept table of a current operator."""
+        with pa.memory_map(str(self.path(op))) as src:
+            return pa.ipc.open_file(src).read_all()
+
     def save(self, op: Operator, result: pa.Table) -> None:
         """Keep the operator's table (atomically), with the fingerprint of its inputs."""
-        # Read back once by the next day job that changes: speed over size.
-        meta = {FINGERPRINT_KEY: self.fingerprints[op.name].encode()}
-        write_parquet(result, self.path(op), compression="lz4", metadata=meta)
+        # Arrow IPC with Zstd buffers: a third of a parquet write's time (no encoding), read
+        # back as fast, and smaller than LZ4 parquet.
+        write_arrow(result, self.path(op), metadata={FINGERPRINT_KEY: self.fingerprints[op.name].encode()})

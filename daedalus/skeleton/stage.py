@@ -23,7 +23,7 @@ from daedalus.skeleton.spine import spine_sql
 from daedalus.skeleton.state import day_states
 from daedalus.skeleton.windows import window_agg_sql
 from daedalus.skeleton.windows_py import window_agg_pythonic
-from daedalus.sources import SourceFiles, sql_str
+from daedalus.sources import SourceFiles
 
 # Each implementation takes its own operator class; the table is keyed by that class's kind.
 Impl = Callable[[DayContext, Any], None]
@@ -129,15 +129,11 @@ def run_skeleton_stage(
         else {}
     )
     state_files = [p.as_posix() for by_day in states.values() for p in by_day.values()]
-    kept_files = [kept.path(plan.op(n)).as_posix() for n in reused] if kept else []
     con = connect(settings, threads)
     try:
         lock_down(
             con,
-            [f for fs in files.values() for f in fs]
-            + [registry_path(output_root).as_posix()]
-            + state_files
-            + kept_files,
+            [f for fs in files.values() for f in fs] + [registry_path(output_root).as_posix()] + state_files,
             settings.temp_directory,
         )
         ctx = DayContext(
@@ -157,8 +153,9 @@ def run_skeleton_stage(
                 continue
             t_op = time.perf_counter()
             if kept is not None and op.name in reused:
-                path = sql_str(kept.path(op).as_posix())
-                con.execute(f"CREATE TEMP TABLE {table(op.name)} AS SELECT * FROM read_parquet({path})")
+                con.register("__kept", kept.read(op))
+                con.execute(f"CREATE TEMP TABLE {table(op.name)} AS SELECT * FROM __kept")
+                con.unregister("__kept")
             else:
                 IMPLEMENTATIONS[(op.kind, op.engine)](ctx, op)
                 if kept is not None and kept.cached(op):

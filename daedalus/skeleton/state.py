@@ -274,7 +274,10 @@ def compute_partials(
         con.close()
 
 
-def _partials(ctx: Any, plan: Plan, spec: StateSpec, rel: str, empty: bool) -> pa.Table:
+def _partials(ctx: Any, plan: Plan, spec: StateSpec, rel: str, empty: bool, vectorized: bool = True) -> pa.Table:
+    """The partials table of one window (module docstring). `vectorized`: running sums in
+    numpy when every part merges by sum and no row lies outside the day (the common case;
+    a window function per part costs about twice as much), else window functions."""
     from daedalus.skeleton.context import ts_literal
 
     con = ctx.con
@@ -314,6 +317,11 @@ def _partials(ctx: Any, plan: Plan, spec: StateSpec, rel: str, empty: bool) -> p
             named.append(f"{f'CAST({e} AS BIGINT)' if cast[k] else e} AS {sql_ident(f'{tag}:{k}')}")
     nulls = ", ".join(f"NULL AS {sql_ident(f'{tag}:{k}')}" for k in parts for tag in ("pre", "suf"))
     con.execute(f"CREATE TEMP TABLE fine AS SELECT {gl}, __ts, {aggs} FROM ev GROUP BY {gl}, __ts")
+    outside = con.execute(f"SELECT count(*) FROM fine WHERE NOT ({in_day})").fetchall()[0][0]
+    if vectorized and not outside and all(part_merge(k) == "sum" for k in parts):
+        table = _running_sums(con, p.group_by, list(parts), ctx.start)
+        if table is not None:
+            return table.replace_schema_metadata({**(table.schema.metadata or {}), OUTSIDE_KEY: b"0"})
     table = con.sql(f"""
         SELECT *, false AS __whole, {", ".join(named)} FROM fine WHERE {in_day}
         UNION ALL BY NAME
@@ -322,10 +330,81 @@ def _partials(ctx: Any, plan: Plan, spec: StateSpec, rel: str, empty: bool) -> p
         SELECT {gl}, {start} AS __ts, true AS __whole, {aggs} FROM ev WHERE {in_day} GROUP BY {gl}
         ORDER BY __whole, {gl}, __ts
     """).to_arrow_table()
-    outside = con.execute(f"SELECT count(*) FROM fine WHERE NOT ({in_day})").fetchall()[0][0]
     meta = dict(table.schema.metadata or {})
     meta[OUTSIDE_KEY] = str(outside).encode()
     return table.replace_schema_metadata(meta)
+
+
+def _comparable(t: pa.DataType) -> bool:
+    """Equal values of a group key are equal to Arrow's `not_equal` exactly as DuckDB groups
+    them (not so for floats: NaN; nor for nested types, which it does not compare)."""
+    return (
+        pa.types.is_integer(t)
+        or pa.types.is_boolean(t)
+        or pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_binary(t)
+        or pa.types.is_large_binary(t)
+        or pa.types.is_temporal(t)
+        or pa.types.is_decimal(t)
+    )
+
+
+def _running_sums(
+    con: duckdb.DuckDBPyConnection, group_by: list[str], parts: list[str], start: dt.datetime
+) -> pa.Table | None:
+    """The SQL path's table (fine rows of the day, then one whole-day row per group) from the
+    `fine` table, with `pre:`/`suf:` as prefix sums over each group's rows in ts order; None
+    when a group key's type is not `_comparable`.
+
+    A prefix or suffix with no non-null value is NULL, as a window `sum` gives it."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    gl = ", ".join(sql_ident(g) for g in group_by)
+    fine = con.sql(f"SELECT * FROM fine ORDER BY {gl}, __ts").to_arrow_table().combine_chunks()
+    if not all(_comparable(fine.schema.field(g).type) for g in group_by):
+        return None
+    n = fine.num_rows
+    first = np.zeros(n, dtype=bool)  # the group's first row
+    first[:1] = True
+    for g in group_by:
+        col = fine[g]
+        if n > 1:
+            first[1:] |= pc.not_equal(col.slice(1), col.slice(0, n - 1)).to_numpy(zero_copy_only=False)
+    starts = np.flatnonzero(first)
+    gid = np.cumsum(first) - 1
+
+    def prefix(x: Any) -> tuple[Any, Any, Any]:
+        """Per row: the sum up to and including it, from it on; per group: the total."""
+        cs = np.cumsum(x)
+        pre = cs - (cs[starts] - x[starts])[gid]
+        total = np.add.reduceat(x, starts) if n else x[:0]
+        return pre, total[gid] - pre + x, total
+
+    runs: dict[str, pa.Array] = {}
+    wholes: dict[str, pa.Array] = {}
+    for k in parts:
+        a = fine[k].chunk(0) if fine[k].num_chunks else pa.array([], pa.int64())
+        x = a.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+        v = a.is_valid().to_numpy(zero_copy_only=False).astype(np.int64)
+        pre, suf, total = prefix(x)
+        pre_n, suf_n, total_n = prefix(v)
+        runs["pre:" + k] = pa.array(pre, pa.int64(), mask=pre_n == 0)
+        runs["suf:" + k] = pa.array(suf, pa.int64(), mask=suf_n == 0)
+        wholes[k] = pa.array(total, pa.int64(), mask=total_n == 0)
+    rows = fine.append_column("__whole", pa.array(np.zeros(n, dtype=bool)))
+    for name in (f"{tag}:{k}" for k in parts for tag in ("pre", "suf")):
+        rows = rows.append_column(name, runs[name])
+    idx = pa.array(starts, pa.int64())
+    whole_cols: dict[str, pa.Array] = {g: fine[g].take(idx) for g in group_by}
+    whole_cols["__ts"] = pa.array([start] * len(starts), fine.schema.field("__ts").type)
+    whole_cols.update({k: wholes[k].cast(fine.schema.field(k).type) for k in parts})
+    whole_cols["__whole"] = pa.array(np.ones(len(starts), dtype=bool))
+    for name in rows.column_names[len(whole_cols) :]:
+        whole_cols[name] = pa.nulls(len(starts), rows.schema.field(name).type)
+    whole = pa.table([whole_cols[c] for c in rows.column_names], schema=rows.schema)
+    return pa.concat_tables([rows, whole])
 
 
 def _kept(features: list[WindowFeature]) -> dict[tuple[str, str], tuple[int, int]]:

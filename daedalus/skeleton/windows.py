@@ -712,10 +712,15 @@ def window_agg_sql(ctx: DayContext, op: WindowAggOp) -> None:
         joins.append(_row_join(bt, alias, groups))
         for _, f in feats:
             select[f.output] = f"{alias}.{sql_ident(f.output)}"
-    cols = ", ".join(f"{select[f.output]} AS {sql_ident(f.output)}" for f in p.features)
-    ctx.con.execute(f"""
-        CREATE TEMP TABLE {table(op.name)} AS
-        SELECT q.{", q.".join(groups)}, q.__ts, {cols} FROM {qp} q {" ".join(joins)}
-    """)
+    if len(merged) == len(p.features):
+        # The merged table has the query points' rows and the features in order already.
+        temps.remove(mt)
+        ctx.con.execute(f"ALTER TABLE {mt} RENAME TO {table(op.name)}")
+    else:
+        cols = ", ".join(f"{select[f.output]} AS {sql_ident(f.output)}" for f in p.features)
+        ctx.con.execute(f"""
+            CREATE TEMP TABLE {table(op.name)} AS
+            SELECT q.{", q.".join(groups)}, q.__ts, {cols} FROM {qp} q {" ".join(joins)}
+        """)
     for t in temps:
         ctx.con.execute(f"DROP TABLE {t}")
