@@ -396,40 +396,41 @@ def _asof_windows(
         return f"SELECT {sel} FROM read_parquet({sql_str(path.as_posix())}) WHERE {cond}"
 
     on_g = " AND ".join(f"q.{g} = f.{g}" for g in groups)
+    # Each ASOF join adds its columns to the query rows it is given (one row per query
+    # point in and out), so no join back on (group, ts) is needed.
+    cur = queries
+    n_asof = 0
+
+    def asof(sql: str, cols: list[tuple[str, str]], cond: str) -> None:
+        nonlocal cur, n_asof
+        t = table(f"{name}:asof{n_asof}")
+        n_asof += 1
+        sel = ", ".join(f"f.{sql_ident(c)} AS {sql_ident(alias)}" for c, alias in cols)
+        ctx.con.execute(
+            f"CREATE TEMP TABLE {t} AS SELECT q.*, {sel} FROM {cur} q ASOF LEFT JOIN ({sql}) f ON {on_g} AND {cond}"
+        )
+        if cur != queries:
+            ctx.con.execute(f"DROP TABLE {cur}")
+        cur = t
+
     # Rows of day D strictly before t: the running aggregate of the greatest ts < t.
     pre = read(ctx.day, "NOT __whole", [f"pre:{k}" for k in needed])
     joins: list[str] = []
-    sources: dict[tuple[str, int | None], str] = {}
+    base: list[str] = []
     if pre is not None:
-        t = table(name + ":pre")
-        temps.append(t)
-        cols = ", ".join(f"f.{sql_ident('pre:' + k)}" for k in needed)
-        ctx.con.execute(
-            f"CREATE TEMP TABLE {t} AS SELECT q.{', q.'.join(groups)}, q.__ts, {cols} "
-            f"FROM {queries} q ASOF LEFT JOIN ({pre}) f ON {on_g} AND q.__ts > f.__ts"
-        )
-        joins.append(_row_join(t, "pre", groups))
-        for k in needed:
-            sources[(k, None)] = f"pre.{sql_ident('pre:' + k)}"
+        asof(pre, [(f"pre:{k}", f"pre:{k}") for k in needed], "q.__ts > f.__ts")
+        base = [f"q.{sql_ident('pre:' + k)}" for k in needed]
     windows = sorted({duration_micros(f.window) for f in feats})
     terms: dict[int, dict[str, list[str]]] = {}
     for w in windows:
         days = w // DAY_MICROS
         lo = ctx.day - dt.timedelta(days=days)
-        terms[w] = {k: [sources[(k, None)]] if (k, None) in sources else [] for k in needed}
+        terms[w] = {k: [base[i]] if base else [] for i, k in enumerate(needed)}
         suf = read(lo, "NOT __whole", [f"suf:{k}" for k in needed])
         if suf is not None:
-            t = table(f"{name}:suf{w}")
-            alias = f"s{w}"
-            temps.append(t)
-            cols = ", ".join(f"f.{sql_ident('suf:' + k)}" for k in needed)
-            ctx.con.execute(
-                f"CREATE TEMP TABLE {t} AS SELECT q.{', q.'.join(groups)}, q.__ts, {cols} "
-                f"FROM {queries} q ASOF LEFT JOIN ({suf}) f ON {on_g} AND f.__ts >= q.__ts - {interval_sql(w)}"
-            )
-            joins.append(_row_join(t, alias, groups))
+            asof(suf, [(f"suf:{k}", f"suf{w}:{k}") for k in needed], f"f.__ts >= q.__ts - {interval_sql(w)}")
             for k in needed:
-                terms[w][k].append(f"{alias}.{sql_ident('suf:' + k)}")
+                terms[w][k].append(f"q.{sql_ident(f'suf{w}:{k}')}")
         whole = [s for s in (read(lo + dt.timedelta(days=i), "__whole", needed) for i in range(1, days)) if s]
         if whole:
             t = table(f"{name}:whole{w}")
@@ -442,6 +443,8 @@ def _asof_windows(
             joins.append(_row_join(t, alias, groups, by_ts=False))
             for k in needed:
                 terms[w][k].append(f"{alias}.{sql_ident(k)}")
+    if cur != queries:
+        temps.append(cur)
 
     def total(w: int, k: str) -> str:
         xs = terms[w][k]
@@ -466,7 +469,7 @@ def _asof_windows(
         exprs.append(f"{e} AS {sql_ident(f.output)}")
     ctx.con.execute(
         f"CREATE TEMP TABLE {table(name)} AS SELECT q.{', q.'.join(groups)}, q.__ts, {', '.join(exprs)} "
-        f"FROM {queries} q {' '.join(joins)}"
+        f"FROM {cur} q {' '.join(joins)}"
     )
     for t in temps:
         ctx.con.execute(f"DROP TABLE {t}")
