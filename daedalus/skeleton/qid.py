@@ -16,7 +16,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from daedalus.atomic import write_parquet
 from daedalus.errors import DaedalusError
@@ -55,8 +55,15 @@ def _spans(days: set[dt.date]) -> list[tuple[dt.datetime, dt.datetime]]:
     return spans
 
 
-def assign_qids(plan: Plan, days: list[dt.date], spine_files: list[str], output_root: Path) -> dict:
-    """Give every session with rows in `days` and no qid yet the next qids, by first row."""
+class Busy(Exception):
+    """Another job holds the registry's lock (`assign_qids` with wait=False)."""
+
+
+def assign_qids(
+    plan: Plan, days: list[dt.date], spine_files: list[str], output_root: Path, *, wait: bool = True
+) -> dict:
+    """Give every session with rows in `days` and no qid yet the next qids, by first row.
+    Raises Busy when `wait` is False and another job is assigning."""
     sp: SpineParams = plan.spine.params
     session = sp.session_field
     assert session
@@ -66,41 +73,46 @@ def assign_qids(plan: Plan, days: list[dt.date], spine_files: list[str], output_
     files = sorted(f for f in spine_files if partition_day(f) is None or partition_day(f) in wanted)
     reg = registry_path(output_root)
     reg.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(reg) + ".lock"):
-        con = _connect()
-        if reg.exists():
-            con.execute(f"CREATE TEMP TABLE reg AS SELECT * FROM read_parquet({sql_str(reg.as_posix())})")
-        new = 0
-        if files:
-            rel = read_parquet_sql(files)
-            types = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {rel}").fetchall()}
-            ts = timestamp_sql(spec.timestamp_field, types[spec.timestamp_field], spec.path)
-            day_conds = " OR ".join(f"(__ts >= {ts_literal(a)} AND __ts < {ts_literal(b)})" for a, b in _spans(wanted))
-            s = sql_ident(session)
-            # A hash aggregate of the smallest (ts, file, row) per session: no sort of all rows.
-            con.execute(f"""
-                CREATE TEMP TABLE firsts AS
-                SELECT {s} AS session, min({{'t': __ts, 'f': __file, 'r': __row}}) AS __first FROM (
-                    SELECT {s}, {ts} AS __ts, file_index AS __file, file_row_number AS __row FROM {rel}
-                ) WHERE {s} IS NOT NULL AND ({day_conds})
-                GROUP BY {s}
-            """)
-            if not reg.exists():
-                con.execute(
-                    "CREATE TEMP TABLE reg AS SELECT session, CAST(NULL AS BIGINT) AS qid FROM firsts WHERE false"
+    new = 0
+    try:
+        with FileLock(str(reg) + ".lock", timeout=-1 if wait else 0):
+            con = _connect()
+            if reg.exists():
+                con.execute(f"CREATE TEMP TABLE reg AS SELECT * FROM read_parquet({sql_str(reg.as_posix())})")
+            if files:
+                rel = read_parquet_sql(files)
+                types = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {rel}").fetchall()}
+                ts = timestamp_sql(spec.timestamp_field, types[spec.timestamp_field], spec.path)
+                day_conds = " OR ".join(
+                    f"(__ts >= {ts_literal(a)} AND __ts < {ts_literal(b)})" for a, b in _spans(wanted)
                 )
-            base = con.execute("SELECT coalesce(max(qid) + 1, 0) FROM reg").fetchall()[0][0]
-            con.execute(f"""
-                CREATE TEMP TABLE fresh AS
-                SELECT session, CAST({base} + row_number() OVER (ORDER BY __first) - 1 AS BIGINT) AS qid
-                FROM firsts ANTI JOIN reg USING (session)
-            """)
-            new = con.execute("SELECT count(*) FROM fresh").fetchall()[0][0]
-            if new or not reg.exists():
-                merged = con.sql(
-                    "SELECT session, qid FROM reg UNION ALL SELECT session, qid FROM fresh ORDER BY qid"
-                ).to_arrow_table()
-                write_parquet(merged.rename_columns(["session", "qid"]), reg)
+                s = sql_ident(session)
+                # A hash aggregate of the smallest (ts, file, row) per session: no sort of all rows.
+                con.execute(f"""
+                    CREATE TEMP TABLE firsts AS
+                    SELECT {s} AS session, min({{'t': __ts, 'f': __file, 'r': __row}}) AS __first FROM (
+                        SELECT {s}, {ts} AS __ts, file_index AS __file, file_row_number AS __row FROM {rel}
+                    ) WHERE {s} IS NOT NULL AND ({day_conds})
+                    GROUP BY {s}
+                """)
+                if not reg.exists():
+                    con.execute(
+                        "CREATE TEMP TABLE reg AS SELECT session, CAST(NULL AS BIGINT) AS qid FROM firsts WHERE false"
+                    )
+                base = con.execute("SELECT coalesce(max(qid) + 1, 0) FROM reg").fetchall()[0][0]
+                con.execute(f"""
+                    CREATE TEMP TABLE fresh AS
+                    SELECT session, CAST({base} + row_number() OVER (ORDER BY __first) - 1 AS BIGINT) AS qid
+                    FROM firsts ANTI JOIN reg USING (session)
+                """)
+                new = con.execute("SELECT count(*) FROM fresh").fetchall()[0][0]
+                if new or not reg.exists():
+                    merged = con.sql(
+                        "SELECT session, qid FROM reg UNION ALL SELECT session, qid FROM fresh ORDER BY qid"
+                    ).to_arrow_table()
+                    write_parquet(merged.rename_columns(["session", "qid"]), reg)
+    except Timeout:
+        raise Busy(str(reg)) from None
     return {"new_sessions": int(new)}
 
 
@@ -122,18 +134,20 @@ def _join_registry(ctx: DayContext, op: QidOp, session_field: str) -> int:
     ).fetchall()[0][0]
 
 
-def qid_sql(ctx: DayContext, op: QidOp) -> None:
+def qid_sql(ctx: DayContext, op: QidOp, *, wait: bool = True) -> None:
     """qids of the day's rows; the first day job that meets a new session numbers them all.
 
     Assigning every new session of the run's days at once, in first-row order, makes qids
-    independent of which day job gets there first, so of day_workers and executor.
+    independent of which day job gets there first, so of day_workers and executor. With
+    `wait` False, raises Busy instead of waiting for another job's assignment (the day job
+    then computes its other operators first: daedalus.skeleton.stage).
     """
     p: QidParams = op.params
     if _join_registry(ctx, op, p.session_field) == 0:
         return
     spine_src = ctx.plan.input_of(op, "spine").params.source
     files = SourceFiles.scan(ctx.plan.sources[spine_src].path).select(ctx.run_days or [ctx.day], 0)
-    assign_qids(ctx.plan, ctx.run_days or [ctx.day], files, ctx.output_root)
+    assign_qids(ctx.plan, ctx.run_days or [ctx.day], files, ctx.output_root, wait=wait)
     missing = _join_registry(ctx, op, p.session_field)
     if missing:
         raise DaedalusError(

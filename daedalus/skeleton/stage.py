@@ -18,7 +18,7 @@ from daedalus.skeleton.columns import DayColumns
 from daedalus.skeleton.context import DayContext, lock_down, table
 from daedalus.skeleton.derive import derive_sql, udf_arrow
 from daedalus.skeleton.pit import pit_join_pythonic, pit_join_sql
-from daedalus.skeleton.qid import qid_sql, registry_path
+from daedalus.skeleton.qid import Busy, qid_sql, registry_path
 from daedalus.skeleton.spine import spine_sql
 from daedalus.skeleton.state import day_states
 from daedalus.skeleton.windows import window_agg_sql
@@ -145,26 +145,38 @@ def run_skeleton_stage(
             run_days=run_days or [day],
             states=states,
         )
-        write_op = None
         timings: dict[str, float] = {}
-        for op in plan.skeleton_operators:
-            if op.kind == "write_parts":
-                write_op = op
-                continue
+        write_op = plan.ops("write_parts")[0]
+        ops = [op for op in plan.skeleton_operators if op.kind != "write_parts"]
+        # qid reads only the spine: numbered right after it, so that a day job that finds
+        # another one numbering the run's sessions computes its other operators meanwhile.
+        ops = (
+            [o for o in ops if o.kind == "spine"]
+            + [o for o in ops if o.kind == "qid"]
+            + [o for o in ops if o.kind not in ("spine", "qid")]
+        )
+        deferred: set[str] = set()
+        for op in ops:  # grows by the deferred qid
             t_op = time.perf_counter()
             if kept is not None and op.name in reused:
                 con.register("__kept", kept.read(op))
                 con.execute(f"CREATE TEMP TABLE {table(op.name)} AS SELECT * FROM __kept")
                 con.unregister("__kept")
+            elif op.kind == "qid":
+                try:
+                    qid_sql(ctx, op, wait=op.name in deferred)
+                except Busy:
+                    deferred.add(op.name)
+                    ops.append(op)
+                    continue
             else:
                 IMPLEMENTATIONS[(op.kind, op.engine)](ctx, op)
                 if kept is not None and kept.cached(op):
                     kept.save(op, con.table(table(op.name)).to_arrow_table())
-            timings[op.name] = time.perf_counter() - t_op
+            timings[op.name] = timings.get(op.name, 0.0) + time.perf_counter() - t_op
             if op.kind == "spine":
                 # No row, no value: reading the look-back of the sources would change nothing.
                 ctx.no_rows = con.execute(f"SELECT count(*) FROM {table(op.name)}").fetchall()[0][0] == 0
-        assert write_op is not None
         stats = SkeletonStats(plan)
         rows, parts = write_parts(ctx, write_op, chunk_rows, on_part=stats.add)
         write_skeleton_stats(con, stats, day.isoformat(), output_root)

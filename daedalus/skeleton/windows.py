@@ -417,8 +417,30 @@ def _asof_windows(
     pre = read(ctx.day, "NOT __whole", [f"pre:{k}" for k in needed])
     joins: list[str] = []
     base: list[str] = []
+    own = states.get(ctx.day)
+    sums = [k for k in needed if state.part_merge(k) == "sum"]
+    if own is not None and sums and p.source == ctx.plan.spine.params.source:
+        # Over the spine's own source, day D's fine rows are the query points themselves
+        # (the (group, ts) of the same partition's rows of day D), so a sum before t is
+        # the running sum at t less t's own; sums read as 0 where NULL (`total` below).
+        cur = table(f"{name}:asof{n_asof}")
+        n_asof += 1
+        cols = ", ".join(
+            f"coalesce({sql_ident('pre:' + k)}, 0) - coalesce({sql_ident(k)}, 0) AS {sql_ident('pre:' + k)}"
+            for k in sums
+        )
+        ctx.con.execute(
+            f"CREATE TEMP TABLE {cur} AS SELECT {gl}, __ts, {cols} "
+            f"FROM read_parquet({sql_str(own.as_posix())}) WHERE NOT __whole"
+        )
+        rest = [k for k in needed if k not in sums]
+        pre = read(ctx.day, "NOT __whole", [f"pre:{k}" for k in rest]) if rest else None
+    else:
+        rest = needed
     if pre is not None:
-        asof(pre, [(f"pre:{k}", f"pre:{k}") for k in needed], "q.__ts > f.__ts")
+        # The others (min, max): the running aggregate of the greatest ts < t.
+        asof(pre, [(f"pre:{k}", f"pre:{k}") for k in rest], "q.__ts > f.__ts")
+    if cur != queries:
         base = [f"q.{sql_ident('pre:' + k)}" for k in needed]
     windows = sorted({duration_micros(f.window) for f in feats})
     terms: dict[int, dict[str, list[str]]] = {}
