@@ -104,7 +104,8 @@ def _files(root: Path, name: str, lo: dt.date, hi: dt.date) -> str:
     return "[" + ", ".join(f"'{f}'" for f in fs) + "]"
 
 
-def _sql(root: Path, lo: dt.date, hi: dt.date, out: str, windows: bool) -> str:
+def _sql(root: Path, lo: dt.date, hi: dt.date, out: str, windows: bool) -> tuple[str, str]:
+    """The query (every table up to the sorted result) and the writes (one COPY per day)."""
     d = dt.timedelta
     args = dict(
         lo=lo.isoformat(),
@@ -117,18 +118,27 @@ def _sql(root: Path, lo: dt.date, hi: dt.date, out: str, windows: bool) -> str:
     sql = QUERY.format(**args) + (WINDOWS.format(**args) if windows else "")
     sql += RESULT.format(window_cols=WINDOW_COLS if windows else "", window_joins=WINDOW_JOINS if windows else "")
     days = [lo + d(days=i) for i in range((hi - lo).days + 1)]
-    return sql + "".join(COPY.format(day=x.isoformat(), out=out) for x in days)
+    return sql, "".join(COPY.format(day=x.isoformat(), out=out) for x in days)
 
 
 def write_script(
     root: Path, days: list[dt.date], out: str, *, per_day: bool, windows: bool, threads: int, mem: str
 ) -> Path:
-    """A Python script (run with cwd=root) computing `days` into `out`, all at once or day by day."""
+    """A Python script (run with cwd=root) computing `days` into `out`, all at once or day by day.
+
+    Its last line of output is JSON: the seconds of the query (up to the sorted result) and
+    of writing the day files, so the query's speed without its write is measured in the same
+    run."""
     spans = [(x, x) for x in days] if per_day else [(days[0], days[-1])]
-    lines = ["import duckdb, os", f"os.makedirs({out!r}, exist_ok=True)"]
+    lines = ["import duckdb, json, os, time", f"os.makedirs({out!r}, exist_ok=True)", "tq = tw = 0.0"]
     for lo, hi in spans:
-        sql = SETTINGS.format(threads=threads, mem=mem) + _sql(root, lo, hi, out, windows)
-        lines.append(f"con = duckdb.connect(); con.execute({sql!r}); con.close()")
+        query, copies = _sql(root, lo, hi, out, windows)
+        query = SETTINGS.format(threads=threads, mem=mem) + query
+        lines += [
+            f"con = duckdb.connect(); t = time.perf_counter(); con.execute({query!r}); tq += time.perf_counter() - t",
+            f"t = time.perf_counter(); con.execute({copies!r}); tw += time.perf_counter() - t; con.close()",
+        ]
+    lines.append('print(json.dumps({"query_s": tq, "write_s": tw}))')
     name = f"{'day' if per_day else 'all'}_{'windows' if windows else 'joins'}.py"
     path = root / name
     path.write_text("\n".join(lines) + "\n")

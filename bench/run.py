@@ -185,7 +185,9 @@ def run_contender(name: str, root: Path, days: list[dt.date], a: argparse.Namesp
         script = write_script(
             root, days, out, per_day=name == "day-by-day", windows=True, threads=2, mem=a.memory_limit
         )
-        return measure([PY, str(script)], root, log)
+        res = measure([PY, str(script)], root, log)
+        res.update(json.loads(log.read_text().strip().splitlines()[-1]))  # query_s, write_s
+        return res
     if name == "feast-joins":
         (root / out).mkdir(parents=True)
         return measure(
@@ -374,6 +376,9 @@ def summarize(size_runs: dict[str, list[dict]], rows: int) -> dict:
         }
         if "job_peak_gib" in runs[0]:
             s[name]["job_peak_gib"] = max(r["job_peak_gib"] for r in runs)
+        if "query_s" in runs[0]:
+            s[name]["query_seconds"] = med([r["query_s"] for r in runs])
+            s[name]["query_rows_per_s"] = rows / s[name]["query_seconds"]
 
     def ratio(x: str, y: str) -> float | None:
         if x in size_runs and y in size_runs:
@@ -419,6 +424,11 @@ def write_docs(results: dict, a: argparse.Namespace) -> None:
                 lines.append(
                     f"| {size} ({s['rows']:,} rows) | {LABELS[name]} | {wall} | {c['rows_per_s']:,.0f} | {peak} |"
                 )
+                if name == "all-days" and "query_seconds" in c:
+                    lines.append(
+                        f"| {size} ({s['rows']:,} rows) | the same query without writing its output (its own "
+                        f"timing, same run) | {c['query_seconds']:.1f} | {c['query_rows_per_s']:,.0f} | - |"
+                    )
     lines += [
         "",
         "Ratios (within a run, median):",
