@@ -130,6 +130,8 @@ def main() -> None:
         "days": a.days,
         "wall_s": wall,
         "tree_peak_gib": sampler.peak / 2**30,
+        # The largest process: a warm worker runs one job at a time, so this bounds its jobs.
+        "process_peak_gib": sampler.process_peak / 2**30,
         "rows": rows,
         "bytes": size,
         "jobs": per,
@@ -137,7 +139,8 @@ def main() -> None:
     (a.work / "scale.json").write_text(json.dumps(result, indent=1))
     print(
         f"`daeda pipeline train dssm_ranking`, {label(events)} events / {a.days} days ({rows:,} spine rows): "
-        f"wall {wall:.0f} s, process tree peak {sampler.peak / 2**30:.1f} GiB; output "
+        f"wall {wall:.0f} s, process tree peak {sampler.peak / 2**30:.1f} GiB, largest process "
+        f"{sampler.process_peak / 2**30:.2f} GiB; output "
         f"{size[out] / 2**30:.1f} GiB skeleton, {size[out + '_enriched'] / 2**30:.1f} GiB enriched"
     )
     print("| jobs | count | in own process | seconds median | seconds max | peak RSS median | peak RSS max |")

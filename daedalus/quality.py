@@ -24,7 +24,6 @@ import pyarrow.compute as pc
 
 from daedalus import functions
 from daedalus.plan import Plan
-from daedalus.sources import sql_ident
 
 FORMAT = 1
 STAGES = ("skeleton", "enrich")
@@ -125,16 +124,13 @@ class SkeletonStats:
         hits: dict[str, float | None] = {}
         for op in self.plan.ops("pit_join"):
             p = op.params
-            on = " AND ".join(f"s.{sql_ident(e)} = j.{sql_ident(e)}" for e in p.entities)
             try:
-                n = con.execute(
-                    f"SELECT count(*) FILTER (WHERE j.__hit) FROM {table(self.plan.spine.name)} s "
-                    f"LEFT JOIN {table(op.name)} j ON {on} AND s.__ts = j.__ts"
-                ).fetchall()[0][0]
+                # Each row of the join's table stands for its `__n` spine rows.
+                n = con.execute(f"SELECT coalesce(sum(__n) FILTER (WHERE __hit), 0) FROM {table(op.name)}").fetchall()
             except Exception:  # an engine that keeps no join table: no hit rate rather than no day
                 hits[p.view] = None
                 continue
-            hits[p.view] = _rate(int(n), rows)
+            hits[p.view] = _rate(int(n[0][0]), rows)
         return {
             "format": FORMAT,
             "stage": "skeleton",

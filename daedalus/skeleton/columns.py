@@ -36,7 +36,7 @@ from daedalus.timeutil import lookback_days, parse_duration
 CACHED_KINDS = ("spine", "pit_join", "derive", "window_agg", "label_window")
 FINGERPRINT_KEY = b"daedalus.columns.inputs"
 # Bumped when an implementation changes what a table holds: every cached table is then new.
-# 2: Arrow IPC files; the spine without its source file and row.
+# 2: Arrow IPC files; the spine without its source file and row; a join's `__n`.
 FORMAT = 2
 
 

@@ -1,7 +1,8 @@
 """Point-in-time joins (contract section 3), one per feature view.
 
 Both engines produce the same table: one row per distinct (entities, __ts) of the spine with
-non-null entities, `__hit` (a source row was chosen) and the chosen row's source columns.
+non-null entities, `__n` (its spine rows), `__hit` (a source row was chosen) and the chosen
+row's source columns.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ from daedalus.timeutil import DAY, duration_micros
 
 
 def _keys_sql(ctx: DayContext, op: PitJoinOp) -> str:
-    """The distinct (entities, ts) of the operator's spine input with no null entity."""
+    """The distinct (entities, ts) of the operator's spine input with no null entity, and
+    `__n`, the spine rows of each (the day's hit rate counts rows: daedalus.quality)."""
     entities = op.params.entities
     ents = ", ".join(sql_ident(e) for e in entities)
     not_null = " AND ".join(f"{sql_ident(e)} IS NOT NULL" for e in entities)
-    return f"SELECT DISTINCT {ents}, __ts FROM {table(ctx.plan.input_of(op, 'spine').name)} WHERE {not_null}"
+    spine = table(ctx.plan.input_of(op, "spine").name)
+    return f"SELECT {ents}, __ts, count(*) AS __n FROM {spine} WHERE {not_null} GROUP BY {ents}, __ts"
 
 
 def _feature_rows_sql(ctx: DayContext, op: PitJoinOp) -> tuple[str, str]:
@@ -69,7 +72,7 @@ def pit_join_sql(ctx: DayContext, op: PitJoinOp) -> None:
     carried = ", ".join(f"f.{sql_ident(c)}" for c in p.columns)
     ctx.con.execute(f"""
         CREATE TEMP TABLE {table(op.name)} AS
-        SELECT {", ".join("k." + e for e in ents)}, k.__ts, ({hit}) AS __hit{", " + carried if carried else ""}
+        SELECT {", ".join("k." + e for e in ents)}, k.__ts, k.__n, ({hit}) AS __hit{", " + carried if carried else ""}
         FROM ({_keys_sql(ctx, op)}) k
         ASOF LEFT JOIN {fv} f ON {on} AND k.__ts >= f.__fts
     """)
@@ -117,6 +120,7 @@ def pit_join_pythonic(ctx: DayContext, op: PitJoinOp) -> None:
     take = pa.array(np.where(hit, chosen, 0)) if n_f else None
     cols = {e: keys[e] for e in p.entities}
     cols["__ts"] = keys["__ts"]
+    cols["__n"] = keys["__n"]
     cols["__hit"] = pa.array(hit, pa.bool_())
     mask = pa.array(~hit)
     for c in p.columns:
