@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from daedalus.definitions import RuntimeConfig
+from daedalus.definitions import DuckDBSettings, RuntimeConfig
 from daedalus.errors import DaedalusError
 from daedalus.job import JobRequest
 from daedalus.layout import Layout, write_record
@@ -117,6 +117,15 @@ def is_small(req: JobRequest) -> bool:
     return rows is not None and rows <= runtime.small_day_rows
 
 
+def job_duckdb(req: JobRequest, runtime: RuntimeConfig) -> DuckDBSettings:
+    """A day or state job's DuckDB settings: concurrent jobs share DuckDB's memory limit as
+    they share its threads."""
+    workers = req.day_workers or runtime.day_workers
+    return runtime.duckdb.model_copy(
+        update={"memory_limit": f"{max(64, size_mb(runtime.duckdb.memory_limit) // workers)}MB"}
+    )
+
+
 def skeleton(req: JobRequest, log: JobLog) -> None:
     from daedalus.skeleton import run_skeleton_stage
     from daedalus.skeleton.labels import check_not_waiting
@@ -125,11 +134,7 @@ def skeleton(req: JobRequest, log: JobLog) -> None:
     assert req.day
     day = dt.date.fromisoformat(req.day)
     check_not_waiting(plan, day)  # such a day is no target; asked for by hand, it is not written
-    # Concurrent days share DuckDB's memory limit as they share its threads.
-    workers = req.day_workers or runtime.day_workers
-    settings = runtime.duckdb.model_copy(
-        update={"memory_limit": f"{max(64, size_mb(runtime.duckdb.memory_limit) // workers)}MB"}
-    )
+    settings = job_duckdb(req, runtime)
     res = run_skeleton_stage(
         plan,
         day,
@@ -203,7 +208,7 @@ def state(req: JobRequest, log: JobLog) -> None:
         dt.date.fromisoformat(req.day),
         req.root,
         scan_sources(plan),
-        temp=runtime.duckdb.temp_directory,
+        settings=job_duckdb(req, runtime),
         record=req.record,
         # The snapshot chain starts at the run's first snapshot day (the day before its first day).
         floor=min(run_days(runtime, req.target_date)) - dt.timedelta(days=1),

@@ -122,9 +122,7 @@ def run_skeleton_stage(
     reused = kept.current() if kept else set()
     computed = [op.name for op in plan.skeleton_operators if op.name not in reused and op.kind != "write_parts"]
     states = (
-        day_states(
-            plan, day, output_root, scans, settings.temp_directory, only=set(computed), first_day=min(run_days or [day])
-        )
+        day_states(plan, day, output_root, scans, settings, only=set(computed), first_day=min(run_days or [day]))
         if incremental
         else {}
     )

@@ -37,7 +37,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
@@ -50,6 +50,9 @@ from daedalus.plan import PitJoinOp, Plan, WindowAggOp, WindowAggParams, WindowF
 from daedalus.skeleton.values import source_columns, value_sql
 from daedalus.sources import SourceFiles, partition_day, sql_ident
 from daedalus.timeutil import DAY, duration_micros, lookback_days, parse_duration
+
+if TYPE_CHECKING:
+    from daedalus.definitions import DuckDBSettings
 
 KINDS = ("partials", "snapshot")
 FINGERPRINT_KEY = b"daedalus.state.inputs"
@@ -236,12 +239,14 @@ def _write(table: pa.Table, path: Path, files: list[str]) -> None:
     write_parquet(table, path, compression="lz4", metadata={FINGERPRINT_KEY: fingerprint(files).encode()})
 
 
-def _connect(readable: list[str], temp_directory: str | None) -> duckdb.DuckDBPyConnection:
+def _connect(readable: list[str], settings: DuckDBSettings | None) -> duckdb.DuckDBPyConnection:
+    """A state job's DuckDB: one thread, the job's share of the memory limit (the caller's
+    settings: daedalus.jobs splits the configured limit among the day workers)."""
     from daedalus.definitions import DuckDBSettings
     from daedalus.skeleton.context import lock_down
     from daedalus.skeleton.stage import connect
 
-    settings = DuckDBSettings() if temp_directory is None else DuckDBSettings(temp_directory=temp_directory)
+    settings = settings or DuckDBSettings()
     con = connect(settings, threads=1)
     lock_down(con, readable, settings.temp_directory)
     return con
@@ -254,12 +259,12 @@ def _context(con: duckdb.DuckDBPyConnection, plan: Plan, sid: str, day: dt.date,
 
 
 def compute_partials(
-    plan: Plan, group: list[StateSpec], day: dt.date, files: list[str], root: Path, temp: str | None
+    plan: Plan, group: list[StateSpec], day: dt.date, files: list[str], root: Path, settings: DuckDBSettings | None
 ) -> dict[str, pa.Table]:
     """Partition `day`'s fine (group, ts) and whole-day (group) partial aggregates, for each
     window of `group` (all over one source): the partition is read once for all of them."""
     sid = group[0].source
-    con = _connect(files, temp)
+    con = _connect(files, settings)
     try:
         ctx = _context(con, plan, sid, day, files, root)
         rel, empty = ctx.relation(sid, files)
@@ -527,7 +532,7 @@ def compute_snapshot(
     day: dt.date,
     files: list[str],
     root: Path,
-    temp: str | None,
+    settings: DuckDBSettings | None,
     previous: Path | None,
     partition: list[str],
 ) -> pa.Table:
@@ -535,7 +540,7 @@ def compute_snapshot(
     day's own partition when given, else from the raw partitions `files`."""
     op = plan.op(spec.op)
     readable = files + ([previous.as_posix()] if previous else [])
-    con = _connect(readable, temp)
+    con = _connect(readable, settings)
     try:
         ctx = _context(con, plan, spec.source, day, files, root)
         if isinstance(op, WindowAggOp):
@@ -639,7 +644,7 @@ def ensure(
     root: Path | str,
     scan: SourceFiles,
     *,
-    temp: str | None = None,
+    settings: DuckDBSettings | None = None,
     floor: dt.date | None = None,
 ) -> Path:
     """The state file of `day`, made (atomically) unless it is there and current.
@@ -654,7 +659,7 @@ def ensure(
     if spec.kind == "partials":
         files = input_files(spec, scan, day)
         if not is_current(path, files):
-            _write(compute_partials(plan, [spec], day, files, root, temp)[spec.key], path, files)
+            _write(compute_partials(plan, [spec], day, files, root, settings)[spec.key], path, files)
         return path
     first = min((d for d in scan.days if d is not None), default=day)
     lowest = max(min(floor or day, day), first)
@@ -667,11 +672,13 @@ def ensure(
                 break
             d -= DAY
         for d in reversed(chain):
-            _make_snapshot(plan, spec, d, root, scan, temp)
+            _make_snapshot(plan, spec, d, root, scan, settings)
     return path
 
 
-def _make_snapshot(plan: Plan, spec: StateSpec, day: dt.date, root: Path, scan: SourceFiles, temp: str | None) -> None:
+def _make_snapshot(
+    plan: Plan, spec: StateSpec, day: dt.date, root: Path, scan: SourceFiles, settings: DuckDBSettings | None
+) -> None:
     files = input_files(spec, scan, day)
     prev_day = previous_day(spec, scan, day)
     previous = None
@@ -679,7 +686,7 @@ def _make_snapshot(plan: Plan, spec: StateSpec, day: dt.date, root: Path, scan: 
         prev_path = state_path(root, spec, prev_day)
         if is_current(prev_path, input_files(spec, scan, prev_day)):
             previous = prev_path
-    table = compute_snapshot(plan, spec, day, files, root, temp, previous, scan.select([day], 0))
+    table = compute_snapshot(plan, spec, day, files, root, settings, previous, scan.select([day], 0))
     _write(table, state_path(root, spec, day), files)
 
 
@@ -688,7 +695,7 @@ def day_states(
     day: dt.date,
     root: Path | str,
     scans: dict[str, SourceFiles],
-    temp: str | None = None,
+    settings: DuckDBSettings | None = None,
     only: set[str] | None = None,
     first_day: dt.date | None = None,
 ) -> dict[str, dict[dt.date, Path]]:
@@ -704,7 +711,7 @@ def day_states(
         if not scan.partitioned:
             continue
         days = state_days(plan, spec, scan, day, first_day)
-        out[name] = {d: ensure(plan, spec, d, root, scan, temp=temp) for d in days}
+        out[name] = {d: ensure(plan, spec, d, root, scan, settings=settings) for d in days}
     return out
 
 
@@ -715,7 +722,7 @@ def ensure_day(
     root: Path | str,
     scans: dict[str, SourceFiles],
     *,
-    temp: str | None = None,
+    settings: DuckDBSettings | None = None,
     record: Path | str | None = None,
     floor: dt.date | None = None,
     first_day: dt.date | None = None,
@@ -745,12 +752,12 @@ def ensure_day(
                 by_source.setdefault(spec.source, []).append(spec)
     for sid, group in by_source.items():
         files = input_files(group[0], scans[sid], day)
-        tables = compute_partials(plan, group, day, files, Path(root), temp)
+        tables = compute_partials(plan, group, day, files, Path(root), settings)
         for spec in group:
             _write(tables[spec.key], made[spec.key], files)
     for spec in mine:
         if spec.kind == "snapshot":
-            made[spec.key] = ensure(plan, spec, day, root, scans[spec.source], temp=temp, floor=floor)
+            made[spec.key] = ensure(plan, spec, day, root, scans[spec.source], settings=settings, floor=floor)
     if record is not None:
         listing = {k: {"path": p.as_posix(), "size": p.stat().st_size} for k, p in sorted(made.items())}
         write_bytes(Path(record), (json.dumps({"files": listing}, sort_keys=True) + "\n").encode())
