@@ -185,6 +185,13 @@ class Workflow:
                 files.update(state.input_files(spec, self.scan(spec.source), d))
         return sorted(files)
 
+    @staticmethod
+    def chain_priority(day: str) -> int:
+        """A snapshot job's priority: earlier days first. Each snapshot is made from the day
+        before's, so the chain is the run's critical path; in day order every job makes one
+        link, and the days it unblocks run beside the next one."""
+        return (dt.date(2200, 1, 1) - dt.date.fromisoformat(day)).days
+
     def state_digest(self, kind: str) -> str:
         """The keys of the states of `kind` (a param: a changed state reruns its jobs)."""
         keys = sorted(k for k, s in self.state_specs.items() if s.kind == kind)

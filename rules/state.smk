@@ -29,6 +29,11 @@ rule state_partials:
 rule state_snapshot:
     input:
         lambda wildcards: WF.state_inputs("snapshot", wildcards.day),
+    # One at a time, in day order (profiles/default sets the `snapshot_chain` limit): two
+    # snapshot jobs at once would only wait for each other's chain lock.
+    priority: lambda wildcards: WF.chain_priority(wildcards.day)
+    resources:
+        snapshot_chain=1,
     output:
         # The job takes the output root from this path (daedalus.job.root_of_record).
         WF.layout.state_record("snapshot", "{day}"),

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+import yaml
 from projects import DAEDA, SNAKEMAKE, all_files, data_files, run, train
 
 pytestmark = pytest.mark.e2e
@@ -130,3 +131,19 @@ def test_skeleton_job_reads_only_its_lookback(project):
     early = next(b for b in blocks if "rule state_partials:" in b and "wildcards: day=2026-03-25" in b)
     assert "feed/dt=2026-03-25" in early and "likes/dt=2026-03-25" in early and "artwork_stats/" not in early
     assert not any("rule state_partials:" in b and "wildcards: day=2026-03-24" in b for b in blocks)
+
+
+def test_snapshot_jobs_run_in_day_order_one_at_a_time(project):
+    """The snapshot chain is the critical path: the dry run shows each snapshot job with a
+    priority that falls day by day and the `snapshot_chain` resource the default profile
+    limits to 1."""
+    res = run(SNAKEMAKE + ["--cores", "2", "-n", "skeleton_all"], project)
+    out = res.stdout + res.stderr
+    jobs = re.findall(r"rule state_snapshot:.*?wildcards: day=(\S+).*?priority: (\d+).*?resources: ([^\n]*)", out, re.S)
+    assert jobs, out
+    days = sorted((day, int(prio)) for day, prio, _ in jobs)
+    assert [p for _, p in days] == sorted((p for _, p in days), reverse=True)
+    assert len({p for _, p in days}) == len(days)
+    assert all("snapshot_chain=1" in res_ for _, _, res_ in jobs)
+    profile = yaml.safe_load((Path(__file__).parents[1] / "profiles/default/config.yaml").read_text())
+    assert profile["resources"] == {"snapshot_chain": 1}
