@@ -403,6 +403,8 @@ def summarize(size_runs: dict[str, list[dict]], rows: int) -> dict:
 
 def write_docs(results: dict, a: argparse.Namespace) -> None:
     sizes = results["sizes"]
+    # The repeats the sizes were run with (a size given as SIZE:N overrides --repeat).
+    runs = "/".join(sorted({str(v.get("repeat", a.repeat)) for v in sizes.values()}))
     lines = [
         "# Benchmarks",
         "",
@@ -414,7 +416,7 @@ def write_docs(results: dict, a: argparse.Namespace) -> None:
         f"Machine: {results['machine']}. {results['days']} days of the demo feed at each size; the feature set of "
         "`bench/skeleton_defs` (two point-in-time joins, user 30d and artwork 7d TTL, and eight windows: per user "
         "count and sum of `clicked` over 1h/1d/7d, per artwork over 7d). Each figure is the median of "
-        f"{a.repeat} run(s) (a size given as SIZE:N, N runs; the wall column lists every run); ratios are "
+        f"{runs} run(s) (a size given as SIZE:N, N runs; the wall column lists every run); ratios are "
         "taken within a run (rows/s of the first named over the second), then the median. "
         "Peak memory is RSS summed over the contender's process tree; for daeda also the largest day job "
         "(the largest process of the tree: a warm worker's peak, or a job's own process).",
