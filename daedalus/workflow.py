@@ -189,7 +189,8 @@ class Workflow:
     def chain_priority(day: str) -> int:
         """A snapshot job's priority: earlier days first. Each snapshot is made from the day
         before's, so the chain is the run's critical path; in day order every job makes one
-        link, and the days it unblocks run beside the next one."""
+        link, and the days it unblocks run beside the next one. Positive, so a ready link also
+        goes before every other job (Snakemake's default priority is 0)."""
         return (dt.date(2200, 1, 1) - dt.date.fromisoformat(day)).days
 
     def state_digest(self, kind: str) -> str:

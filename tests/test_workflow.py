@@ -139,11 +139,16 @@ def test_snapshot_jobs_run_in_day_order_one_at_a_time(project):
     limits to 1."""
     res = run(SNAKEMAKE + ["--cores", "2", "-n", "skeleton_all"], project)
     out = res.stdout + res.stderr
-    jobs = re.findall(r"rule state_snapshot:.*?wildcards: day=(\S+).*?priority: (\d+).*?resources: ([^\n]*)", out, re.S)
-    assert jobs, out
-    days = sorted((day, int(prio)) for day, prio, _ in jobs)
-    assert [p for _, p in days] == sorted((p for _, p in days), reverse=True)
-    assert len({p for _, p in days}) == len(days)
-    assert all("snapshot_chain=1" in res_ for _, _, res_ in jobs)
+    blocks = [b for b in re.split(r"\n(?=\[.*\]\n(?:local)?rule )", out) if "rule state_snapshot:" in b]
+    assert blocks, out
+    jobs = {}
+    for b in blocks:
+        day = re.search(r"wildcards: day=(\S+)", b).group(1)
+        jobs[day] = int(re.search(r"priority: (\d+)", b).group(1))
+        assert "snapshot_chain=1" in re.search(r"resources: ([^\n]*)", b).group(1)
+    assert len(jobs) == len(blocks) > 1
+    # Earlier days strictly first, and above every other job (their priority is 0).
+    prios = [jobs[d] for d in sorted(jobs)]
+    assert prios == sorted(prios, reverse=True) and len(set(prios)) == len(prios) and min(prios) > 0
     profile = yaml.safe_load((Path(__file__).parents[1] / "profiles/default/config.yaml").read_text())
     assert profile["resources"] == {"snapshot_chain": 1}
